@@ -1,0 +1,47 @@
+//! What an app is once its factory has run: for HTTP, a type-erased tower
+//! service the server clones per connection.
+
+use std::convert::Infallible;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use tower::util::BoxCloneService;
+use tower::{Service, ServiceBuilder};
+
+use crate::error::BoxError;
+
+/// The request type HTTP apps receive.
+pub type HttpRequest = http::Request<Incoming>;
+
+/// The response body every HTTP app's body is converted into.
+pub type HttpBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// The response type after conversion.
+pub type HttpResponse = http::Response<HttpBody>;
+
+/// An HTTP app as the server holds it: any tower service, boxed.
+pub type HttpService = BoxCloneService<HttpRequest, HttpResponse, BoxError>;
+
+/// A body with fixed contents, converted to [`HttpBody`].
+pub fn full_body(bytes: impl Into<Bytes>) -> HttpBody {
+    Full::new(bytes.into())
+        .map_err(|e: Infallible| -> BoxError { match e {} })
+        .boxed_unsync()
+}
+
+/// Boxes any suitable tower service (an `axum::Router`, a `service_fn`, a
+/// stack of layers) into an [`HttpService`].
+pub fn box_http_service<S, B>(service: S) -> HttpService
+where
+    S: Service<HttpRequest, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let service = ServiceBuilder::new()
+        .map_err(Into::into)
+        .map_response(|res: http::Response<B>| res.map(|b| b.map_err(Into::into).boxed_unsync()))
+        .service(service);
+    BoxCloneService::new(service)
+}

@@ -1,0 +1,421 @@
+//! An INI reader that matches CPython's `configparser.RawConfigParser`
+//! with the settings baseplate.py uses (strict, `=` and `:` delimiters,
+//! whole-line `#`/`;` comments, lowercased keys, indented continuation
+//! lines, no values without a delimiter).
+//!
+//! It is a port of `RawConfigParser._read` so that a file means the same
+//! thing to this crate as it does to baseplate.py; `tests/ini_differential.rs`
+//! checks it against `python3` on generated files.
+
+use std::fmt;
+
+/// One `key = value` entry, with the 1-based line its key is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEntry {
+    /// The key, lowercased.
+    pub key: String,
+    /// The value as written (no `$VAR` expansion), continuation lines joined with `\n`.
+    pub value: String,
+    /// The line of the key.
+    pub line: usize,
+}
+
+/// A `[name]` section as written in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSection {
+    /// The name between the brackets, case kept.
+    pub name: String,
+    /// The line of the header.
+    pub line: usize,
+    /// Entries in file order.
+    pub entries: Vec<RawEntry>,
+}
+
+/// A parsed file: the `[DEFAULT]` entries and the other sections in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ini {
+    /// Entries of every `[DEFAULT]` section, in file order.
+    pub defaults: Vec<RawEntry>,
+    /// All other sections, in file order.
+    pub sections: Vec<RawSection>,
+}
+
+/// The name of the section whose entries every other section inherits.
+pub const DEFAULT_SECTION: &str = "DEFAULT";
+
+impl Ini {
+    /// Looks up a section by its exact (case-sensitive) name.
+    pub fn section(&self, name: &str) -> Option<&RawSection> {
+        self.sections.iter().find(|s| s.name == name)
+    }
+
+    /// The entries of a section merged over `[DEFAULT]`, in the order
+    /// CPython's `items()` gives them: defaults first, then the section's own
+    /// keys; a key the section overrides keeps its default's position.
+    pub fn merged_entries(&self, section: &RawSection) -> Vec<RawEntry> {
+        let mut merged = self.defaults.clone();
+        for entry in &section.entries {
+            match merged.iter_mut().find(|e| e.key == entry.key) {
+                Some(slot) => *slot = entry.clone(),
+                None => merged.push(entry.clone()),
+            }
+        }
+        merged
+    }
+}
+
+/// What is wrong with a file, mirroring CPython's exception classes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IniErrorKind {
+    /// Content before the first `[section]` header.
+    MissingSectionHeader,
+    /// A section header seen twice.
+    DuplicateSection {
+        /// The section name.
+        section: String,
+    },
+    /// A key seen twice in one section.
+    DuplicateOption {
+        /// The section name.
+        section: String,
+        /// The (lowercased) key.
+        key: String,
+    },
+    /// A line that is neither a header, an entry, a comment nor a continuation.
+    Parsing,
+    /// The file is not UTF-8.
+    NotUtf8,
+}
+
+/// An error with the 1-based line it was found on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IniError {
+    /// What is wrong.
+    pub kind: IniErrorKind,
+    /// The line it is on.
+    pub line: usize,
+    /// The offending line's text (trimmed), for the message.
+    pub text: String,
+}
+
+impl fmt::Display for IniError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            IniErrorKind::MissingSectionHeader => write!(
+                f,
+                "expected a section header like [app:main] before {:?}",
+                self.text
+            ),
+            IniErrorKind::DuplicateSection { section } => {
+                write!(f, "section [{section}] is defined twice")
+            }
+            IniErrorKind::DuplicateOption { section, key } => {
+                write!(f, "[{section}] {key}: key is defined twice in this section")
+            }
+            IniErrorKind::Parsing => write!(
+                f,
+                "expected `key = value`, a [section] header or a comment, found {:?}",
+                self.text
+            ),
+            IniErrorKind::NotUtf8 => write!(f, "the file is not valid UTF-8"),
+        }
+    }
+}
+
+impl std::error::Error for IniError {}
+
+/// Python's `str.isspace()`: Unicode whitespace plus the ASCII separators
+/// U+001C..U+001F, which Rust does not count as whitespace.
+fn is_py_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+fn py_strip(s: &str) -> &str {
+    s.trim_matches(is_py_space)
+}
+
+/// Parses bytes as a file opened in text mode would be read: UTF-8, with
+/// `\r\n` and lone `\r` as line ends.
+pub fn parse_bytes(bytes: &[u8]) -> Result<Ini, IniError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(text),
+        Err(e) => {
+            let line = 1 + bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            Err(IniError {
+                kind: IniErrorKind::NotUtf8,
+                line,
+                text: String::new(),
+            })
+        }
+    }
+}
+
+/// Splits text into lines the way Python's universal-newline mode does.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        match rest.find(['\n', '\r']) {
+            Some(i) => {
+                let line = &rest[..i];
+                let skip = if rest[i..].starts_with("\r\n") { 2 } else { 1 };
+                rest = &rest[i + skip..];
+                Some(line)
+            }
+            None => {
+                let line = rest;
+                rest = "";
+                Some(line)
+            }
+        }
+    })
+}
+
+/// Where parsed entries go while reading: `[DEFAULT]` or a section by index.
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    Defaults,
+    Section(usize),
+}
+
+struct PendingEntry {
+    key: String,
+    lines: Vec<String>,
+    line: usize,
+}
+
+#[derive(Default)]
+struct Reader {
+    defaults: Vec<PendingEntry>,
+    sections: Vec<(String, usize, Vec<PendingEntry>)>,
+}
+
+impl Reader {
+    fn entries(&mut self, target: Target) -> &mut Vec<PendingEntry> {
+        match target {
+            Target::Defaults => &mut self.defaults,
+            Target::Section(i) => &mut self.sections[i].2,
+        }
+    }
+}
+
+/// Splits a stripped line at the first `=` or `:` into key and value, as
+/// CPython's option regex does; `None` when there is no delimiter.
+fn split_option(line: &str) -> Option<(&str, &str)> {
+    let at = line.find(['=', ':'])?;
+    let key = line[..at].trim_end_matches(is_py_space);
+    let value = py_strip(&line[at + 1..]);
+    Some((key, value))
+}
+
+/// The header name of a `[name]` line: CPython matches `\[(.+)\]` at the
+/// start, greedily, and ignores anything after the last `]`.
+fn section_header(line: &str) -> Option<&str> {
+    let inner = line.strip_prefix('[')?;
+    let close = inner.rfind(']')?;
+    (close > 0).then(|| &inner[..close])
+}
+
+/// Parses INI text. On error, returns the error CPython would raise:
+/// duplicates and a missing header stop reading at once, while the first
+/// malformed line is only reported at the end of the file.
+pub fn parse(text: &str) -> Result<Ini, IniError> {
+    let mut reader = Reader::default();
+    let mut seen_sections: Vec<String> = Vec::new();
+    let mut seen_options: Vec<(String, String)> = Vec::new();
+    let mut target: Option<Target> = None;
+    let mut section_name = String::new();
+    // Index of the entry that continuation lines extend, within `target`.
+    let mut current: Option<usize> = None;
+    let mut indent_level = 0usize;
+    let mut first_parse_error: Option<IniError> = None;
+
+    for (index, raw_line) in lines(text).enumerate() {
+        let lineno = index + 1;
+        let value = py_strip(raw_line);
+        let is_comment = value.starts_with('#') || value.starts_with(';');
+        if value.is_empty() || is_comment {
+            // A blank line inside a value is kept; a comment line is skipped.
+            if !is_comment {
+                if let (Some(t), Some(i)) = (target, current) {
+                    reader.entries(t)[i].lines.push(String::new());
+                }
+            }
+            continue;
+        }
+        // Counted in characters, as Python indexes strings.
+        let cur_indent = raw_line.chars().take_while(|&c| is_py_space(c)).count();
+        if let (Some(t), Some(i)) = (target, current) {
+            if cur_indent > indent_level {
+                reader.entries(t)[i].lines.push(value.to_string());
+                continue;
+            }
+        }
+        indent_level = cur_indent;
+        if let Some(name) = section_header(value) {
+            if name == DEFAULT_SECTION {
+                target = Some(Target::Defaults);
+            } else if let Some(pos) = reader.sections.iter().position(|s| s.0 == name) {
+                if seen_sections.iter().any(|s| s == name) {
+                    return Err(IniError {
+                        kind: IniErrorKind::DuplicateSection {
+                            section: name.to_string(),
+                        },
+                        line: lineno,
+                        text: value.to_string(),
+                    });
+                }
+                target = Some(Target::Section(pos));
+            } else {
+                reader.sections.push((name.to_string(), lineno, Vec::new()));
+                seen_sections.push(name.to_string());
+                target = Some(Target::Section(reader.sections.len() - 1));
+            }
+            section_name = name.to_string();
+            current = None;
+            continue;
+        }
+        let Some(t) = target else {
+            return Err(IniError {
+                kind: IniErrorKind::MissingSectionHeader,
+                line: lineno,
+                text: value.to_string(),
+            });
+        };
+        match split_option(value) {
+            Some((key, val)) => {
+                if key.is_empty() && first_parse_error.is_none() {
+                    first_parse_error = Some(IniError {
+                        kind: IniErrorKind::Parsing,
+                        line: lineno,
+                        text: value.to_string(),
+                    });
+                }
+                let key = key.to_lowercase();
+                let pair = (section_name.clone(), key.clone());
+                if seen_options.contains(&pair) {
+                    return Err(IniError {
+                        kind: IniErrorKind::DuplicateOption {
+                            section: section_name.clone(),
+                            key,
+                        },
+                        line: lineno,
+                        text: value.to_string(),
+                    });
+                }
+                seen_options.push(pair);
+                // Duplicates were rejected above, so this key is new here.
+                let entries = reader.entries(t);
+                entries.push(PendingEntry {
+                    key,
+                    lines: vec![val.to_string()],
+                    line: lineno,
+                });
+                current = Some(entries.len() - 1);
+            }
+            None => {
+                if first_parse_error.is_none() {
+                    first_parse_error = Some(IniError {
+                        kind: IniErrorKind::Parsing,
+                        line: lineno,
+                        text: value.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    if let Some(e) = first_parse_error {
+        return Err(e);
+    }
+    let finish = |entries: Vec<PendingEntry>| -> Vec<RawEntry> {
+        entries
+            .into_iter()
+            .map(|e| RawEntry {
+                key: e.key,
+                value: e.lines.join("\n").trim_end_matches(is_py_space).to_string(),
+                line: e.line,
+            })
+            .collect()
+    };
+    Ok(Ini {
+        defaults: finish(reader.defaults),
+        sections: reader
+            .sections
+            .into_iter()
+            .map(|(name, line, entries)| RawSection {
+                name,
+                line,
+                entries: finish(entries),
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(ini: &Ini, section: &str) -> Vec<(String, String)> {
+        let s = ini.section(section).unwrap();
+        ini.merged_entries(s)
+            .into_iter()
+            .map(|e| (e.key, e.value))
+            .collect()
+    }
+
+    #[test]
+    fn reads_baseplate_style_file() {
+        let ini = parse(
+            "[DEFAULT]\nshared = yes\n\n[app:main]\nFactory = my.app:make\nhosts =\n  a.example\n  b.example\n\n  c.example\n# note\n  ; indented comment\nx = v ; not a comment\nmixed: a=b\n",
+        )
+        .unwrap();
+        assert_eq!(
+            values(&ini, "app:main"),
+            vec![
+                ("shared".into(), "yes".into()),
+                ("factory".into(), "my.app:make".into()),
+                ("hosts".into(), "\na.example\nb.example\n\nc.example".into()),
+                ("x".into(), "v ; not a comment".into()),
+                ("mixed".into(), "a=b".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_carry_lines() {
+        let e = parse("[a]\nk = 1\nk = 2\n").unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(matches!(e.kind, IniErrorKind::DuplicateOption { .. }));
+        let e = parse("[a]\n[b]\n[a]\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.kind.clone()),
+            (
+                3,
+                IniErrorKind::DuplicateSection {
+                    section: "a".into()
+                }
+            )
+        );
+        let e = parse("\n\nnot ini\n").unwrap_err();
+        assert_eq!((e.line, e.kind), (3, IniErrorKind::MissingSectionHeader));
+        let e = parse("[a]\nnovalue\nk = 1\n").unwrap_err();
+        assert_eq!((e.line, e.kind), (2, IniErrorKind::Parsing));
+    }
+
+    #[test]
+    fn duplicate_beats_earlier_parse_error() {
+        let e = parse("[a]\nbad line\nk = 1\nk = 2\n").unwrap_err();
+        assert_eq!(e.line, 4);
+    }
+
+    #[test]
+    fn header_is_greedy_to_last_bracket() {
+        let ini = parse("[a]]x\nk=1\n").unwrap();
+        assert_eq!(ini.sections[0].name, "a]");
+    }
+}

@@ -1,0 +1,45 @@
+//! The startup error: one line for the user, an exit status for the shell.
+
+use std::fmt;
+
+/// A boxed error from application code (factories, services).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why `baseplate-serve` could not start (or had to stop). Displayed as the
+/// single line after `error: `.
+#[derive(Debug)]
+pub struct Error {
+    message: String,
+}
+
+impl Error {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Error {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<crate::config::ConfigError> for Error {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Error::new(e.to_string())
+    }
+}
+
+/// The OS's description of an I/O error without Rust's `(os error N)` tail.
+pub fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}

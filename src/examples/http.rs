@@ -1,0 +1,123 @@
+//! `baseplate.examples.http:make_app`: a small HTTP app for trying the
+//! server, and for testing shutdown and limits with slow requests.
+//!
+//! Routes: `GET /`, `GET /health`, `GET /sleep?ms=N`, `POST /echo`,
+//! `GET /config`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use tower::Service;
+use tracing::info;
+
+use crate::config::AppConfig;
+
+/// The factory name to use in `[app:NAME] factory = ...`.
+pub const NAME: &str = "baseplate.examples.http:make_app";
+
+/// The longest `/sleep` allowed.
+const MAX_SLEEP_MS: u64 = 600_000;
+
+/// The largest body `/echo` returns.
+const MAX_ECHO_BYTES: usize = 16 * 1024 * 1024;
+
+/// Builds the example app; its section is served back on `/config`.
+pub fn make_app(config: &AppConfig) -> Result<ExampleApp, Infallible> {
+    Ok(ExampleApp {
+        config: Arc::new(serde_json::to_vec(config).unwrap_or_default()),
+    })
+}
+
+/// The example app's service.
+#[derive(Debug, Clone)]
+pub struct ExampleApp {
+    config: Arc<Vec<u8>>,
+}
+
+impl Service<Request<Incoming>> for ExampleApp {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        let config = Arc::clone(&self.config);
+        Box::pin(async move { Ok(route(request, &config).await) })
+    }
+}
+
+async fn route(request: Request<Incoming>, config: &[u8]) -> Response<Full<Bytes>> {
+    let path = request.uri().path().to_string();
+    match (request.method(), path.as_str()) {
+        (&Method::GET, "/") => text(StatusCode::OK, "hello from baseplate-serve\n".into()),
+        (&Method::GET, "/health") => json(
+            serde_json::json!({"status": "ok", "pid": std::process::id()})
+                .to_string()
+                .into_bytes(),
+        ),
+        (&Method::GET, "/sleep") => sleep(request.uri().query()).await,
+        (&Method::POST, "/echo") => echo(request.into_body()).await,
+        (&Method::GET, "/config") => json(config.to_vec()),
+        (_, "/" | "/health" | "/sleep" | "/echo" | "/config") => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed\n".into(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
+}
+
+async fn sleep(query: Option<&str>) -> Response<Full<Bytes>> {
+    let ms = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("ms="))
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&ms| ms <= MAX_SLEEP_MS);
+    let Some(ms) = ms else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("expected ?ms=N with N a whole number of milliseconds up to {MAX_SLEEP_MS}\n"),
+        );
+    };
+    info!("sleeping for {ms} ms");
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    text(StatusCode::OK, format!("slept {ms} ms"))
+}
+
+async fn echo(body: Incoming) -> Response<Full<Bytes>> {
+    match Limited::new(body, MAX_ECHO_BYTES).collect().await {
+        Ok(collected) => Response::builder()
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Full::new(collected.to_bytes()))
+            .unwrap_or_default(),
+        Err(e) => text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("cannot echo the body: {e}\n"),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}
+
+fn json(body: Vec<u8>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_default()
+}

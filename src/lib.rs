@@ -1,0 +1,30 @@
+//! Run Rust services the way reddit's `baseplate-serve` runs Python ones:
+//! an INI config names a server and an app factory, the server serves the
+//! app on a socket (its own or one inherited from Einhorn), and SIGTERM,
+//! SIGINT or SIGUSR2 shut it down gracefully.
+//!
+//! A service registers its factories in a [`Serve`] and calls
+//! [`Serve::main`]; see `docs/serve.md` for the command line and config.
+//!
+//! The modules follow the data flow: [`cli`] → [`config`] → app
+//! ([`registry`], [`app`]) → [`server::listener`] → [`server`] →
+//! [`server::lifecycle`], with [`einhorn`], [`signals`] and [`logging`]
+//! alongside.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod einhorn;
+pub mod error;
+pub mod examples;
+pub mod handlers;
+pub mod logging;
+mod registry;
+mod serve;
+pub mod server;
+pub mod signals;
+pub mod trace;
+
+pub use config::{AppConfig, ServerConfig};
+pub use error::{BoxError, Error};
+pub use serve::Serve;

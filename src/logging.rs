@@ -1,0 +1,193 @@
+//! Logging to stdout with tracing: human-readable lines on a terminal, JSON
+//! lines otherwise. Every line carries the pid, and lines logged while a
+//! request is handled carry its trace id (from the request's span).
+
+use std::fmt::{self, Write as _};
+use std::io::IsTerminal;
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::error::Error;
+
+/// The default filter: INFO, or DEBUG for everything but the HTTP stack's
+/// internals with `--debug`.
+fn default_filter(debug: bool) -> &'static str {
+    if debug {
+        "debug,hyper=info,hyper_util=info,h2=info,tower=info,mio=info"
+    } else {
+        "info"
+    }
+}
+
+/// Installs the global subscriber. `RUST_LOG`, when set, replaces the level
+/// chosen by `--debug`.
+pub fn init(debug: bool) -> Result<(), Error> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec)
+            .map_err(|e| Error::new(format!("RUST_LOG={spec:?} is not a valid log filter: {e}")))?,
+        _ => EnvFilter::new(default_filter(debug)),
+    };
+    let format = LineFormat {
+        json: !std::io::stdout().is_terminal(),
+        pid: std::process::id(),
+    };
+    let output = tracing_subscriber::fmt::layer()
+        .event_format(format)
+        .with_writer(std::io::stdout);
+    // A second init (a library user who set up tracing already) keeps theirs.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(SpanFields::layer())
+        .with(output)
+        .try_init();
+    Ok(())
+}
+
+/// A recorded field value: text, or a JSON literal (numbers, booleans).
+#[derive(Clone)]
+enum Value {
+    Text(String),
+    Literal(String),
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    rest: Vec<(&'static str, Value)>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_string();
+        } else {
+            self.rest
+                .push((field.name(), Value::Text(value.to_string())));
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.rest
+            .push((field.name(), Value::Literal(value.to_string())));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.rest
+            .push((field.name(), Value::Literal(value.to_string())));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.rest
+            .push((field.name(), Value::Literal(value.to_string())));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        } else {
+            self.rest
+                .push((field.name(), Value::Text(format!("{value:?}"))));
+        }
+    }
+}
+
+/// A span's fields, kept in the span's extensions for the formatter.
+struct SpanFields(Vec<(&'static str, Value)>);
+
+impl SpanFields {
+    fn layer() -> SpanFieldsLayer {
+        SpanFieldsLayer
+    }
+}
+
+struct SpanFieldsLayer;
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpanFieldsLayer {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanFields(fields.rest));
+        }
+    }
+}
+
+struct LineFormat {
+    json: bool,
+    pid: u32,
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
+}
+
+impl<S, N> FormatEvent<S, N> for LineFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let mut all: Vec<(&'static str, Value)> = Vec::new();
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                if let Some(span_fields) = span.extensions().get::<SpanFields>() {
+                    all.extend(span_fields.0.iter().cloned());
+                }
+            }
+        }
+        all.extend(fields.rest);
+        let mut timestamp = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
+        let meta = event.metadata();
+        let mut line = String::with_capacity(160);
+        if self.json {
+            write!(
+                line,
+                "{{\"timestamp\":{},\"level\":\"{}\",\"pid\":{},\"target\":{},\"message\":{}",
+                json_string(&timestamp),
+                meta.level(),
+                self.pid,
+                json_string(meta.target()),
+                json_string(&fields.message)
+            )?;
+            for (name, value) in &all {
+                match value {
+                    Value::Text(t) => write!(line, ",{}:{}", json_string(name), json_string(t))?,
+                    Value::Literal(l) => write!(line, ",{}:{}", json_string(name), l)?,
+                }
+            }
+            line.push('}');
+        } else {
+            let level = match *meta.level() {
+                Level::ERROR => "ERROR",
+                Level::WARN => "WARN ",
+                Level::INFO => "INFO ",
+                Level::DEBUG => "DEBUG",
+                Level::TRACE => "TRACE",
+            };
+            write!(
+                line,
+                "{timestamp} {level} [{}] {}",
+                self.pid, fields.message
+            )?;
+            for (name, value) in &all {
+                match value {
+                    Value::Text(t) | Value::Literal(t) => write!(line, " {name}={t}")?,
+                }
+            }
+        }
+        writeln!(writer, "{line}")
+    }
+}

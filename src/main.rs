@@ -1,0 +1,5 @@
+//! `baseplate-serve`: the server with the built-in example apps.
+
+fn main() -> std::process::ExitCode {
+    baseplate::Serve::new().with_examples().main()
+}

@@ -1,0 +1,170 @@
+//! The shutdown sequence and accept loop every server shares: accept under
+//! the connection limit, and on a shutdown signal drain, close the listener,
+//! let connections finish for up to `stop_timeout`, then return.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch, Semaphore};
+use tracing::{debug, error, info, warn};
+
+use super::listener::Listener;
+use super::shutdown::{self, Shutdown};
+use super::tracker::Tracker;
+use super::{ConnectionHandler, ServerOptions};
+use crate::signals::{SignalEvent, Signals};
+
+/// Serves connections from `listener` with `handler` until a shutdown
+/// signal, then shuts down gracefully. Returns when the process may exit 0.
+/// A second shutdown signal exits the process at once with status 1.
+pub async fn run<H: ConnectionHandler>(
+    listener: Listener,
+    handler: H,
+    options: &ServerOptions,
+    tracker: Tracker,
+    signals: Signals,
+) {
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    tokio::spawn(watch_signals(signals, tracker.clone(), stop_tx));
+
+    let (trigger, shutdown) = shutdown::channel();
+    // Every connection task holds a sender; recv() yields None once all are gone.
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let limit = options.max_concurrency.map(|n| Arc::new(Semaphore::new(n)));
+    let acceptor = tokio::spawn(accept_loop(
+        listener,
+        handler,
+        limit,
+        tracker.clone(),
+        shutdown,
+        done_tx,
+    ));
+
+    let _ = stop_rx.wait_for(|&stop| stop).await;
+    if !options.drain_time.is_zero() {
+        info!(
+            "Draining inbound requests for {}...",
+            seconds(options.drain_time)
+        );
+        tokio::time::sleep(options.drain_time).await;
+    }
+    trigger.trigger();
+    // The accept loop drops the listener when it returns.
+    let _ = acceptor.await;
+    info!(
+        "Gracefully shutting down: listener closed, waiting up to {} for {} open connection(s)",
+        seconds(options.stop_timeout),
+        tracker.open_connections()
+    );
+    if tokio::time::timeout(options.stop_timeout, done_rx.recv())
+        .await
+        .is_err()
+    {
+        warn!(
+            "{} connection(s) still open after stop_timeout ({}); closing them",
+            tracker.open_connections(),
+            seconds(options.stop_timeout)
+        );
+    }
+    info!("Exiting");
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.3}s", d.as_secs_f64())
+}
+
+/// Reacts to signals for the whole life of the process.
+async fn watch_signals(mut signals: Signals, tracker: Tracker, stop: watch::Sender<bool>) {
+    loop {
+        match signals.recv().await {
+            SignalEvent::Dump => dump(&tracker),
+            SignalEvent::Shutdown(name) => {
+                if *stop.borrow() {
+                    error!("Received {name} again during shutdown; exiting now with status 1");
+                    std::process::exit(1);
+                }
+                info!(signal = name, "Shutdown triggered.");
+                stop.send_replace(true);
+            }
+        }
+    }
+}
+
+/// The SIGUSR1 report: connections, requests and runtime figures.
+fn dump(tracker: &Tracker) {
+    warn!("Received SIGUSR1, dumping stack trace:");
+    for line in tracker.report() {
+        warn!("{line}");
+    }
+    let metrics = tokio::runtime::Handle::current().metrics();
+    warn!(
+        "runtime: {} worker thread(s), {} task(s) alive",
+        metrics.num_workers(),
+        metrics.num_alive_tasks()
+    );
+}
+
+async fn accept_loop<H: ConnectionHandler>(
+    listener: Listener,
+    handler: H,
+    limit: Option<Arc<Semaphore>>,
+    tracker: Tracker,
+    mut shutdown: Shutdown,
+    done: mpsc::Sender<()>,
+) {
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        // Take a permit before accepting: at the limit, clients wait in the
+        // kernel backlog (where an idle Einhorn sibling can take them).
+        let permit = match &limit {
+            Some(semaphore) => tokio::select! {
+                permit = Arc::clone(semaphore).acquire_owned() => match permit {
+                    Ok(permit) => Some(permit),
+                    Err(_) => return,
+                },
+                _ = shutdown.wait() => return,
+            },
+            None => None,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                accept_failed(&e, &mut last_warning).await;
+                continue;
+            }
+        };
+        debug!(peer = %peer, "accepted connection");
+        let connection = tracker.open(peer);
+        let served = handler.handle(stream, connection, shutdown.clone());
+        let done = done.clone();
+        tokio::spawn(async move {
+            served.await;
+            drop(permit);
+            drop(done);
+        });
+    }
+}
+
+/// Errors from accept(): a peer that gave up is nothing; running out of
+/// file descriptors or memory is logged (at most once a second) and waited
+/// out instead of spinning.
+async fn accept_failed(e: &io::Error, last_warning: &mut Option<Instant>) {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    ) {
+        return;
+    }
+    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+        warn!("accept failed: {e}; retrying");
+        *last_warning = Some(Instant::now());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}

@@ -1,0 +1,337 @@
+//! The one place listening sockets come from: bound here from `--bind`, or
+//! adopted from a file descriptor a supervisor (Einhorn) passed down.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::socket::{
+    getsockname, getsockopt, sockopt, AddressFamily, SockaddrLike, SockaddrStorage,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixSocket, UnixStream};
+
+use crate::config::values::Endpoint;
+use crate::error::{io_reason, Error};
+
+/// The listen backlog for sockets bound here (the kernel caps it at
+/// `net.core.somaxconn`).
+const BACKLOG: u32 = 1024;
+
+/// A listening socket, TCP or UNIX.
+#[derive(Debug)]
+pub enum Listener {
+    /// A TCP socket.
+    Tcp(TcpListener),
+    /// A UNIX socket; `unlink_on_drop` is the path when this process created it.
+    Unix(UnixListener, Option<PathBuf>),
+}
+
+/// The address a listener is bound to, as logged in `Listening on ADDR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A UNIX socket path (empty for an unnamed socket).
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddr::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAddr {
+    /// A TCP peer.
+    Tcp(SocketAddr),
+    /// A UNIX socket peer (they are normally unnamed).
+    Unix,
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerAddr::Tcp(addr) => write!(f, "{addr}"),
+            PeerAddr::Unix => f.write_str("unix"),
+        }
+    }
+}
+
+impl Listener {
+    /// Binds `endpoint` with SO_REUSEADDR and a backlog of 1024. A UNIX socket
+    /// file that nobody listens on any more is removed first.
+    pub fn bind(endpoint: &Endpoint) -> Result<Listener, Error> {
+        match endpoint {
+            Endpoint::Tcp { host, port } => {
+                let addr = resolve(host, *port)?;
+                bind_tcp(addr).map_err(|e| {
+                    Error::new(format!(
+                        "cannot listen on {addr} (--bind {endpoint}): {}",
+                        io_reason(&e)
+                    ))
+                })
+            }
+            Endpoint::Unix(path) => {
+                remove_stale_socket(path)?;
+                bind_unix(path).map_err(|e| {
+                    Error::new(format!(
+                        "cannot listen on UNIX socket {} (--bind): {}",
+                        path.display(),
+                        io_reason(&e)
+                    ))
+                })
+            }
+        }
+    }
+
+    /// Takes over an inherited listening socket. `what` names where the fd
+    /// number came from (like `EINHORN_FD_0=7`) for error messages.
+    pub fn adopt(fd: RawFd, what: &str) -> Result<Listener, Error> {
+        let fail = |reason: String| Error::new(format!("{what}: {reason}"));
+        if fd < 0 {
+            return Err(fail("not a file descriptor number".into()));
+        }
+        // SAFETY: only used to query the fd; ownership is taken below after checks.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        fcntl(borrowed, FcntlArg::F_GETFD)
+            .map_err(|_| fail(format!("file descriptor {fd} is not open")))?;
+        match getsockopt(&borrowed, sockopt::AcceptConn) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(fail(format!(
+                    "file descriptor {fd} is a socket that is not listening"
+                )))
+            }
+            Err(_) => return Err(fail(format!("file descriptor {fd} is not a socket"))),
+        }
+        let family = getsockname::<SockaddrStorage>(fd)
+            .ok()
+            .and_then(|a| a.family());
+        // SAFETY: the fd is open, is a listening socket, and was handed to this
+        // process to own; nothing else in the process refers to it.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        // Children this process starts must not inherit it.
+        fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+            .map_err(|e| fail(format!("cannot set close-on-exec: {e}")))?;
+        let registered = match family {
+            Some(AddressFamily::Inet) | Some(AddressFamily::Inet6) => {
+                let std_listener = std::net::TcpListener::from(owned);
+                std_listener
+                    .set_nonblocking(true)
+                    .and_then(|_| TcpListener::from_std(std_listener))
+                    .map(Listener::Tcp)
+            }
+            Some(AddressFamily::Unix) => {
+                let std_listener = std::os::unix::net::UnixListener::from(owned);
+                std_listener
+                    .set_nonblocking(true)
+                    .and_then(|_| UnixListener::from_std(std_listener))
+                    .map(|l| Listener::Unix(l, None))
+            }
+            other => {
+                return Err(fail(format!(
+                    "file descriptor {fd} has address family {other:?}; expected AF_INET, AF_INET6 or AF_UNIX"
+                )))
+            }
+        };
+        registered.map_err(|e| {
+            fail(format!(
+                "cannot use file descriptor {fd}: {}",
+                io_reason(&e)
+            ))
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<ListenAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().map(ListenAddr::Tcp),
+            Listener::Unix(l, _) => {
+                let addr = l.local_addr()?;
+                Ok(ListenAddr::Unix(
+                    addr.as_pathname()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default(),
+                ))
+            }
+        }
+    }
+
+    /// Accepts one connection.
+    pub async fn accept(&self) -> io::Result<(Stream, PeerAddr)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (stream, peer) = l.accept().await?;
+                // Small responses must not wait for Nagle's algorithm.
+                let _ = stream.set_nodelay(true);
+                Ok((Stream::Tcp(stream), PeerAddr::Tcp(peer)))
+            }
+            Listener::Unix(l, _) => {
+                let (stream, _) = l.accept().await?;
+                Ok((Stream::Unix(stream), PeerAddr::Unix))
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, Some(path)) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Resolves a `--bind` host the way baseplate.py does: IPv4 for names
+/// (IPv6 only when the name has no IPv4 address), every address for "".
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, Error> {
+    if host.is_empty() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            Error::new(format!(
+                "cannot resolve host {host:?} (--bind): {}",
+                io_reason(&e)
+            ))
+        })?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| Error::new(format!("host {host:?} (--bind) has no addresses")))
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<Listener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(Listener::Tcp(socket.listen(BACKLOG)?))
+}
+
+fn bind_unix(path: &Path) -> io::Result<Listener> {
+    let socket = UnixSocket::new_stream()?;
+    socket.bind(path)?;
+    Ok(Listener::Unix(
+        socket.listen(BACKLOG)?,
+        Some(path.to_path_buf()),
+    ))
+}
+
+/// Removes a UNIX socket file left behind by a process that is gone;
+/// refuses to touch a live socket or a file that is not a socket.
+fn remove_stale_socket(path: &Path) -> Result<(), Error> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(Error::new(format!(
+            "cannot listen on {} (--bind): the path exists and is not a socket",
+            path.display()
+        )));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(Error::new(format!(
+            "cannot listen on {} (--bind): another process is listening on it",
+            path.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
+            .map_err(|e| {
+                Error::new(format!(
+                    "cannot remove stale socket {} (--bind): {}",
+                    path.display(),
+                    io_reason(&e)
+                ))
+            }),
+        Err(_) => Ok(()),
+    }
+}
+
+/// An accepted connection, TCP or UNIX.
+#[derive(Debug)]
+pub enum Stream {
+    /// A TCP connection.
+    Tcp(TcpStream),
+    /// A UNIX socket connection.
+    Unix(UnixStream),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Stream::Tcp($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            Stream::Unix($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => s.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => s.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Tcp(s) => s.is_write_vectored(),
+            Stream::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_shutdown(cx))
+    }
+}

@@ -1,0 +1,39 @@
+//! The shutdown token passed to every connection (as in tokio's mini-redis).
+
+use tokio::sync::watch;
+
+/// Fires the shutdown for everyone holding a [`Shutdown`].
+pub struct ShutdownTrigger {
+    tx: watch::Sender<bool>,
+}
+
+/// Tells a task that the server is shutting down. Cheap to clone.
+#[derive(Clone)]
+pub struct Shutdown {
+    rx: watch::Receiver<bool>,
+}
+
+/// A connected trigger and token.
+pub fn channel() -> (ShutdownTrigger, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (ShutdownTrigger { tx }, Shutdown { rx })
+}
+
+impl ShutdownTrigger {
+    /// Starts the shutdown; later calls do nothing.
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+}
+
+impl Shutdown {
+    /// Whether shutdown has started.
+    pub fn is_triggered(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Waits until shutdown starts (or the trigger is gone).
+    pub async fn wait(&mut self) {
+        let _ = self.rx.wait_for(|&triggered| triggered).await;
+    }
+}

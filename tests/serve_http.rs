@@ -1,0 +1,122 @@
+//! End-to-end: the shipped binary serving the example app over HTTP.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn example_routes() {
+    let server = Server::start(&config_with(""), &[]);
+    let addr = server.addr();
+
+    let r = get(addr, "/");
+    assert_eq!((r.status, r.text().as_str()), (200, "hello from baseplate-serve\n"));
+
+    let r = get(addr, "/health");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.text(),
+        format!("{{\"pid\":{},\"status\":\"ok\"}}", server.child.id())
+    );
+
+    let r = get(addr, "/sleep?ms=20");
+    assert_eq!((r.status, r.text().as_str()), (200, "slept 20 ms"));
+    assert_eq!(get(addr, "/sleep?ms=abc").status, 400);
+
+    let r = request(addr, "POST", "/echo", &[], b"some bytes\x00\xff");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"some bytes\x00\xff"[..]));
+
+    let r = get(addr, "/config");
+    assert_eq!(r.text(), r#"{"factory":"baseplate.examples.http:make_app"}"#);
+
+    assert_eq!(get(addr, "/nope").status, 404);
+    assert_eq!(request(addr, "POST", "/", &[], b"").status, 405);
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let server = Server::start(&config_with(""), &[]);
+    let mut stream = connect(server.addr());
+    for _ in 0..3 {
+        send(&mut stream, "GET", "/", &[], b"");
+        let r = read_response(&mut stream).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("connection"), None);
+    }
+}
+
+#[test]
+fn logs_are_json_lines_with_pid_and_request_trace_id() {
+    let mut server = Server::start(&config_with(""), &[]);
+    let r = request(server.addr(), "GET", "/sleep?ms=1", &[("X-Trace", "12345")], b"");
+    assert_eq!(r.status, 200);
+    let line = server.wait_for("sleeping for 1 ms");
+    let value: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(value["trace_id"], "12345");
+    assert_eq!(value["pid"], server.child.id());
+    assert_eq!(value["level"], "INFO");
+
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    request(server.addr(), "GET", "/sleep?ms=2", &[("traceparent", traceparent)], b"");
+    let line = server.wait_for("sleeping for 2 ms");
+    assert!(line.contains("\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\""), "{line}");
+
+    request(server.addr(), "GET", "/sleep?ms=3", &[], b"");
+    let line = server.wait_for("sleeping for 3 ms");
+    let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let generated = value["trace_id"].as_str().unwrap();
+    assert_eq!(generated.len(), 32, "{line}");
+    assert!(generated.bytes().all(|b| b.is_ascii_hexdigit()));
+}
+
+#[test]
+fn access_log_handler_logs_each_request_at_debug() {
+    let config = config_with("handler = baseplate.handlers.access_log");
+    let mut server = Server::start(&config, &["--debug"]);
+    get(server.addr(), "/health?x=1");
+    let line = server.wait_for("/health?x=1");
+    assert!(line.contains("\"level\":\"DEBUG\""), "{line}");
+    assert!(line.contains("\\\"GET /health?x=1 HTTP/1.1\\\" 200"), "{line}");
+    assert!(line.contains("127.0.0.1:"), "{line}");
+}
+
+#[test]
+fn without_debug_the_access_log_is_silent() {
+    let config = config_with("handler = baseplate.handlers.access_log");
+    let mut server = Server::start(&config, &[]);
+    get(server.addr(), "/health?quiet=1");
+    // A later INFO line proves the output is flowing.
+    get(server.addr(), "/sleep?ms=1");
+    server.wait_for("sleeping for 1 ms");
+    assert!(!server.output().contains("quiet=1"), "{}", server.output());
+}
+
+#[test]
+fn unix_socket_bind_replaces_a_stale_socket_file() {
+    let dir = TempDir::new();
+    let socket = dir.path().join("app.sock");
+    // Leave a socket file that nobody listens on.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let config = dir.write("app.ini", &config_with(""));
+    let mut command = std::process::Command::new(binary());
+    command.arg("--bind").arg(&socket).arg(&config);
+    let mut server = Server::spawn(command, TempDir::new());
+    let line = server.wait_for("Listening on");
+    assert!(line.contains(&socket.display().to_string()), "{line}");
+
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    assert!(reply.ends_with("hello from baseplate-serve\n"), "{reply}");
+
+    // A second server must not steal the live socket.
+    let (code, _, stderr) = run_once(&config_with(""), &["--bind", socket.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("another process is listening on it"), "{stderr}");
+}

@@ -10,7 +10,10 @@ fn example_routes() {
     let addr = server.addr();
 
     let r = get(addr, "/");
-    assert_eq!((r.status, r.text().as_str()), (200, "hello from baseplate-serve\n"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "hello from baseplate-serve\n")
+    );
 
     let r = get(addr, "/health");
     assert_eq!(r.status, 200);
@@ -24,10 +27,16 @@ fn example_routes() {
     assert_eq!(get(addr, "/sleep?ms=abc").status, 400);
 
     let r = request(addr, "POST", "/echo", &[], b"some bytes\x00\xff");
-    assert_eq!((r.status, r.body.as_slice()), (200, &b"some bytes\x00\xff"[..]));
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"some bytes\x00\xff"[..])
+    );
 
     let r = get(addr, "/config");
-    assert_eq!(r.text(), r#"{"factory":"baseplate.examples.http:make_app"}"#);
+    assert_eq!(
+        r.text(),
+        r#"{"factory":"baseplate.examples.http:make_app"}"#
+    );
 
     assert_eq!(get(addr, "/nope").status, 404);
     assert_eq!(request(addr, "POST", "/", &[], b"").status, 405);
@@ -48,7 +57,13 @@ fn keep_alive_serves_several_requests_on_one_connection() {
 #[test]
 fn logs_are_json_lines_with_pid_and_request_trace_id() {
     let mut server = Server::start(&config_with(""), &[]);
-    let r = request(server.addr(), "GET", "/sleep?ms=1", &[("X-Trace", "12345")], b"");
+    let r = request(
+        server.addr(),
+        "GET",
+        "/sleep?ms=1",
+        &[("X-Trace", "12345")],
+        b"",
+    );
     assert_eq!(r.status, 200);
     let line = server.wait_for("sleeping for 1 ms");
     let value: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
@@ -57,9 +72,18 @@ fn logs_are_json_lines_with_pid_and_request_trace_id() {
     assert_eq!(value["level"], "INFO");
 
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    request(server.addr(), "GET", "/sleep?ms=2", &[("traceparent", traceparent)], b"");
+    request(
+        server.addr(),
+        "GET",
+        "/sleep?ms=2",
+        &[("traceparent", traceparent)],
+        b"",
+    );
     let line = server.wait_for("sleeping for 2 ms");
-    assert!(line.contains("\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\""), "{line}");
+    assert!(
+        line.contains("\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\""),
+        "{line}"
+    );
 
     request(server.addr(), "GET", "/sleep?ms=3", &[], b"");
     let line = server.wait_for("sleeping for 3 ms");
@@ -76,7 +100,10 @@ fn access_log_handler_logs_each_request_at_debug() {
     get(server.addr(), "/health?x=1");
     let line = server.wait_for("/health?x=1");
     assert!(line.contains("\"level\":\"DEBUG\""), "{line}");
-    assert!(line.contains("\\\"GET /health?x=1 HTTP/1.1\\\" 200"), "{line}");
+    assert!(
+        line.contains("\\\"GET /health?x=1 HTTP/1.1\\\" 200"),
+        "{line}"
+    );
     assert!(line.contains("127.0.0.1:"), "{line}");
 }
 
@@ -118,5 +145,8 @@ fn unix_socket_bind_replaces_a_stale_socket_file() {
     // A second server must not steal the live socket.
     let (code, _, stderr) = run_once(&config_with(""), &["--bind", socket.to_str().unwrap()]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("another process is listening on it"), "{stderr}");
+    assert!(
+        stderr.contains("another process is listening on it"),
+        "{stderr}"
+    );
 }

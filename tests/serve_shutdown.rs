@@ -66,8 +66,15 @@ fn stop_timeout_cuts_long_requests() {
     let took = signalled.elapsed();
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_millis(1500), "exit took {took:?}");
-    assert!(read_response(&mut in_flight).is_err(), "the cut request must not succeed");
-    assert!(server.output().contains("still open after stop_timeout"), "{}", server.output());
+    assert!(
+        read_response(&mut in_flight).is_err(),
+        "the cut request must not succeed"
+    );
+    assert!(
+        server.output().contains("still open after stop_timeout"),
+        "{}",
+        server.output()
+    );
 }
 
 #[test]
@@ -81,7 +88,13 @@ fn a_second_signal_during_shutdown_exits_at_once_with_status_1() {
     let status = server.wait_exit(Duration::from_secs(5));
     assert_eq!(status.code(), Some(1));
     assert!(signalled.elapsed() < Duration::from_secs(2));
-    assert!(server.output().contains("Received SIGINT again during shutdown"), "{}", server.output());
+    assert!(
+        server
+            .output()
+            .contains("Received SIGINT again during shutdown"),
+        "{}",
+        server.output()
+    );
 }
 
 #[test]
@@ -101,7 +114,10 @@ fn sigusr1_dumps_connections_and_requests_and_keeps_serving() {
     assert!(request_line.contains("trace_id="), "{request_line}");
 
     assert_eq!(get(server.addr(), "/").status, 200);
-    assert!(server.child.try_wait().unwrap().is_none(), "SIGUSR1 must not stop the server");
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "SIGUSR1 must not stop the server"
+    );
 }
 
 #[test]
@@ -119,15 +135,26 @@ fn idle_keep_alive_connections_are_closed_at_shutdown() {
         "an idle connection must not hold shutdown for stop_timeout"
     );
     let mut buf = [0u8; 1];
-    assert_eq!(idle.read(&mut buf).unwrap(), 0, "the idle connection is closed");
+    assert_eq!(
+        idle.read(&mut buf).unwrap(),
+        0,
+        "the idle connection is closed"
+    );
 }
 
 #[test]
 fn drain_time_keeps_accepting_before_closing_the_listener() {
-    let mut server = Server::start(&config_with("drain_time = 1 second\nstop_timeout = 5 seconds"), &[]);
+    let mut server = Server::start(
+        &config_with("drain_time = 1 second\nstop_timeout = 5 seconds"),
+        &[],
+    );
     server.signal(Signal::SIGTERM);
     server.wait_for("Draining inbound requests for 1.000s");
-    assert_eq!(get(server.addr(), "/").status, 200, "new connections are served while draining");
+    assert_eq!(
+        get(server.addr(), "/").status,
+        200,
+        "new connections are served while draining"
+    );
     server.wait_for("Gracefully shutting down");
     assert_refused(&server);
     assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
@@ -137,14 +164,22 @@ fn drain_time_keeps_accepting_before_closing_the_listener() {
 fn max_concurrency_makes_the_next_client_wait() {
     let mut server = Server::start(&config_with("max_concurrency = 1"), &[]);
     let mut first = connect(server.addr());
-    send(&mut first, "GET", "/sleep?ms=1000", &[("Connection", "close")], b"");
+    send(
+        &mut first,
+        "GET",
+        "/sleep?ms=1000",
+        &[("Connection", "close")],
+        b"",
+    );
     server.wait_for("sleeping for 1000 ms");
 
     // The kernel completes the handshake (backlog), but the server does not
     // take the connection while the first one is open.
     let mut second = connect(server.addr());
     send(&mut second, "GET", "/", &[], b"");
-    second.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut buf = [0u8; 1];
     let early = second.read(&mut buf);
     assert!(

@@ -60,7 +60,11 @@ fn startup_error(config: &str, args: &[&str]) -> String {
     assert_eq!(code, 1, "expected exit status 1; stderr:\n{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one line on stderr, got:\n{stderr}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line on stderr, got:\n{stderr}"
+    );
     assert!(lines[0].starts_with("error: "), "{stderr}");
     lines[0].to_string()
 }
@@ -68,9 +72,15 @@ fn startup_error(config: &str, args: &[&str]) -> String {
 #[test]
 fn ini_syntax_errors_name_the_line() {
     let e = startup_error("[app:main]\nfactory = a\nfactory = b\n", &[]);
-    assert!(e.ends_with("app.ini:3: [app:main] factory: key is defined twice in this section"), "{e}");
+    assert!(
+        e.ends_with("app.ini:3: [app:main] factory: key is defined twice in this section"),
+        "{e}"
+    );
     let e = startup_error("[server:main]\n[app:main]\n[server:main]\n", &[]);
-    assert!(e.ends_with("app.ini:3: section [server:main] is defined twice"), "{e}");
+    assert!(
+        e.ends_with("app.ini:3: section [server:main] is defined twice"),
+        "{e}"
+    );
     let e = startup_error("this is not an ini file\n", &[]);
     assert!(e.contains("app.ini:1: expected a section header"), "{e}");
     let e = startup_error(&format!("{}\njust a key\n", config_with("")), &[]);
@@ -88,19 +98,34 @@ fn not_utf8_is_an_error() {
     let output = Command::new(binary()).arg(&path).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("app.ini:2: the file is not valid UTF-8"), "{stderr}");
+    assert!(
+        stderr.contains("app.ini:2: the file is not valid UTF-8"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn missing_sections_and_factories() {
     let e = startup_error(EXAMPLE_APP, &[]);
-    assert!(e.contains("no [server:main] section (sections found: [app:main])"), "{e}");
+    assert!(
+        e.contains("no [server:main] section (sections found: [app:main])"),
+        "{e}"
+    );
     let e = startup_error(&config_with(""), &["--app-name", "other"]);
     assert!(e.contains("no [app:other] section"), "{e}");
     assert!(e.contains("--app-name"), "{e}");
-    let e = startup_error("[server:main]\nstop_timeout = 1\n[app:main]\nfactory = x\n", &[]);
-    assert!(e.contains("app.ini:1: [server:main] factory: missing"), "{e}");
-    let e = startup_error("[server:main]\nfactory = baseplate.server.wsgi\n[app:main]\nx = 1\n", &[]);
+    let e = startup_error(
+        "[server:main]\nstop_timeout = 1\n[app:main]\nfactory = x\n",
+        &[],
+    );
+    assert!(
+        e.contains("app.ini:1: [server:main] factory: missing"),
+        "{e}"
+    );
+    let e = startup_error(
+        "[server:main]\nfactory = baseplate.server.wsgi\n[app:main]\nx = 1\n",
+        &[],
+    );
     assert!(e.contains("app.ini:3: [app:main] factory: missing"), "{e}");
 }
 
@@ -122,26 +147,56 @@ fn unknown_factories_list_what_is_registered() {
         "[server:main]\nfactory = baseplate.server.wsgi\n[app:main]\nfactory = baseplate.examples.http:make_ap\n",
         &[],
     );
-    assert!(e.ends_with("(did you mean \"baseplate.examples.http:make_app\"?)"), "{e}");
-    let e = startup_error(&format!("[server:main]\nfactory = baseplate.server.wsgii\n{EXAMPLE_APP}"), &[]);
-    assert!(e.contains("[server:main] factory: server factory \"baseplate.server.wsgii\" is not registered"), "{e}");
+    assert!(
+        e.ends_with("(did you mean \"baseplate.examples.http:make_app\"?)"),
+        "{e}"
+    );
+    let e = startup_error(
+        &format!("[server:main]\nfactory = baseplate.server.wsgii\n{EXAMPLE_APP}"),
+        &[],
+    );
+    assert!(
+        e.contains(
+            "[server:main] factory: server factory \"baseplate.server.wsgii\" is not registered"
+        ),
+        "{e}"
+    );
     assert!(e.contains("did you mean \"baseplate.server.wsgi\""), "{e}");
     let e = startup_error(&config_with("handler = nope"), &[]);
-    assert!(e.contains("app.ini:3: [server:main] handler: handler \"nope\" is not registered"), "{e}");
+    assert!(
+        e.contains("app.ini:3: [server:main] handler: handler \"nope\" is not registered"),
+        "{e}"
+    );
 }
 
 #[test]
 fn invalid_server_options_name_the_key() {
     let e = startup_error(&config_with("stop_timeout = soon"), &[]);
-    assert!(e.ends_with("app.ini:3: [server:main] stop_timeout: could not convert string to float: 'soon'"), "{e}");
+    assert!(
+        e.ends_with(
+            "app.ini:3: [server:main] stop_timeout: could not convert string to float: 'soon'"
+        ),
+        "{e}"
+    );
     let e = startup_error(&config_with("drain_time = 2.5"), &[]);
-    assert!(e.ends_with("app.ini:3: [server:main] drain_time: invalid specification"), "{e}");
+    assert!(
+        e.ends_with("app.ini:3: [server:main] drain_time: invalid specification"),
+        "{e}"
+    );
     let e = startup_error(&config_with("drain_time = 1 week"), &[]);
     assert!(e.ends_with("[server:main] drain_time: unknown unit"), "{e}");
     let e = startup_error(&config_with("max_concurrency = lots"), &[]);
-    assert!(e.ends_with("[server:main] max_concurrency: invalid literal for int() with base 10: 'lots'"), "{e}");
+    assert!(
+        e.ends_with(
+            "[server:main] max_concurrency: invalid literal for int() with base 10: 'lots'"
+        ),
+        "{e}"
+    );
     let e = startup_error(&config_with("max_concurrency = 0"), &[]);
-    assert!(e.contains("[server:main] max_concurrency: 0 is not allowed"), "{e}");
+    assert!(
+        e.contains("[server:main] max_concurrency: 0 is not allowed"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -149,14 +204,23 @@ fn unknown_server_keys_are_warnings() {
     let server = Server::start(&config_with("monitoring.blocked_hub = 1 second"), &[]);
     // Logged before `Listening on`, which Server::start waited for.
     let output = server.output();
-    let line = output.lines().find(|l| l.contains("monitoring.blocked_hub")).expect("a warning");
+    let line = output
+        .lines()
+        .find(|l| l.contains("monitoring.blocked_hub"))
+        .expect("a warning");
     assert!(line.contains("\"level\":\"WARN\""), "{line}");
-    assert!(line.contains("app.ini:3: [server:main] monitoring.blocked_hub: not an option"), "{line}");
+    assert!(
+        line.contains("app.ini:3: [server:main] monitoring.blocked_hub: not an option"),
+        "{line}"
+    );
 }
 
 #[test]
 fn missing_config_file_and_bind_failures() {
-    let output = Command::new(binary()).arg("/nonexistent/app.ini").output().unwrap();
+    let output = Command::new(binary())
+        .arg("/nonexistent/app.ini")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),
@@ -166,10 +230,16 @@ fn missing_config_file_and_bind_failures() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let bind = taken.local_addr().unwrap().to_string();
     let e = startup_error(&config_with(""), &["--bind", &bind]);
-    assert_eq!(e, format!("error: cannot listen on {bind} (--bind {bind}): Address already in use"));
+    assert_eq!(
+        e,
+        format!("error: cannot listen on {bind} (--bind {bind}): Address already in use")
+    );
 
     let e = startup_error(&config_with(""), &["--bind", "no-such-host.invalid:80"]);
-    assert!(e.contains("cannot resolve host \"no-such-host.invalid\""), "{e}");
+    assert!(
+        e.contains("cannot resolve host \"no-such-host.invalid\""),
+        "{e}"
+    );
 }
 
 #[test]
@@ -186,9 +256,15 @@ fn usage_errors_exit_2() {
         assert!(stderr.starts_with("error: "), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
-    let output = Command::new(binary()).args(["--bind", "h:p", "x.ini"]).output().unwrap();
+    let output = Command::new(binary())
+        .args(["--bind", "h:p", "x.ini"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("invalid literal for int() with base 10: 'p'"), "{stderr}");
+    assert!(
+        stderr.contains("invalid literal for int() with base 10: 'p'"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -203,5 +279,8 @@ fn invalid_rust_log_is_an_error() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.starts_with("error: RUST_LOG=\"baseplate=loud\" is not a valid log filter"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: RUST_LOG=\"baseplate=loud\" is not a valid log filter"),
+        "{stderr}"
+    );
 }

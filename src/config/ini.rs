@@ -316,7 +316,8 @@ pub fn parse(text: &str) -> Result<Ini, IniError> {
                     lines: vec![val.to_string()],
                     line: lineno,
                 });
-                current = Some(entries.len() - 1);
+                // An empty key (already an error) takes no continuation lines.
+                current = (!entries[entries.len() - 1].key.is_empty()).then(|| entries.len() - 1);
             }
             None => {
                 if first_parse_error.is_none() {
@@ -411,6 +412,22 @@ mod tests {
     fn duplicate_beats_earlier_parse_error() {
         let e = parse("[a]\nbad line\nk = 1\nk = 2\n").unwrap_err();
         assert_eq!(e.line, 4);
+    }
+
+    #[test]
+    fn an_empty_key_takes_no_continuation_lines() {
+        // CPython: the indented line is a new option, so the repeat is a duplicate.
+        let e = parse("[a]\n=\n  k = 1\nk = 2\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.kind.clone()),
+            (
+                4,
+                IniErrorKind::DuplicateOption {
+                    section: "a".into(),
+                    key: "k".into()
+                }
+            )
+        );
     }
 
     #[test]

@@ -76,7 +76,11 @@ impl Server {
         let dir = TempDir::new();
         let path = dir.write("app.ini", config);
         let mut command = Command::new(binary());
-        command.arg("--bind").arg("127.0.0.1:0").args(extra_args).arg(&path);
+        command
+            .arg("--bind")
+            .arg("127.0.0.1:0")
+            .args(extra_args)
+            .arg(&path);
         let mut server = Server::spawn(command, dir);
         let line = server.wait_for("Listening on");
         let addr = line
@@ -90,7 +94,10 @@ impl Server {
 
     /// Spawns a prepared command with piped stdout, collecting its lines.
     pub fn spawn(mut command: Command, dir: TempDir) -> Server {
-        command.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
         let mut child = command.spawn().expect("spawn baseplate-serve");
         let (tx, rx) = mpsc::channel();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -201,8 +208,17 @@ impl Response {
 }
 
 /// Sends one request on `stream` (keep-alive unless the headers say otherwise).
-pub fn send(stream: &mut TcpStream, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n", body.len());
+pub fn send(
+    stream: &mut TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -219,14 +235,24 @@ pub fn read_response(stream: &mut TcpStream) -> std::io::Result<Response> {
         if stream.read(&mut byte)? == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                format!("connection closed after {:?}", String::from_utf8_lossy(&head)),
+                format!(
+                    "connection closed after {:?}",
+                    String::from_utf8_lossy(&head)
+                ),
             ));
         }
         head.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&head).into_owned();
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter(|l| !l.is_empty())
         .map(|l| {
@@ -240,7 +266,11 @@ pub fn read_response(stream: &mut TcpStream) -> std::io::Result<Response> {
         .map_or(0, |(_, v)| v.parse().unwrap());
     let mut body = vec![0; length];
     stream.read_exact(&mut body)?;
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 pub fn connect(addr: SocketAddr) -> TcpStream {
@@ -250,7 +280,13 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
 }
 
 /// One request on a fresh connection.
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut stream = connect(addr);
     send(&mut stream, method, path, headers, body);
     read_response(&mut stream).unwrap()

@@ -168,6 +168,9 @@ impl Serve {
             Error::new(format!("cannot install signal handlers: {}", io_reason(&e)))
         })?;
         crate::logging::init(args.debug)?;
+        // A panic in app code is a bug to log like any other error, as JSON
+        // when logs are JSON, not a raw message on stderr.
+        std::panic::set_hook(Box::new(|info| tracing::error!("{info}")));
         for (key, line) in &options.unknown_keys {
             warn!(
                 "{}:{line}: [{}] {key}: not an option of {}; ignored",

@@ -150,3 +150,46 @@ fn unix_socket_bind_replaces_a_stale_socket_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_app_panic_costs_one_500() {
+    let mut server = Server::start(&config_with(""), &[]);
+    let r = get(server.addr(), "/panic");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (500, "Internal Server Error")
+    );
+    let line = server.wait_for("the app panicked");
+    assert!(
+        line.contains("\"level\":\"ERROR\"") && line.contains("trace_id"),
+        "{line}"
+    );
+    assert_eq!(get(server.addr(), "/").status, 200);
+}
+
+#[test]
+fn logs_are_text_lines_on_a_terminal() {
+    // `script` gives the server a pseudo-terminal as stdout.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED: `script` (util-linux) is not installed");
+        return;
+    }
+    let dir = TempDir::new();
+    let config = dir.write("app.ini", &config_with(""));
+    let command_line = format!(
+        "exec {} --bind 127.0.0.1:0 {}",
+        binary().display(),
+        config.display()
+    );
+    let mut command = std::process::Command::new("script");
+    command.args(["-qefc", &command_line, "/dev/null"]);
+    let mut server = Server::spawn(command, TempDir::new());
+    let line = server.wait_for("Listening on");
+    assert!(!line.contains('{'), "expected a text line, got {line}");
+    assert!(line.contains(" INFO  ["), "{line}");
+    assert!(line.contains("] Listening on 127.0.0.1:"), "{line}");
+}

@@ -2,7 +2,7 @@
 //! server, and for testing shutdown and limits with slow requests.
 //!
 //! Routes: `GET /`, `GET /health`, `GET /sleep?ms=N`, `POST /echo`,
-//! `GET /config`.
+//! `GET /config`, and `GET /panic` to show what an app bug costs (one 500).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -68,7 +68,8 @@ async fn route(request: Request<Incoming>, config: &[u8]) -> Response<Full<Bytes
         (&Method::GET, "/sleep") => sleep(request.uri().query()).await,
         (&Method::POST, "/echo") => echo(request.into_body()).await,
         (&Method::GET, "/config") => json(config.to_vec()),
-        (_, "/" | "/health" | "/sleep" | "/echo" | "/config") => text(
+        (&Method::GET, "/panic") => panic!("the example app panics on /panic, as asked"),
+        (_, "/" | "/health" | "/sleep" | "/echo" | "/config" | "/panic") => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n".into(),
         ),

@@ -3,12 +3,16 @@
 //! tracker.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tower::ServiceExt;
+use tower::Service;
 use tracing::{debug, error, Instrument};
 
 use super::listener::Stream;
@@ -16,6 +20,7 @@ use super::shutdown::Shutdown;
 use super::tracker::ConnectionHandle;
 use super::{ConnectionFuture, ConnectionHandler};
 use crate::app::{full_body, HttpRequest, HttpResponse, HttpService};
+use crate::error::BoxError;
 use crate::trace::TraceId;
 
 /// Serves an [`HttpService`] on each connection.
@@ -68,9 +73,10 @@ impl ConnectionHandler for HttpHandler {
     }
 }
 
-/// Runs one request through the app inside its trace span.
+/// Runs one request through the app inside its trace span. An app error or
+/// panic becomes a logged `500 Internal Server Error` for this request only.
 async fn dispatch(
-    app: HttpService,
+    mut app: HttpService,
     connection: ConnectionHandle,
     mut request: HttpRequest,
 ) -> Result<HttpResponse, Infallible> {
@@ -81,17 +87,52 @@ async fn dispatch(
     let span = tracing::info_span!("request", trace_id = %trace_id);
     request.extensions_mut().insert(connection.peer().clone());
     request.extensions_mut().insert(trace_id);
-    match app.oneshot(request).instrument(span.clone()).await {
+    let outcome = async {
+        std::future::poll_fn(|cx| app.poll_ready(cx)).await?;
+        CatchPanic(app.call(request)).await
+    }
+    .instrument(span.clone())
+    .await;
+    match outcome {
         Ok(response) => Ok(response),
         Err(e) => {
             span.in_scope(|| error!("the app failed to handle the request: {e}"));
-            let mut response = HttpResponse::new(full_body("Internal Server Error"));
-            *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain"),
-            );
-            Ok(response)
+            Ok(internal_server_error())
+        }
+    }
+}
+
+fn internal_server_error() -> HttpResponse {
+    let mut response = HttpResponse::new(full_body("Internal Server Error"));
+    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
+/// Turns a panic while polling the app's future into an error.
+struct CatchPanic<F>(F);
+
+impl<F> Future for CatchPanic<Pin<Box<F>>>
+where
+    F: Future<Output = Result<HttpResponse, BoxError>> + ?Sized,
+{
+    type Output = Result<HttpResponse, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".to_string());
+                Poll::Ready(Err(format!("the app panicked: {message}").into()))
+            }
         }
     }
 }

@@ -151,13 +151,7 @@ fn adopts_an_inherited_unix_socket() {
     let line = server.wait_for("Listening on");
     assert!(line.contains(&path.display().to_string()), "{line}");
 
-    use std::io::Write;
-    let mut stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
+    let reply = unix_get(&path);
     assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
 }
 
@@ -167,15 +161,8 @@ fn a_worker_without_sockets_binds_itself_and_still_acks() {
     let command = master.worker(None, &[], &["--bind", "127.0.0.1:0"]);
     let mut server = Server::spawn(command, TempDir::new());
     assert_eq!(master.read_ack(), ack_for(&server));
-    let line = server.wait_for("Listening on 127.0.0.1:");
-    let addr = line
-        .split("Listening on ")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    assert_eq!(get(addr.parse().unwrap(), "/").status, 200);
+    let addr = server.wait_listening();
+    assert_eq!(get(addr, "/").status, 200);
 }
 
 #[test]

@@ -41,15 +41,7 @@ fn an_axum_router_is_served_as_an_app() {
     let mut command = Command::new(example_binary());
     command.args(["--bind", "127.0.0.1:0"]).arg(&config);
     let mut server = Server::spawn(command, dir);
-    let line = server.wait_for("Listening on");
-    let addr = line
-        .split("Listening on ")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let r = get(addr.parse().unwrap(), "/");
+    let r = get(server.wait_listening(), "/");
     assert_eq!((r.status, r.text().as_str()), (200, "howdy from axum\n"));
     server.signal(Signal::SIGTERM);
     assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));

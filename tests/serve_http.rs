@@ -132,13 +132,7 @@ fn unix_socket_bind_replaces_a_stale_socket_file() {
     let line = server.wait_for("Listening on");
     assert!(line.contains(&socket.display().to_string()), "{line}");
 
-    use std::io::{Read, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
+    let reply = unix_get(&socket);
     assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
     assert!(reply.ends_with("hello from baseplate-serve\n"), "{reply}");
 

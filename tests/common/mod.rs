@@ -82,14 +82,18 @@ impl Server {
             .args(extra_args)
             .arg(&path);
         let mut server = Server::spawn(command, dir);
-        let line = server.wait_for("Listening on");
-        let addr = line
-            .split("Listening on ")
+        server.addr = Some(server.wait_listening());
+        server
+    }
+
+    /// Waits for `Listening on HOST:PORT` and returns the address.
+    pub fn wait_listening(&mut self) -> SocketAddr {
+        let line = self.wait_for("Listening on");
+        line.split("Listening on ")
             .nth(1)
             .and_then(|rest| rest.split('"').next())
-            .and_then(|a| a.parse().ok());
-        server.addr = addr;
-        server
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no TCP address in {line}"))
     }
 
     /// Spawns a prepared command with piped stdout, collecting its lines.
@@ -311,4 +315,15 @@ pub fn run_once(config: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// `GET /` over a UNIX socket; returns the whole raw reply.
+pub fn unix_get(path: &Path) -> String {
+    let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
 }

@@ -187,3 +187,19 @@ fn logs_are_text_lines_on_a_terminal() {
     assert!(line.contains(" INFO  ["), "{line}");
     assert!(line.contains("] Listening on 127.0.0.1:"), "{line}");
 }
+
+#[test]
+fn binds_ipv6_literals() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        println!("SKIPPED: this machine has no IPv6 loopback");
+        return;
+    }
+    let dir = TempDir::new();
+    let config = dir.write("app.ini", &config_with(""));
+    let mut command = std::process::Command::new(binary());
+    command.args(["--bind", "[::1]:0"]).arg(&config);
+    let mut server = Server::spawn(command, TempDir::new());
+    let addr = server.wait_listening();
+    assert!(addr.is_ipv6(), "{addr}");
+    assert_eq!(get(addr, "/").status, 200);
+}

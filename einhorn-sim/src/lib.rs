@@ -1,4 +1,105 @@
-//! `einhorn-sim`: a pure-Rust Einhorn master simulator.
+//! `einhorn-sim`: a pure-Rust Einhorn master, wire-compatible with Einhorn
+//! 1.1.1's workers and command-socket clients (see `docs/einhorn-sim.md`).
 //!
-//! This package is a skeleton for now; the master, `einhornsh` and
-//! `einhorn-conformance` are built in later issues (see `docs/einhorn-sim.md`).
+//! The master ([`master`]) is one event loop that owns the pool state;
+//! signals, child exits, command-socket lines ([`command_server`]) and
+//! timers all reach it as messages. [`protocol`] is the line format, shared
+//! with the `einhornsh` client ([`client`]).
+
+pub mod bind;
+pub mod cli;
+pub mod client;
+pub mod command_server;
+pub mod master;
+pub mod protocol;
+pub mod report;
+pub mod spawn;
+
+use serde_json::json;
+
+use cli::Options;
+use master::signals::MasterSignals;
+use master::{Config, Master};
+use report::{Events, Level, Log};
+
+/// Runs the master until it exits; returns the exit status, or the one-line
+/// reason it could not start.
+pub fn run(options: Options) -> Result<u8, String> {
+    close_inherited_fds_on_exec();
+    let program = spawn::resolve_program(&options.command[0])?;
+    let sock_path = options
+        .socket_path
+        .clone()
+        .unwrap_or_else(|| options.default_path("sock"));
+    let pidfile = options
+        .pidfile
+        .clone()
+        .unwrap_or_else(|| options.default_path("pid"));
+    let lockfile = options
+        .lockfile
+        .clone()
+        .unwrap_or_else(|| options.default_path("lock"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let signals = MasterSignals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let log = Log::new(options.verbosity());
+        let mut sockets = Vec::new();
+        for spec in &options.bind {
+            log.write(
+                Level::Info,
+                &format!("Binding to {} with flags {:?}", spec.address, spec.flags),
+            );
+            sockets.push(bind::bind_socket(spec, options.backlog)?);
+        }
+        let mut events = Events::open(options.events.as_deref())?;
+        let listener = command_server::open(&sock_path, &lockfile, &log)?;
+        log.write(Level::Info, &format!("Writing PID to {}", pidfile.display()));
+        if let Err(e) = std::fs::write(&pidfile, std::process::id().to_string()) {
+            let _ = std::fs::remove_file(&sock_path);
+            return Err(format!("cannot write the pidfile {}: {e}", pidfile.display()));
+        }
+        let bound: Vec<serde_json::Value> = sockets
+            .iter()
+            .map(|s| json!({"address": s.spec.address.to_string(), "port": s.port, "fd": s.raw_fd(), "family": s.family}))
+            .collect();
+        events.emit(
+            "ready",
+            json!({"master_pid": std::process::id(), "socket_path": sock_path.display().to_string(), "bound": bound}),
+        );
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(command_server::serve(listener, tx));
+        let config = Config {
+            options,
+            sock_path,
+            pidfile,
+            lockfile,
+        };
+        let status = Master::new(config, sockets, program, events).run(rx, signals).await;
+        Ok(status as u8)
+    })
+}
+
+/// Marks every descriptor above stderr that this process inherited as
+/// close-on-exec, so workers get only 0, 1, 2 and the `-b` sockets.
+fn close_inherited_fds_on_exec() {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    use std::os::fd::BorrowedFd;
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: only flags are changed; a descriptor that is gone (the
+        // directory listing's own) just fails.
+        let _ = fcntl(
+            unsafe { BorrowedFd::borrow_raw(fd) },
+            FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC),
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! A worker for testing Einhorn masters, steered by environment variables:
+//!
+//! | variable | effect |
+//! |---|---|
+//! | `TEST_WORKER_REPORT=FILE` | append JSON lines: start (pid, ppid, EINHORN_* env, open fds), signals, exit |
+//! | `TEST_WORKER_ACK_DELAY_MS=N` | wait N ms before the ACK |
+//! | `TEST_WORKER_ACK=never` | never ACK; `yaml` ACKs in escaped YAML instead of JSON |
+//! | `TEST_WORKER_CRASH_BEFORE_ACK=1` | exit with status 3 instead of ACKing |
+//! | `TEST_WORKER_IGNORE_USR2=1` | ignore SIGUSR2 |
+//! | `TEST_WORKER_DRAIN_MS=N` | after SIGUSR2/SIGTERM/SIGINT, wait N ms, then exit 0 |
+//! | `TEST_WORKER_TAG=TEXT` | included in reports and in what it serves |
+//! | `TEST_WORKER_CONFIG=FILE` | `NAME=VALUE` lines read at startup that override the variables above, so a test can "deploy" a different behaviour before an upgrade |
+//!
+//! With an inherited socket (`EINHORN_FD_0`) it answers each connection
+//! with `PID TAG\n` and closes it.
+
+use std::io::Write;
+use std::os::fd::{BorrowedFd, FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+static USR1: AtomicUsize = AtomicUsize::new(0);
+static STOP: AtomicUsize = AtomicUsize::new(0);
+static STOP_SIGNAL: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn on_signal(signal: i32) {
+    if signal == Signal::SIGUSR1 as i32 {
+        USR1.fetch_add(1, Ordering::SeqCst);
+    } else {
+        STOP_SIGNAL.store(signal as usize, Ordering::SeqCst);
+        STOP.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    let from_file = std::env::var("TEST_WORKER_CONFIG")
+        .ok()
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .and_then(|text| {
+            text.lines()
+                .filter_map(|l| l.split_once('='))
+                .find(|(k, _)| k.trim() == name)
+                .map(|(_, v)| v.trim().to_string())
+        });
+    from_file
+        .or_else(|| std::env::var(name).ok())
+        .filter(|v| !v.is_empty())
+}
+
+fn report(event: serde_json::Value) {
+    let Some(path) = env("TEST_WORKER_REPORT") else {
+        return;
+    };
+    let mut object = event;
+    object["pid"] = std::process::id().into();
+    object["tag"] = env("TEST_WORKER_TAG").unwrap_or_default().into();
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(file, "{object}");
+    }
+}
+
+fn open_fds() -> Vec<RawFd> {
+    (0..1024)
+        .filter(|&fd| fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, FcntlArg::F_GETFD).is_ok())
+        .collect()
+}
+
+fn ack() {
+    let pid = std::process::id();
+    let Some(path) = env("EINHORN_SOCK_PATH") else {
+        eprintln!("einhorn-test-worker: EINHORN_SOCK_PATH is not set");
+        std::process::exit(2);
+    };
+    let line = match env("TEST_WORKER_ACK").as_deref() {
+        Some("yaml") => format!("---%0Acommand: worker:ack%0Apid: {pid}%0A\n"),
+        _ => format!("{{\"command\": \"worker:ack\", \"pid\": {pid}}}\n"),
+    };
+    match UnixStream::connect(&path) {
+        Ok(mut stream) => {
+            let _ = stream.write_all(line.as_bytes());
+        }
+        Err(e) => {
+            eprintln!("einhorn-test-worker: cannot ACK to {path}: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn serve(fd: RawFd) {
+    // SAFETY: the fd was passed to us to own (EINHORN_FD_0).
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    let tag = env("TEST_WORKER_TAG").unwrap_or_default();
+    std::thread::spawn(move || {
+        let _ = listener.set_nonblocking(false);
+        for mut stream in listener.incoming().flatten() {
+            let _ = writeln!(stream, "{} {tag}", std::process::id());
+        }
+    });
+}
+
+fn main() {
+    let handler = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    let ignore = env("TEST_WORKER_IGNORE_USR2").is_some();
+    for signal in [
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+    ] {
+        let action = if signal == Signal::SIGUSR2 && ignore {
+            SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty())
+        } else {
+            handler
+        };
+        // SAFETY: the handler only touches atomics.
+        unsafe { sigaction(signal, &action) }.expect("sigaction");
+    }
+    let einhorn_env: serde_json::Map<String, serde_json::Value> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("EINHORN_"))
+        .map(|(k, v)| (k, v.into()))
+        .collect();
+    report(serde_json::json!({
+        "event": "start",
+        "ppid": nix::unistd::getppid().as_raw(),
+        "pgid": nix::unistd::getpgrp().as_raw(),
+        "env": einhorn_env,
+        "fds": open_fds(),
+    }));
+    if let Some(fd) = env("EINHORN_FD_0").and_then(|v| v.parse::<RawFd>().ok()) {
+        serve(fd);
+    }
+    if let Some(ms) = env("TEST_WORKER_ACK_DELAY_MS").and_then(|v| v.parse().ok()) {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+    if env("TEST_WORKER_CRASH_BEFORE_ACK").is_some() {
+        report(serde_json::json!({"event": "crash"}));
+        std::process::exit(3);
+    }
+    if env("TEST_WORKER_ACK").as_deref() != Some("never") {
+        ack();
+    }
+    let mut usr1_seen = 0;
+    loop {
+        let usr1 = USR1.load(Ordering::SeqCst);
+        while usr1_seen < usr1 {
+            usr1_seen += 1;
+            report(serde_json::json!({"event": "signal", "signal": "USR1"}));
+        }
+        if STOP.load(Ordering::SeqCst) > 0 {
+            let signal = STOP_SIGNAL.load(Ordering::SeqCst) as i32;
+            let name = Signal::try_from(signal).map_or("?", |s| s.as_str());
+            report(
+                serde_json::json!({"event": "signal", "signal": name.trim_start_matches("SIG")}),
+            );
+            if let Some(ms) = env("TEST_WORKER_DRAIN_MS").and_then(|v| v.parse().ok()) {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            report(serde_json::json!({"event": "exit"}));
+            std::process::exit(0);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,245 @@
+//! The `einhorn-sim` command line, option for option as Einhorn's, plus the
+//! simulator's own additions (`--ack-timeout`, `--events`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::bind::BindSpec;
+
+/// How workers report that they are ready.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AckMode {
+    /// Alive after this long; `text` is the value as Einhorn prints it.
+    Timer {
+        /// How long until a worker counts as acked.
+        timeout: Duration,
+        /// Ruby's rendering of the value (`1` for the default, `1.0` for `-m 1`).
+        text: String,
+    },
+    /// Workers send `worker:ack` on the command socket.
+    Manual,
+}
+
+impl AckMode {
+    /// Ruby's `inspect` of Einhorn's ack_mode hash, as its log lines show it.
+    pub fn inspect(&self) -> String {
+        match self {
+            AckMode::Timer { text, .. } => format!("{{:type=>:timer, :timeout=>{text}}}"),
+            AckMode::Manual => "{:type=>:manual}".to_string(),
+        }
+    }
+
+    /// The word in `Up to A / N MODE ACKs`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AckMode::Timer { .. } => "timer",
+            AckMode::Manual => "manual",
+        }
+    }
+}
+
+fn parse_ack_mode(text: &str) -> Result<AckMode, String> {
+    if text == "manual" {
+        return Ok(AckMode::Manual);
+    }
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(AckMode::Timer {
+            timeout: Duration::from_secs_f64(seconds),
+            text: format!("{seconds:?}"),
+        }),
+        _ => Err(format!(
+            "invalid ack-mode {text:?} (valid modes: FLOAT or manual)"
+        )),
+    }
+}
+
+fn parse_positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds greater than 0"
+        )),
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    parse_positive_seconds(text).map(Duration::from_secs_f64)
+}
+
+fn parse_count(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?} is not a whole number from 1 up")),
+    }
+}
+
+/// A pure-Rust Einhorn master: runs N copies of PROGRAM on shared sockets.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "einhorn-sim",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (Einhorn 1.1.1 compatible)"),
+    about,
+    long_about = None
+)]
+pub struct Options {
+    /// Bind ADDR:PORT[,r][,n] ([V6]:PORT and unix:PATH too) and pass the fd to workers
+    #[arg(short = 'b', long = "bind", value_name = "ADDR", value_parser = BindSpec::parse)]
+    pub bind: Vec<BindSpec>,
+
+    /// Command name: names the default socket, pid and lock files
+    #[arg(short = 'c', long = "command-name", value_name = "CMD_NAME")]
+    pub command_name: Option<String>,
+
+    /// Where to open the command socket
+    #[arg(short = 'd', long = "socket-path", value_name = "PATH")]
+    pub socket_path: Option<PathBuf>,
+
+    /// Where to write the pidfile
+    #[arg(short = 'e', long = "pidfile", value_name = "PIDFILE")]
+    pub pidfile: Option<PathBuf>,
+
+    /// Where to keep the lockfile
+    #[arg(short = 'f', long = "lockfile", value_name = "LOCKFILE")]
+    pub lockfile: Option<PathBuf>,
+
+    /// Send USR2 to the workers when the master exits (and if it dies: PDEATHSIG)
+    #[arg(short = 'k', long = "kill-children-on-exit")]
+    pub kill_children_on_exit: bool,
+
+    /// Listen backlog of bound sockets
+    #[arg(short = 'l', long = "backlog", value_name = "N", default_value_t = 100)]
+    pub backlog: i32,
+
+    /// ACK mode: FLOAT (seconds until a worker counts as alive) or manual
+    #[arg(short = 'm', long = "ack-mode", value_name = "MODE", value_parser = parse_ack_mode)]
+    pub ack_mode: Option<AckMode>,
+
+    /// Number of workers
+    #[arg(short = 'n', long = "number", value_name = "N", value_parser = parse_count, default_value = "1")]
+    pub number: u32,
+
+    /// Quieter logs (repeatable)
+    #[arg(short = 'q', long = "quiet", action = clap::ArgAction::Count)]
+    pub quiet: u8,
+
+    /// Louder logs (repeatable)
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Base respawn interval in seconds
+    #[arg(short = 's', long = "seconds", value_name = "N", value_parser = parse_positive_seconds,
+          default_value = "1")]
+    pub seconds: f64,
+
+    /// Escalate to SIGKILL T seconds after a graceful signal
+    #[arg(short = 't', long = "signal-timeout", value_name = "T", value_parser = parse_count)]
+    pub signal_timeout: Option<u32>,
+
+    /// Most unacked new workers before spawning pauses (default: CPU count)
+    #[arg(long = "max-unacked", value_name = "N", value_parser = parse_count)]
+    pub max_unacked: Option<u32>,
+
+    /// Most extra workers alive during an upgrade
+    #[arg(long = "max-upgrade-additional", value_name = "N")]
+    pub max_upgrade_additional: Option<u32>,
+
+    /// Remove VAR from the environment of workers spawned after an upgrade
+    #[arg(long = "drop-env-var", value_name = "VAR_NAME")]
+    pub drop_env_var: Vec<String>,
+
+    /// Manual mode: kill a worker that has not ACKed after T seconds, and
+    /// abandon an upgrade whose workers cannot ACK within 3 × T
+    #[arg(long = "ack-timeout", value_name = "T", value_parser = parse_duration)]
+    pub ack_timeout: Option<Duration>,
+
+    /// Append one JSON line per lifecycle event to FILE
+    #[arg(long = "events", value_name = "FILE")]
+    pub events: Option<PathBuf>,
+
+    /// The worker command
+    #[arg(
+        value_name = "PROGRAM",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true
+    )]
+    pub command: Vec<String>,
+}
+
+impl Options {
+    /// The ACK mode; Einhorn's default is a timer of (integer) 1 second.
+    pub fn ack_mode(&self) -> AckMode {
+        self.ack_mode.clone().unwrap_or(AckMode::Timer {
+            timeout: Duration::from_secs(1),
+            text: "1".to_string(),
+        })
+    }
+
+    /// Einhorn's verbosity: 0 = DEBUG, 1 = INFO (default), 2 = ERROR only.
+    pub fn verbosity(&self) -> u8 {
+        (1 + i16::from(self.quiet) - i16::from(self.verbose)).clamp(0, 2) as u8
+    }
+
+    /// Where the command socket, pidfile and lockfile go by default:
+    /// `$TMPDIR/einhorn[-NAME].EXT`.
+    pub fn default_path(&self, extension: &str) -> PathBuf {
+        let dir = std::env::var_os("TMPDIR")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        let name = match &self.command_name {
+            Some(name) => format!("einhorn-{name}.{extension}"),
+            None => format!("einhorn.{extension}"),
+        };
+        dir.join(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_einhorn_style_command_lines() {
+        let o = Options::try_parse_from([
+            "einhorn-sim",
+            "-n",
+            "4",
+            "-m",
+            "manual",
+            "-b",
+            "127.0.0.1:0,r",
+            "-q",
+            "--",
+            "prog",
+            "-x",
+            "--y",
+        ])
+        .unwrap();
+        assert_eq!(o.number, 4);
+        assert_eq!(o.ack_mode(), AckMode::Manual);
+        assert_eq!(o.command, vec!["prog", "-x", "--y"]);
+        assert_eq!(o.verbosity(), 2);
+        // Parsing stops at the first word that is not an option.
+        let o = Options::try_parse_from(["einhorn-sim", "prog", "-n", "3"]).unwrap();
+        assert_eq!((o.number, o.command.len()), (1, 3));
+        assert_eq!(
+            Options::try_parse_from(["e", "-m", "1", "p"])
+                .unwrap()
+                .ack_mode()
+                .inspect(),
+            "{:type=>:timer, :timeout=>1.0}"
+        );
+        assert_eq!(
+            Options::try_parse_from(["e", "p"])
+                .unwrap()
+                .ack_mode()
+                .inspect(),
+            "{:type=>:timer, :timeout=>1}"
+        );
+        assert!(Options::try_parse_from(["e", "-m", "soon", "p"]).is_err());
+        assert!(Options::try_parse_from(["e", "-n", "0", "p"]).is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! The command socket: created safely (a lockfile while creating, stale
+//! sockets replaced, live ones left alone, mode 0600), then one task per
+//! connection that cuts bytes into lines for the master and writes its
+//! replies back.
+
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::stat::{umask, Mode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use crate::master::{ConnId, Input, Outgoing};
+use crate::protocol::{Line, LineReader};
+use crate::report::{Level, Log};
+
+/// Creates the command socket at `path`, holding `lockfile` meanwhile.
+pub fn open(path: &Path, lockfile: &Path, log: &Log) -> Result<UnixListener, String> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(lockfile)
+        .map_err(|e| format!("cannot open the lockfile {}: {e}", lockfile.display()))?;
+    lock.try_lock().map_err(|_| {
+        format!(
+            "the lockfile {} is held by another process (another einhorn starting?)",
+            lockfile.display()
+        )
+    })?;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        let shown = path.display();
+        if !meta.file_type().is_socket() {
+            return Err(format!(
+                "Non-socket file present at Einhorn command socket path {shown}. Either remove that file and restart Einhorn, or pass a `-d PATH_TO_SOCKET` to change the command socket location."
+            ));
+        }
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(format!(
+                    "Another process (probably another Einhorn) is listening on the Einhorn command socket at {shown}. If you'd like to run this Einhorn as well, pass a `-d PATH_TO_SOCKET` to change the command socket location."
+                ))
+            }
+            Err(_) => {
+                log.write(
+                    Level::Info,
+                    &format!("Blowing away old Einhorn command socket at {shown}. This likely indicates a previous Einhorn master which exited uncleanly."),
+                );
+                std::fs::remove_file(path)
+                    .map_err(|e| format!("cannot remove the old command socket {shown}: {e}"))?;
+            }
+        }
+    }
+    // Only the owner may talk to the master.
+    let previous = umask(Mode::from_bits_truncate(0o177));
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    umask(previous);
+    let listener =
+        bound.map_err(|e| format!("cannot create the command socket {}: {e}", path.display()))?;
+    listener
+        .set_nonblocking(true)
+        .and_then(|_| UnixListener::from_std(listener))
+        .map_err(|e| format!("cannot use the command socket: {e}"))
+}
+
+/// Accepts connections for the master's whole life.
+pub async fn serve(listener: UnixListener, master: UnboundedSender<Input>) {
+    let mut next: ConnId = 0;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
+            Err(_) => {
+                // Out of file descriptors or similar: wait instead of spinning.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        next += 1;
+        let (tx, rx) = unbounded_channel();
+        if master.send(Input::Connected(next, tx)).is_err() {
+            return;
+        }
+        tokio::spawn(connection(next, stream, master.clone(), rx));
+    }
+}
+
+async fn connection(
+    id: ConnId,
+    stream: UnixStream,
+    master: UnboundedSender<Input>,
+    mut outgoing: UnboundedReceiver<Outgoing>,
+) {
+    let (mut read, mut write) = stream.into_split();
+    let reader = async {
+        let mut lines = LineReader::default();
+        let mut buffer = vec![0u8; 64 * 1024];
+        let last = 'reading: loop {
+            let n = match read.read(&mut buffer).await {
+                Ok(0) | Err(_) => break 'reading Input::ReadDone(id),
+                Ok(n) => n,
+            };
+            lines.push(&buffer[..n]);
+            while let Some(line) = lines.next_line() {
+                match line {
+                    Line::Complete(bytes) => {
+                        let _ = master.send(Input::Line(id, bytes));
+                    }
+                    Line::TooLong => break 'reading Input::TooLong(id),
+                }
+            }
+        };
+        // Replies to what was read still go out; the master closes after them.
+        let _ = master.send(last);
+        std::future::pending::<()>().await;
+    };
+    let writer = async {
+        while let Some(message) = outgoing.recv().await {
+            match message {
+                Outgoing::Line(line) => {
+                    if write.write_all(line.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                Outgoing::Close => return,
+            }
+        }
+    };
+    tokio::select! {
+        _ = reader => {}
+        _ = writer => {}
+    }
+    let _ = write.shutdown().await;
+    let _ = master.send(Input::Closed(id));
+}

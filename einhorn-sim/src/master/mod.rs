@@ -1,0 +1,891 @@
+//! The master: one event loop that owns the pool. Signals, child exits,
+//! command-socket lines and timers all arrive here, and every pass runs
+//! Einhorn's reap → replenish → cull.
+
+mod commands;
+pub mod pool;
+pub mod signals;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use serde_json::json;
+use serde_norway::Value;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use crate::bind::BoundSocket;
+use crate::cli::{AckMode, Options};
+use crate::protocol::{self, Request};
+use crate::report::{Events, Level, Log};
+use crate::spawn::{inspect_argv, resolve_program, Spawn};
+use pool::{Pool, Worker};
+use signals::{MasterSignal, MasterSignals};
+
+/// The Einhorn version whose behaviour this master reproduces.
+pub const EINHORN_VERSION: &str = "1.1.1";
+
+/// A command-socket connection's id.
+pub type ConnId = u64;
+
+/// What a connection task tells the master.
+#[derive(Debug)]
+pub enum Input {
+    /// A client connected; replies go to the sender.
+    Connected(ConnId, UnboundedSender<Outgoing>),
+    /// A complete line (without its LF).
+    Line(ConnId, Vec<u8>),
+    /// The client sent a line longer than the limit.
+    TooLong(ConnId),
+    /// The client will send nothing more.
+    ReadDone(ConnId),
+    /// The connection is gone.
+    Closed(ConnId),
+}
+
+/// What the master tells a connection task.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// Write this line.
+    Line(String),
+    /// Close the connection.
+    Close,
+}
+
+/// Things the master waits for.
+#[derive(Debug, Clone)]
+enum Timer {
+    /// Timer ACK mode: the worker counts as alive.
+    Ack(i32, Instant),
+    /// `--ack-timeout`: the worker must have ACKed by now.
+    AckDeadline(i32, Instant),
+    /// The gradual-spawn timer.
+    Spinup,
+    /// `-t`: KILL these workers (pid, spinup time) if still alive.
+    SignalTimeout(Vec<(i32, Instant)>),
+    /// `--ack-timeout` × 3: abandon the upgrade to this version if unfinished.
+    UpgradeDeadline(u64),
+}
+
+/// The static configuration, from the command line.
+pub struct Config {
+    /// Everything the user passed.
+    pub options: Options,
+    /// The command socket path (`EINHORN_SOCK_PATH`).
+    pub sock_path: PathBuf,
+    /// The pidfile path.
+    pub pidfile: PathBuf,
+    /// The lockfile path.
+    pub lockfile: PathBuf,
+}
+
+/// The master's state.
+pub struct Master {
+    config: Config,
+    pid: u32,
+    program: PathBuf,
+    sockets: Vec<BoundSocket>,
+    number: u32,
+    seconds: f64,
+    max_unacked: u32,
+    max_upgrade_additional: Option<u32>,
+    ack_mode: AckMode,
+    log: Log,
+    events: Events,
+    pool: Pool,
+    version: u64,
+    newest_version: u64,
+    respawn: bool,
+    upgrading: bool,
+    smooth_upgrade: bool,
+    upgrade_from: u64,
+    generation: u64,
+    last_spinup: Option<Instant>,
+    last_spinup_wall: Option<SystemTime>,
+    consecutive_deaths_before_ack: u32,
+    last_upgraded: Option<SystemTime>,
+    has_outstanding_spinup_timer: bool,
+    drop_env_active: bool,
+    timers: Vec<(Instant, Timer)>,
+    connections: HashMap<ConnId, UnboundedSender<Outgoing>>,
+    /// Connections streaming an upgrade, with the request id to answer.
+    subscribers: Vec<(ConnId, Value)>,
+}
+
+impl Master {
+    /// A master ready to run: sockets bound, program resolved.
+    pub fn new(
+        config: Config,
+        sockets: Vec<BoundSocket>,
+        program: PathBuf,
+        events: Events,
+    ) -> Master {
+        let options = &config.options;
+        let max_unacked = options
+            .max_unacked
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+        Master {
+            pid: std::process::id(),
+            number: options.number,
+            seconds: options.seconds,
+            max_unacked,
+            max_upgrade_additional: options.max_upgrade_additional,
+            ack_mode: options.ack_mode(),
+            log: Log::new(options.verbosity()),
+            events,
+            program,
+            sockets,
+            pool: Pool::default(),
+            version: 0,
+            newest_version: 0,
+            respawn: true,
+            upgrading: false,
+            smooth_upgrade: false,
+            upgrade_from: 0,
+            generation: 0,
+            last_spinup: None,
+            last_spinup_wall: None,
+            consecutive_deaths_before_ack: 0,
+            last_upgraded: None,
+            has_outstanding_spinup_timer: false,
+            drop_env_active: false,
+            timers: Vec::new(),
+            connections: HashMap::new(),
+            subscribers: Vec::new(),
+            config,
+        }
+    }
+
+    /// Runs until every worker is gone after a shutdown (exit status 0) or
+    /// SIGQUIT (exit status 1).
+    pub async fn run(
+        mut self,
+        mut inputs: UnboundedReceiver<Input>,
+        mut signals: MasterSignals,
+    ) -> i32 {
+        let status = loop {
+            self.reap();
+            self.replenish();
+            self.cull();
+            if !self.respawn && self.pool.workers.is_empty() {
+                break 0;
+            }
+            let deadline = self.next_wakeup();
+            let wake = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(input) = inputs.recv() => self.on_input(input),
+                signal = signals.recv() => {
+                    if let Some(status) = self.on_signal(signal) {
+                        break status;
+                    }
+                }
+                _ = wake => self.fire_timers(),
+            }
+        };
+        self.exit_cleanup();
+        status
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        let timer = self.timers.iter().map(|(at, _)| *at).min();
+        let periodic = self
+            .config
+            .options
+            .signal_timeout
+            .map(|t| Instant::now() + Duration::from_secs(u64::from(t)));
+        match (timer, periodic) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn exit_cleanup(&mut self) {
+        if self.config.options.kill_children_on_exit {
+            let pids = self.pool.pids();
+            self.signal_all(Signal::SIGUSR2, &pids, true);
+        }
+        let _ = std::fs::remove_file(&self.config.pidfile);
+        let _ = std::fs::remove_file(&self.config.sock_path);
+        self.events.emit("master_exit", json!({}));
+    }
+
+    // ----- logging -----
+
+    fn info(&self, msg: &str) {
+        self.log.write(Level::Info, msg);
+    }
+
+    fn debug(&self, msg: &str) {
+        self.log.write(Level::Debug, msg);
+    }
+
+    fn error(&self, msg: &str) {
+        self.log.write(Level::Error, msg);
+    }
+
+    /// Logs a message Einhorn tags `:upgrade`: it is also streamed to every
+    /// client following an upgrade, whatever the verbosity.
+    fn upgrade_log(&mut self, level: Level, msg: &str) {
+        self.log.write(level, msg);
+        let text = if level == Level::Error {
+            format!("ERROR: {msg}")
+        } else {
+            msg.to_string()
+        };
+        for (conn, id) in self.subscribers.clone() {
+            self.send(conn, protocol::reply(&text, Some(&id), true));
+        }
+    }
+
+    // ----- connections -----
+
+    fn send(&mut self, conn: ConnId, value: Value) {
+        if let Some(tx) = self.connections.get(&conn) {
+            let _ = tx.send(Outgoing::Line(protocol::encode(&value)));
+        }
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        if let Some(tx) = self.connections.remove(&conn) {
+            let _ = tx.send(Outgoing::Close);
+        }
+        self.subscribers.retain(|(c, _)| *c != conn);
+    }
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Connected(conn, tx) => {
+                self.connections.insert(conn, tx);
+            }
+            Input::Line(conn, bytes) => {
+                // Lines after a worker:ack on the same connection are still
+                // run, but nobody hears their replies (as in Einhorn).
+                match protocol::decode(&bytes).and_then(Request::from_value) {
+                    Some(request) => self.process(conn, request),
+                    None => self.send(
+                        conn,
+                        protocol::reply("Could not parse command", None, false),
+                    ),
+                }
+            }
+            Input::TooLong(conn) => {
+                self.send(
+                    conn,
+                    protocol::reply("Could not parse command", None, false),
+                );
+                self.close(conn);
+            }
+            Input::ReadDone(conn) => {
+                if !self.subscribers.iter().any(|(c, _)| *c == conn) {
+                    self.close(conn);
+                }
+            }
+            Input::Closed(conn) => {
+                self.connections.remove(&conn);
+                self.subscribers.retain(|(c, _)| *c != conn);
+            }
+        }
+    }
+
+    // ----- signals to the master -----
+
+    fn on_signal(&mut self, signal: MasterSignal) -> Option<i32> {
+        match signal {
+            MasterSignal::Hup => self.upgrade(true),
+            MasterSignal::Usr2 | MasterSignal::Int => self.shut_down(Signal::SIGUSR2),
+            MasterSignal::Term => self.shut_down(Signal::SIGTERM),
+            MasterSignal::Quit => {
+                let pids = self.pool.pids();
+                self.signal_all(Signal::SIGQUIT, &pids, true);
+                self.respawn = false;
+                return Some(1);
+            }
+            MasterSignal::Usr1 => {
+                let pids = self.pool.pids();
+                self.signal_all(Signal::SIGUSR1, &pids, false);
+            }
+            MasterSignal::Chld => {}
+        }
+        None
+    }
+
+    /// Stops respawning and asks every worker to go.
+    fn shut_down(&mut self, signal: Signal) {
+        self.respawn = false;
+        let pids = self.pool.pids();
+        self.signal_all(signal, &pids, true);
+    }
+
+    // ----- workers -----
+
+    fn reap(&mut self) {
+        loop {
+            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(status) => status,
+            };
+            let (pid, code, signal) = match status {
+                WaitStatus::Exited(pid, code) => (pid, Some(code), None),
+                WaitStatus::Signaled(pid, signal, _) => (pid, None, Some(signal.as_str())),
+                _ => continue,
+            };
+            let pid = pid.as_raw();
+            let Some(worker) = self.pool.remove(pid) else {
+                self.error(&format!(
+                    "Could not find any config for exited child {pid}! This probably indicates a bug in Einhorn."
+                ));
+                continue;
+            };
+            let suffix = if worker.acked {
+                ""
+            } else {
+                self.consecutive_deaths_before_ack += 1;
+                " before it was ACKed"
+            };
+            self.upgrade_log(Level::Info, &format!("===> Exited worker {pid}{suffix}"));
+            self.events.emit(
+                "exit",
+                json!({"pid": pid, "status": code, "signal": signal, "acked": worker.acked,
+                       "version": worker.version, "index": worker.index}),
+            );
+        }
+    }
+
+    fn replenish(&mut self) {
+        if !self.respawn {
+            return;
+        }
+        if self.last_spinup.is_none() {
+            self.replenish_immediately();
+        } else {
+            self.replenish_gradually();
+        }
+    }
+
+    fn replenish_immediately(&mut self) {
+        let missing = self.pool.missing(self.version, self.number);
+        if missing <= 0 {
+            return;
+        }
+        self.info(&format!("Launching {missing} new workers"));
+        for _ in 0..missing {
+            self.spinup();
+        }
+    }
+
+    fn spinup_interval(&self) -> f64 {
+        (self.seconds * 1.5f64.powi(self.consecutive_deaths_before_ack as i32)).min(30.0)
+    }
+
+    fn replenish_gradually(&mut self) {
+        if self.has_outstanding_spinup_timer || self.pool.missing(self.version, self.number) <= 0 {
+            return;
+        }
+        let interval = self.spinup_interval();
+        let ago = self
+            .last_spinup
+            .map_or(f64::INFINITY, |t| t.elapsed().as_secs_f64());
+        if ago > interval {
+            if self.trigger_spinup() {
+                let message = format!(
+                    "Last spinup was {ago}s ago, and spinup_interval is {interval}s, so spinning up a new process."
+                );
+                if self.consecutive_deaths_before_ack > 0 {
+                    let deaths = self.consecutive_deaths_before_ack;
+                    self.upgrade_log(
+                        Level::Info,
+                        &format!("{message} (there have been {deaths} consecutive unacked worker deaths)"),
+                    );
+                } else {
+                    self.debug(&message);
+                }
+                self.spinup();
+            }
+        } else {
+            self.debug(&format!(
+                "Last spinup was {ago}s ago, and spinup_interval is {interval}s, so not spinning up a new process."
+            ));
+        }
+        self.has_outstanding_spinup_timer = true;
+        self.events
+            .emit("respawn_delay", json!({"seconds": interval}));
+        self.timers.push((
+            Instant::now() + Duration::from_secs_f64(interval),
+            Timer::Spinup,
+        ));
+    }
+
+    fn trigger_spinup(&self) -> bool {
+        let unacked = self.pool.unacked_new(self.version);
+        if unacked >= self.max_unacked as usize {
+            self.info(&format!(
+                "There are {unacked} unacked new workers, and max_unacked is {}, so not spinning up a new process.",
+                self.max_unacked
+            ));
+            return false;
+        }
+        if let Some(extra) = self.max_upgrade_additional {
+            let total = self.pool.workers.len() as i64;
+            let capacity = i64::from(self.number) + i64::from(extra);
+            if capacity - total < 0 {
+                self.info(&format!(
+                    "Over worker capacity by {} during upgrade, {} new workers of {total} total. Waiting for old workers to exit before spinning up a process.",
+                    total - capacity,
+                    self.pool.modern(self.version).count()
+                ));
+                return false;
+            }
+        }
+        true
+    }
+
+    fn spinup(&mut self) {
+        let index = self.pool.free_index();
+        let dropped: &[String] = if self.drop_env_active {
+            &self.config.options.drop_env_var
+        } else {
+            &[]
+        };
+        let args = &self.config.options.command[1..];
+        let spawned = Spawn {
+            program: &self.program,
+            args,
+            master_pid: self.pid,
+            sock_path: &self.config.sock_path,
+            sockets: &self.sockets,
+            index,
+            kill_on_master_death: self.config.options.kill_children_on_exit,
+            dropped_env: dropped,
+        }
+        .run();
+        let now = Instant::now();
+        self.last_spinup = Some(now);
+        self.last_spinup_wall = Some(SystemTime::now());
+        let pid = match spawned {
+            Ok(pid) => pid as i32,
+            Err(e) => {
+                // Counts like a worker that died before its ACK, so the
+                // respawn backoff applies.
+                self.consecutive_deaths_before_ack += 1;
+                self.upgrade_log(
+                    Level::Error,
+                    &format!("Could not spawn {}: {e}", self.program.display()),
+                );
+                self.events.emit(
+                    "spawn_failed",
+                    json!({"error": e.to_string(), "version": self.version}),
+                );
+                return;
+            }
+        };
+        self.upgrade_log(
+            Level::Info,
+            &format!("===> Launched {pid} (index: {index})"),
+        );
+        if self.log.verbosity <= 1 {
+            eprintln!(
+                "[WORKER {pid}] INFO: About to exec {}",
+                inspect_argv(&self.program, &self.config.options.command[1..])
+            );
+        }
+        self.pool.workers.push(Worker {
+            pid,
+            version: self.version,
+            acked: false,
+            signaled: Default::default(),
+            last_signaled_at: None,
+            last_signaled_wall: None,
+            index,
+            spinup_time: now,
+            spinup_wall: SystemTime::now(),
+            pinged_at: None,
+            pinged_request_id: None,
+        });
+        match &self.ack_mode {
+            AckMode::Timer { timeout, .. } => {
+                self.timers.push((now + *timeout, Timer::Ack(pid, now)))
+            }
+            AckMode::Manual => {
+                if let Some(limit) = self.config.options.ack_timeout {
+                    self.timers
+                        .push((now + limit, Timer::AckDeadline(pid, now)));
+                }
+            }
+        }
+        self.events.emit(
+            "spawn",
+            json!({"pid": pid, "index": index, "version": self.version,
+                   "program": self.program.display().to_string()}),
+        );
+    }
+
+    /// Sends `signal` to `pids`. Recorded signals mark the workers as on
+    /// their way out and arm the `-t` escalation.
+    fn signal_all(&mut self, signal: Signal, pids: &[i32], record: bool) -> Vec<i32> {
+        let name = signal.as_str().trim_start_matches("SIG");
+        self.upgrade_log(
+            Level::Info,
+            &format!("Sending {name} to {}", inspect_pids(pids)),
+        );
+        let now = Instant::now();
+        let mut sent = Vec::new();
+        for &pid in pids {
+            let Some(worker) = self.pool.get_mut(pid) else {
+                self.upgrade_log(
+                    Level::Error,
+                    &format!("Trying to send {name} to dead child {pid}. The fact we tried this probably indicates a bug in Einhorn."),
+                );
+                continue;
+            };
+            if record {
+                let again = !worker.signaled.insert(name.to_string());
+                worker.last_signaled_at = Some(now);
+                worker.last_signaled_wall = Some(SystemTime::now());
+                if again {
+                    self.upgrade_log(
+                        Level::Error,
+                        &format!("Re-sending {name} to already-signaled child {pid}. It may be slow to spin down, or it may be swallowing SIGs."),
+                    );
+                }
+            }
+            match kill(Pid::from_raw(pid), signal) {
+                Ok(()) => {
+                    sent.push(pid);
+                    self.events
+                        .emit("signal", json!({"pid": pid, "signal": signal.as_str()}));
+                }
+                Err(_) => self.upgrade_log(
+                    Level::Debug,
+                    &format!("Attempted to {name} child {pid} but the process does not exist"),
+                ),
+            }
+        }
+        if record {
+            if let Some(t) = self.config.options.signal_timeout {
+                let targets = pids
+                    .iter()
+                    .filter_map(|p| self.pool.get(*p).map(|w| (w.pid, w.spinup_time)))
+                    .collect();
+                self.timers.push((
+                    now + Duration::from_secs(u64::from(t)),
+                    Timer::SignalTimeout(targets),
+                ));
+            }
+        }
+        self.info(&format!(
+            "Successfully sent {name}s to {} processes: {}",
+            sent.len(),
+            inspect_pids(&sent)
+        ));
+        sent
+    }
+
+    fn register_ack(&mut self, pid: i32) {
+        let count_before = self.consecutive_deaths_before_ack;
+        let Some(worker) = self.pool.get_mut(pid) else {
+            self.error(&format!(
+                "Could not find state for PID {pid}; ignoring ACK."
+            ));
+            return;
+        };
+        if worker.acked {
+            self.error(&format!("Pid {pid} already ACKed; ignoring new ACK."));
+            return;
+        }
+        worker.acked = true;
+        self.consecutive_deaths_before_ack = 0;
+        let streak = if count_before > 0 {
+            format!(", breaking the streak of {count_before} consecutive unacked workers dying")
+        } else {
+            String::new()
+        };
+        self.info(&format!(
+            "Up to {} / {} {} ACKs{streak}",
+            self.pool.ack_count(self.version),
+            self.number,
+            self.ack_mode.name()
+        ));
+        self.events.emit("ack", json!({"pid": pid}));
+    }
+
+    // ----- culling and upgrades -----
+
+    fn cull(&mut self) {
+        let acked = self.pool.ack_count(self.version);
+        let unsignaled = self.pool.unsignaled_count(self.version);
+        let target = self.number as usize;
+        if self.upgrading && acked >= target {
+            self.upgrading = false;
+            self.upgrade_log(
+                Level::Info,
+                &format!(
+                    "Upgraded successfully to version {} (Einhorn {EINHORN_VERSION}).",
+                    self.version
+                ),
+            );
+            self.events
+                .emit("upgrade_done", json!({"version": self.version}));
+            self.finish_upgrade_streams("Upgrade done");
+        }
+        let old = self.pool.old(self.version);
+        if !self.upgrading && !old.is_empty() {
+            self.upgrade_log(
+                Level::Info,
+                &format!("Killing off {} old workers.", old.len()),
+            );
+            self.signal_all(Signal::SIGUSR2, &old, true);
+        } else if self.upgrading && self.smooth_upgrade {
+            let excess = (old.len() + acked) as i64 - target as i64;
+            if excess > 0 {
+                let victims: Vec<i32> = old.into_iter().take(excess as usize).collect();
+                self.upgrade_log(
+                    Level::Info,
+                    &format!("Smooth upgrade: killing off {excess} old workers."),
+                );
+                self.signal_all(Signal::SIGUSR2, &victims, true);
+            }
+        }
+        if unsignaled > target {
+            let mut candidates: Vec<&Worker> = self
+                .pool
+                .modern(self.version)
+                .filter(|w| w.unsignaled())
+                .collect();
+            candidates.sort_by_key(|w| w.acked);
+            let victims: Vec<i32> = candidates
+                .iter()
+                .take(unsignaled - target)
+                .map(|w| w.pid)
+                .collect();
+            self.info(&format!(
+                "Have too many workers at the current version, so killing off {} of them.",
+                victims.len()
+            ));
+            self.signal_all(Signal::SIGUSR2, &victims, true);
+        }
+        if self.config.options.signal_timeout.is_some() {
+            self.kill_expired_signaled_workers();
+        }
+    }
+
+    fn kill_expired_signaled_workers(&mut self) {
+        let Some(t) = self.config.options.signal_timeout else {
+            return;
+        };
+        let limit = Duration::from_secs(u64::from(t));
+        let expired: Vec<(i32, Duration)> = self
+            .pool
+            .workers
+            .iter()
+            .filter(|w| w.signaled.contains("USR2") && !w.signaled.contains("KILL"))
+            .filter_map(|w| {
+                let ago = w.last_signaled_at?.elapsed();
+                (ago >= limit).then_some((w.pid, ago))
+            })
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        self.info(&format!(
+            "{} expired signaled workers found.",
+            expired.len()
+        ));
+        for (pid, ago) in expired {
+            self.upgrade_log(
+                Level::Info,
+                &format!(
+                    "Child {pid} was signaled {}s ago. Sending SIGKILL as it is still active after {t}s timeout.",
+                    ago.as_secs()
+                ),
+            );
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            if let Some(w) = self.pool.get_mut(pid) {
+                w.signaled.insert("KILL".to_string());
+                w.last_signaled_at = Some(Instant::now());
+                w.last_signaled_wall = Some(SystemTime::now());
+            }
+            self.events
+                .emit("signal", json!({"pid": pid, "signal": "SIGKILL"}));
+        }
+    }
+
+    /// Starts a smooth or fleet upgrade: new workers of a new version, the
+    /// old ones told to go as the new ones ACK. PROGRAM is looked up again,
+    /// so a rebuilt binary is picked up.
+    fn upgrade(&mut self, smooth: bool) {
+        self.reload();
+        self.smooth_upgrade = smooth;
+        self.drop_env_active = true;
+        if self.upgrading {
+            let msg = format!(
+                "Currently upgrading ({} / {} ACKs; bumping version and starting over)...",
+                self.pool.ack_count(self.version),
+                self.number
+            );
+            self.upgrade_log(Level::Info, &msg);
+        } else {
+            self.upgrading = true;
+            self.upgrade_from = self.version;
+            let kind = if smooth { "smooth" } else { "fleet" };
+            let msg = format!("Starting {kind} upgrade from version {}...", self.version);
+            self.upgrade_log(Level::Info, &msg);
+        }
+        self.consecutive_deaths_before_ack = 0;
+        self.last_upgraded = Some(SystemTime::now());
+        self.newest_version += 1;
+        self.version = self.newest_version;
+        self.events.emit(
+            "upgrade_start",
+            json!({"version": self.version, "from": self.upgrade_from, "smooth": smooth}),
+        );
+        if let Some(limit) = self.config.options.ack_timeout {
+            self.timers.push((
+                Instant::now() + limit * 3,
+                Timer::UpgradeDeadline(self.version),
+            ));
+        }
+        if smooth {
+            self.replenish_gradually();
+        } else {
+            self.replenish_immediately();
+        }
+    }
+
+    /// Einhorn re-execs itself here; this master keeps running and only
+    /// re-resolves PROGRAM and counts the generation.
+    fn reload(&mut self) {
+        self.generation += 1;
+        match resolve_program(&self.config.options.command[0]) {
+            Ok(program) => self.program = program,
+            Err(e) => self.error(&format!(
+                "Could not resolve the program again, keeping {}: {e}",
+                self.program.display()
+            )),
+        }
+        self.info(&format!(
+            "Reloaded (generation {}); einhorn-sim does not re-exec itself",
+            self.generation
+        ));
+    }
+
+    fn finish_upgrade_streams(&mut self, message: &str) {
+        for (conn, id) in std::mem::take(&mut self.subscribers) {
+            self.send(conn, protocol::reply(message, Some(&id), false));
+        }
+    }
+
+    /// `--ack-timeout`: the new workers could not ACK in time. Go back to the
+    /// old version, keep its workers, and stop the new ones.
+    fn abandon_upgrade(&mut self, version: u64) {
+        if !self.upgrading || self.version != version {
+            return;
+        }
+        let limit = self.config.options.ack_timeout.unwrap_or_default() * 3;
+        let message = format!(
+            "upgrade abandoned: the workers of version {version} did not ACK within {}s; keeping version {}",
+            limit.as_secs_f64(),
+            self.upgrade_from
+        );
+        self.error(&message);
+        self.events.emit(
+            "upgrade_abandoned",
+            json!({"version": version, "kept_version": self.upgrade_from}),
+        );
+        self.upgrading = false;
+        self.version = self.upgrade_from;
+        self.finish_upgrade_streams(&format!("ERROR: {message}"));
+        let failed: Vec<i32> = self
+            .pool
+            .workers
+            .iter()
+            .filter(|w| w.version == version)
+            .map(|w| w.pid)
+            .collect();
+        if !failed.is_empty() {
+            self.signal_all(Signal::SIGKILL, &failed, true);
+        }
+    }
+
+    // ----- timers -----
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.timers)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.timers = later;
+        for (_, timer) in due {
+            match timer {
+                Timer::Ack(pid, spinup) => {
+                    if self.pool.get(pid).is_some_and(|w| w.spinup_time == spinup) {
+                        if let AckMode::Timer { text, .. } = &self.ack_mode {
+                            self.info(&format!(
+                                "Worker {pid} has been up for {text}s, so we are considering it alive."
+                            ));
+                        }
+                        self.register_ack(pid);
+                    } else {
+                        self.debug(&format!("Worker {pid} died before its ACK timer fired"));
+                    }
+                }
+                Timer::AckDeadline(pid, spinup) => {
+                    let overdue = self.pool.get(pid).is_some_and(|w| {
+                        w.spinup_time == spinup && !w.acked && !w.signaled.contains("KILL")
+                    });
+                    if overdue {
+                        let limit = self.config.options.ack_timeout.unwrap_or_default();
+                        self.upgrade_log(
+                            Level::Error,
+                            &format!(
+                                "Worker {pid} did not ACK within {}s; killing it.",
+                                limit.as_secs_f64()
+                            ),
+                        );
+                        self.signal_all(Signal::SIGKILL, &[pid], true);
+                    }
+                }
+                Timer::Spinup => {
+                    self.has_outstanding_spinup_timer = false;
+                    self.replenish();
+                }
+                Timer::SignalTimeout(targets) => {
+                    let t = self.config.options.signal_timeout.unwrap_or_default();
+                    for (pid, spinup) in targets {
+                        match self.pool.get(pid) {
+                            Some(w) if w.spinup_time == spinup => {
+                                if w.signaled.contains("KILL") {
+                                    continue;
+                                }
+                                self.info(&format!("Child {pid} is still active after {t}s. Sending SIGKILL."));
+                                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                                if let Some(w) = self.pool.get_mut(pid) {
+                                    w.signaled.insert("KILL".to_string());
+                                }
+                                self.events.emit("signal", json!({"pid": pid, "signal": "SIGKILL"}));
+                            }
+                            Some(_) => self.info(&format!(
+                                "Different spinup time recorded for {pid} after {t}s. This probably indicates a PID rollover."
+                            )),
+                            None => {}
+                        }
+                    }
+                }
+                Timer::UpgradeDeadline(version) => self.abandon_upgrade(version),
+            }
+        }
+    }
+}
+
+/// Ruby's `inspect` of an array of pids: `[1, 2]`.
+fn inspect_pids(pids: &[i32]) -> String {
+    let parts: Vec<String> = pids.iter().map(i32::to_string).collect();
+    format!("[{}]", parts.join(", "))
+}

@@ -1,0 +1,147 @@
+//! The master's output: Einhorn-style log lines on stderr and the
+//! `--events` JSON lines file.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Log levels, by Einhorn's verbosity scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Shown at verbosity 0 (`-v`).
+    Debug,
+    /// Shown at verbosity 0 and 1 (default).
+    Info,
+    /// Always shown.
+    Error,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Error => "ERROR",
+        }
+    }
+}
+
+/// `[MASTER pid] LEVEL: msg` on stderr.
+pub struct Log {
+    pid: u32,
+    /// 0 = DEBUG and up, 1 = INFO and up, 2 = ERROR only.
+    pub verbosity: u8,
+}
+
+impl Log {
+    /// A log for this process at `verbosity`.
+    pub fn new(verbosity: u8) -> Log {
+        Log {
+            pid: std::process::id(),
+            verbosity,
+        }
+    }
+
+    /// Writes `msg` if the verbosity lets `level` through.
+    pub fn write(&self, level: Level, msg: &str) {
+        let threshold = match self.verbosity {
+            0 => Level::Debug,
+            1 => Level::Info,
+            _ => Level::Error,
+        };
+        if level >= threshold {
+            eprintln!("[MASTER {}] {}: {msg}", self.pid, level.name());
+        }
+    }
+}
+
+/// The `--events` file: one JSON object per line, flushed at once.
+pub struct Events {
+    file: Option<File>,
+}
+
+impl Events {
+    /// Opens (appends to) `path`, or records nothing without one.
+    pub fn open(path: Option<&Path>) -> Result<Events, String> {
+        let file = match path {
+            None => None,
+            Some(path) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| format!("cannot open the events file {}: {e}", path.display()))?,
+            ),
+        };
+        Ok(Events { file })
+    }
+
+    /// Appends `{"event": KIND, "time": UNIX_SECONDS, ...fields}`.
+    pub fn emit(&mut self, kind: &str, fields: serde_json::Value) {
+        let Some(file) = &mut self.file else {
+            return;
+        };
+        let mut object = serde_json::Map::new();
+        object.insert("event".into(), kind.into());
+        object.insert("time".into(), unix_seconds(SystemTime::now()).into());
+        if let serde_json::Value::Object(extra) = fields {
+            object.extend(extra);
+        }
+        let mut line = serde_json::Value::Object(object).to_string();
+        line.push('\n');
+        // An unwritable events file must not stop the master.
+        let _ = file.write_all(line.as_bytes()).and_then(|_| file.flush());
+    }
+}
+
+/// Seconds since the epoch, as a float.
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A time as Einhorn's `state` shows it: `2026-11-26 05:42:00.001279295 +00:00`.
+pub fn format_time(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:09} +00:00",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// Howard Hinnant's days-to-civil-date conversion.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn formats_times_like_ruby() {
+        let t = UNIX_EPOCH + Duration::new(1_795_672_920, 1_279_295);
+        assert_eq!(format_time(t), "2026-11-26 06:02:00.001279295 +00:00");
+        assert_eq!(
+            format_time(UNIX_EPOCH),
+            "1970-01-01 00:00:00.000000000 +00:00"
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! Helpers for tests that drive the real `einhorn-sim` with the real
+//! `einhorn-test-worker`, watching the `--events` file and the command socket.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use einhorn_sim::client::Client;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn sim_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_einhorn-sim"))
+}
+
+pub fn worker_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_einhorn-test-worker"))
+}
+
+pub fn einhornsh_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_einhornsh"))
+}
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "es-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running einhorn-sim; it and every worker it spawned are killed on drop.
+pub struct Sim {
+    pub child: Child,
+    pub dir: TempDir,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Sim {
+    /// Starts `einhorn-sim OPTIONS -- einhorn-test-worker` with worker knobs.
+    pub fn start(options: &[&str], worker_env: &[(&str, &str)]) -> Sim {
+        let worker = worker_binary();
+        Sim::start_program(options, &[worker.to_str().unwrap()], worker_env)
+    }
+
+    /// Starts `einhorn-sim OPTIONS -- PROGRAM...`.
+    pub fn start_program(options: &[&str], program: &[&str], env: &[(&str, &str)]) -> Sim {
+        let dir = TempDir::new();
+        let mut command = Command::new(sim_binary());
+        command
+            .arg("-d")
+            .arg(dir.0.join("cmd.sock"))
+            .arg("-e")
+            .arg(dir.0.join("einhorn.pid"))
+            .arg("-f")
+            .arg(dir.0.join("einhorn.lock"))
+            .arg("--events")
+            .arg(dir.0.join("events.jsonl"))
+            .args(options)
+            .arg("--")
+            .args(program)
+            .env("TEST_WORKER_REPORT", dir.0.join("report.jsonl"))
+            .env("TEST_WORKER_CONFIG", dir.0.join("worker.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn einhorn-sim");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let pipe = child.stderr.take().unwrap();
+        let lines = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let sim = Sim { child, dir, stderr };
+        sim.wait_for(|events| events.iter().find(|e| e["event"] == "ready").cloned());
+        sim
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.0.join(name)
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.path("cmd.sock")
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Sets worker knobs for workers spawned from now on.
+    pub fn set_worker_config(&self, text: &str) {
+        std::fs::write(self.path("worker.conf"), text).unwrap();
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        read_jsonl(&self.path("events.jsonl"))
+    }
+
+    pub fn reports(&self) -> Vec<Value> {
+        read_jsonl(&self.path("report.jsonl"))
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Polls the events until `check` returns something; fails after WAIT.
+    pub fn wait_for<T>(&self, check: impl Fn(&[Value]) -> Option<T>) -> T {
+        self.wait_for_within(WAIT, check)
+    }
+
+    pub fn wait_for_within<T>(&self, limit: Duration, check: impl Fn(&[Value]) -> Option<T>) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(found) = check(&self.events()) {
+                return found;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting on events:\n{}\nmaster log:\n{}",
+                    self.events()
+                        .iter()
+                        .map(Value::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until `n` events of `kind` exist; returns them.
+    pub fn wait_count(&self, kind: &str, n: usize) -> Vec<Value> {
+        self.wait_for(|events| {
+            let found: Vec<Value> = events
+                .iter()
+                .filter(|e| e["event"] == kind)
+                .cloned()
+                .collect();
+            (found.len() >= n).then_some(found)
+        })
+    }
+
+    /// Pids of workers spawned and not yet exited.
+    pub fn live_workers(&self) -> Vec<i64> {
+        live_workers(&self.events())
+    }
+
+    /// Runs one command and returns every reply message.
+    pub fn command(&self, command: &str, args: &[&str]) -> Vec<String> {
+        let mut client = Client::connect(&self.socket()).expect("connect to the command socket");
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let mut messages = Vec::new();
+        client
+            .run(command, &args, |reply| {
+                messages.push(reply["message"].as_str().unwrap_or_default().to_string())
+            })
+            .expect("a final reply");
+        messages
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).unwrap();
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "einhorn-sim did not exit within {limit:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for event in self.events() {
+            if event["event"] == "spawn" {
+                if let Some(pid) = event["pid"].as_i64() {
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+pub fn live_workers(events: &[Value]) -> Vec<i64> {
+    let exited: Vec<i64> = events
+        .iter()
+        .filter(|e| e["event"] == "exit")
+        .filter_map(|e| e["pid"].as_i64())
+        .collect();
+    events
+        .iter()
+        .filter(|e| e["event"] == "spawn")
+        .filter_map(|e| e["pid"].as_i64())
+        .filter(|p| !exited.contains(p))
+        .collect()
+}
+
+/// Pids that have ACKed and are still alive.
+pub fn live_acked(events: &[Value]) -> Vec<i64> {
+    let live = live_workers(events);
+    events
+        .iter()
+        .filter(|e| e["event"] == "ack")
+        .filter_map(|e| e["pid"].as_i64())
+        .filter(|p| live.contains(p))
+        .collect()
+}

@@ -1,0 +1,83 @@
+//! `einhornsh` against einhorn-sim.
+
+mod common;
+
+use assert_cmd::Command;
+use common::*;
+
+#[test]
+fn einhornsh_runs_commands_from_e() {
+    let sim = Sim::start(&["-n", "2", "-m", "manual"], &[]);
+    sim.wait_count("ack", 2);
+    let output = Command::new(einhornsh_binary())
+        .arg("-d")
+        .arg(sim.socket())
+        .args(["-e", "ehlo; inc; dec; signal SIGUSR1"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "Welcome, ! You are speaking to Einhorn Master Process {}.",
+            sim.child.id()
+        )
+    );
+    assert_eq!(lines[1], "This is Einhorn 1.1.1.");
+    assert_eq!(lines[2], "Incrementing number of workers from 2 -> 3");
+    assert_eq!(lines[3], "Decrementing number of workers from 3 -> 2");
+    assert!(
+        lines[4].starts_with("Successfully sent USR1s to "),
+        "{stdout}"
+    );
+    assert_eq!(lines.len(), 5, "{stdout}");
+}
+
+#[test]
+fn einhornsh_reads_commands_from_a_pipe_and_follows_upgrades() {
+    let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
+    sim.wait_count("ack", 1);
+    let output = Command::new(einhornsh_binary())
+        .arg("-d")
+        .arg(sim.socket())
+        .write_stdin("upgrade\nquit\nehlo\n")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.starts_with("Upgrading smoothly, as commanded\n"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("Upgrade done\n"), "{stdout}");
+    assert!(
+        !stdout.contains("Welcome"),
+        "quit stops before ehlo: {stdout}"
+    );
+}
+
+#[test]
+fn einhornsh_explains_a_missing_master() {
+    let dir = TempDir::new();
+    let path = dir.0.join("nobody.sock");
+    let output = Command::new(einhornsh_binary())
+        .arg("-d")
+        .arg(&path)
+        .args(["-e", "state"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap(),
+        format!(
+            "Could not connect to Einhorn master process:\n\n  No such file or directory - connect(2) for {}\n\nHINT: Are you sure you are running an Einhorn master?  If so, you\nshould pass einhornsh the cmd_name (-c argument) provided to Einhorn.\n",
+            path.display()
+        )
+    );
+}

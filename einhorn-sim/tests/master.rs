@@ -1,0 +1,572 @@
+//! einhorn-sim end to end: real master, real workers, real signals.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+fn bound_port(sim: &Sim) -> u16 {
+    let ready = sim.wait_for(|events| events.iter().find(|e| e["event"] == "ready").cloned());
+    ready["bound"][0]["port"].as_u64().unwrap() as u16
+}
+
+#[test]
+fn manual_acks_and_the_exact_worker_environment() {
+    let sim = Sim::start(&["-n", "3", "-m", "manual", "-b", "127.0.0.1:0,r"], &[]);
+    let acks = sim.wait_count("ack", 3);
+    let ready = sim.wait_for(|e| e.iter().find(|e| e["event"] == "ready").cloned());
+    let fd = ready["bound"][0]["fd"].as_i64().unwrap();
+    let master = sim.child.id() as i64;
+
+    let starts: Vec<Value> = sim
+        .reports()
+        .into_iter()
+        .filter(|r| r["event"] == "start")
+        .collect();
+    assert_eq!(starts.len(), 3);
+    let mut indexes = BTreeSet::new();
+    for start in &starts {
+        let env = start["env"].as_object().unwrap();
+        let keys: BTreeSet<&str> = env.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from([
+                "EINHORN_CHILD_INDEX",
+                "EINHORN_FD_0",
+                "EINHORN_FD_COUNT",
+                "EINHORN_MASTER_PID",
+                "EINHORN_SOCK_PATH"
+            ]),
+            "{start}"
+        );
+        assert_eq!(env["EINHORN_MASTER_PID"], master.to_string());
+        assert_eq!(env["EINHORN_FD_COUNT"], "1");
+        assert_eq!(env["EINHORN_FD_0"], fd.to_string());
+        assert_eq!(env["EINHORN_SOCK_PATH"], sim.socket().display().to_string());
+        indexes.insert(env["EINHORN_CHILD_INDEX"].as_str().unwrap().to_string());
+        assert_eq!(start["ppid"], master, "workers are real children");
+        assert_eq!(
+            start["pgid"], start["pid"],
+            "each worker leads its own process group"
+        );
+        assert_eq!(
+            start["fds"],
+            serde_json::json!([0, 1, 2, fd]),
+            "nothing else is inherited"
+        );
+    }
+    assert_eq!(
+        indexes,
+        BTreeSet::from(["0".to_string(), "1".to_string(), "2".to_string()])
+    );
+    let acked: BTreeSet<i64> = acks.iter().map(|a| a["pid"].as_i64().unwrap()).collect();
+    let started: BTreeSet<i64> = starts.iter().map(|s| s["pid"].as_i64().unwrap()).collect();
+    assert_eq!(acked, started);
+    assert!(
+        sim.log().contains("Up to 3 / 3 manual ACKs"),
+        "{}",
+        sim.log()
+    );
+
+    // The workers serve the master's socket.
+    let mut reply = String::new();
+    std::net::TcpStream::connect(("127.0.0.1", bound_port(&sim)))
+        .unwrap()
+        .read_to_string(&mut reply)
+        .unwrap();
+    let server: i64 = reply.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(started.contains(&server), "{reply}");
+}
+
+#[test]
+fn yaml_acks_and_ack_errors() {
+    let sim = Sim::start(&["-n", "1", "-m", "manual"], &[("TEST_WORKER_ACK", "yaml")]);
+    let ack = sim.wait_count("ack", 1);
+    let pid = ack[0]["pid"].as_i64().unwrap();
+    // A duplicate, an unknown pid, and a string pid.
+    for line in [
+        format!("{{\"command\": \"worker:ack\", \"pid\": {pid}}}\n"),
+        "{\"command\": \"worker:ack\", \"pid\": 1}\n".to_string(),
+        format!("{{\"command\": \"worker:ack\", \"pid\": \"{pid}\"}}\n"),
+    ] {
+        let mut stream = std::os::unix::net::UnixStream::connect(sim.socket()).unwrap();
+        stream.write_all(line.as_bytes()).unwrap();
+        let mut rest = String::new();
+        stream.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "", "worker:ack gets no reply");
+    }
+    let deadline = Instant::now() + WAIT;
+    let expected = [
+        format!("ERROR: Pid {pid} already ACKed; ignoring new ACK."),
+        "ERROR: Could not find state for PID 1; ignoring ACK.".to_string(),
+        format!("ERROR: Could not find state for PID \"{pid}\"; ignoring ACK."),
+    ];
+    while !expected.iter().all(|e| sim.log().contains(e.as_str())) {
+        assert!(Instant::now() < deadline, "{}", sim.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn timer_acks_and_manual_acks_in_timer_mode() {
+    let sim = Sim::start(&["-n", "1", "-m", "0.2"], &[]);
+    let spawn = sim.wait_count("spawn", 1);
+    let ack = sim.wait_count("ack", 1);
+    let waited = ack[0]["time"].as_f64().unwrap() - spawn[0]["time"].as_f64().unwrap();
+    assert!(waited >= 0.19, "timer ACK after {waited}s");
+    let pid = ack[0]["pid"].as_i64().unwrap();
+    let log = sim.log();
+    assert!(
+        log.contains(&format!(
+            "Worker {pid} has been up for 0.2s, so we are considering it alive."
+        )),
+        "{log}"
+    );
+    assert!(log.contains("Up to 1 / 1 timer ACKs"), "{log}");
+    // The worker also sent a manual ACK, which timer mode rejects.
+    assert!(
+        log.contains(&format!("ERROR: Received a manual ACK for {pid}, but ack_mode is {{:type=>:timer, :timeout=>0.2}}. Ignoring ACK.")),
+        "{log}"
+    );
+}
+
+#[test]
+fn signal_command_reply_and_delivery() {
+    let sim = Sim::start(&["-n", "3", "-m", "manual"], &[]);
+    let acks = sim.wait_count("ack", 3);
+    let mut pids: Vec<i64> = acks.iter().map(|a| a["pid"].as_i64().unwrap()).collect();
+    pids.sort();
+    let reply = sim.command("signal", &["SIGUSR1"]);
+    let mut spawned: Vec<i64> = sim.live_workers();
+    spawned.sort();
+    let listed: Vec<String> = sim.live_workers().iter().map(i64::to_string).collect();
+    assert_eq!(
+        reply,
+        vec![format!(
+            "Successfully sent USR1s to 3 processes: [{}]",
+            listed.join(", ")
+        )]
+    );
+    assert_eq!(spawned, pids);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got: BTreeSet<i64> = sim
+            .reports()
+            .iter()
+            .filter(|r| r["event"] == "signal" && r["signal"] == "USR1")
+            .map(|r| r["pid"].as_i64().unwrap())
+            .collect();
+        if got == pids.iter().copied().collect() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "USR1 reached only {got:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        sim.command("signal", &["FOO"]),
+        vec!["Invalid signal: \"FOO\""]
+    );
+    assert_eq!(sim.command("signal", &["usr1", "HUP"]).len(), 1);
+}
+
+fn run_upgrade(command: &str, smooth: bool) {
+    let sim = Sim::start(&["-n", "2", "-m", "manual"], &[]);
+    let old: Vec<i64> = sim
+        .wait_count("ack", 2)
+        .iter()
+        .map(|a| a["pid"].as_i64().unwrap())
+        .collect();
+    let messages = sim.command(command, &[]);
+    let first = if smooth {
+        "Upgrading smoothly, as commanded"
+    } else {
+        "Upgrading fleet, as commanded"
+    };
+    let kind = if smooth { "smooth" } else { "fleet" };
+    assert_eq!(
+        messages.first().map(String::as_str),
+        Some(first),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&format!("Starting {kind} upgrade from version 0...")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&"Upgraded successfully to version 1 (Einhorn 1.1.1).".to_string()),
+        "{messages:?}"
+    );
+    assert_eq!(messages.last().map(String::as_str), Some("Upgrade done"));
+    // The old workers are told to go and do.
+    let remaining = sim.wait_for(|events| {
+        let live = live_workers(events);
+        (!live.iter().any(|p| old.contains(p))).then_some(live)
+    });
+    assert_eq!(remaining.len(), 2);
+    let spawns = sim.events();
+    for pid in remaining {
+        let spawn = spawns
+            .iter()
+            .find(|e| e["event"] == "spawn" && e["pid"] == pid)
+            .unwrap();
+        assert_eq!(spawn["version"], 1);
+    }
+}
+
+#[test]
+fn smooth_upgrade_replaces_every_worker() {
+    run_upgrade("upgrade", true);
+}
+
+#[test]
+fn fleet_upgrade_replaces_every_worker() {
+    run_upgrade("upgrade_fleet", false);
+}
+
+#[test]
+fn sighup_is_a_smooth_upgrade() {
+    let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
+    sim.wait_count("ack", 1);
+    sim.signal(Signal::SIGHUP);
+    sim.wait_for(|e| {
+        e.iter()
+            .find(|e| e["event"] == "upgrade_done" && e["version"] == 1)
+            .cloned()
+    });
+}
+
+#[test]
+fn crash_looping_workers_back_off() {
+    let sim = Sim::start(
+        &["-n", "1", "-m", "manual", "-s", "0.2"],
+        &[("TEST_WORKER_CRASH_BEFORE_ACK", "1")],
+    );
+    let spawns = sim.wait_count("spawn", 4);
+    let times: Vec<f64> = spawns.iter().map(|s| s["time"].as_f64().unwrap()).collect();
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    // Einhorn's chain: I(1), then I(d) + I(d+1), with I(d) = 0.2 × 1.5^d.
+    let expected = [0.3, 0.3 + 0.45, 0.45 + 0.675];
+    for (gap, want) in gaps.iter().zip(expected) {
+        assert!(
+            (gap - want).abs() < 0.15,
+            "gaps {gaps:?}, expected about {expected:?}"
+        );
+    }
+    assert!(
+        sim.log()
+            .contains("(there have been 2 consecutive unacked worker deaths)"),
+        "{}",
+        sim.log()
+    );
+    assert!(sim.log().contains("before it was ACKed"));
+}
+
+#[test]
+fn ack_timeout_abandons_a_bad_upgrade_and_keeps_the_old_workers() {
+    let sim = Sim::start(
+        &[
+            "-n",
+            "2",
+            "-m",
+            "manual",
+            "--ack-timeout",
+            "0.4",
+            "-s",
+            "0.1",
+        ],
+        &[],
+    );
+    let old: Vec<i64> = sim
+        .wait_count("ack", 2)
+        .iter()
+        .map(|a| a["pid"].as_i64().unwrap())
+        .collect();
+    sim.set_worker_config("TEST_WORKER_ACK=never\n");
+    let started = Instant::now();
+    let messages = sim.command("upgrade", &[]);
+    let last = messages.last().unwrap();
+    assert!(
+        last.starts_with("ERROR: upgrade abandoned:"),
+        "{messages:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let abandoned = sim.wait_count("upgrade_abandoned", 1);
+    assert_eq!(abandoned[0]["kept_version"], 0);
+    // The new workers are gone, the old ones still run and serve.
+    let live = sim.wait_for(|events| {
+        let live = live_workers(events);
+        (live.len() == 2).then_some(live)
+    });
+    assert_eq!(
+        live.iter().collect::<BTreeSet<_>>(),
+        old.iter().collect::<BTreeSet<_>>()
+    );
+    assert!(
+        sim.log().contains("did not ACK within 0.4s; killing it."),
+        "{}",
+        sim.log()
+    );
+    let state = sim.command("state", &[]).join("");
+    let state: serde_norway::Value = serde_norway::from_str(&state).unwrap();
+    assert_eq!(state["state"]["version"], serde_norway::Value::from(0));
+    assert_eq!(
+        state["state"]["upgrading"],
+        serde_norway::Value::from(false)
+    );
+}
+
+#[test]
+fn signal_timeout_kills_a_worker_that_ignores_usr2() {
+    let mut sim = Sim::start(
+        &["-n", "1", "-m", "manual", "-t", "1"],
+        &[("TEST_WORKER_IGNORE_USR2", "1")],
+    );
+    let pid = sim.wait_count("ack", 1)[0]["pid"].as_i64().unwrap();
+    assert_eq!(sim.command("die", &[]), vec!["Einhorn is going down! "]);
+    let exit = sim.wait_count("exit", 1);
+    assert_eq!(exit[0]["pid"], pid);
+    assert_eq!(exit[0]["signal"], "SIGKILL");
+    let signalled = sim.wait_count("signal", 1)[0]["time"].as_f64().unwrap();
+    let waited = exit[0]["time"].as_f64().unwrap() - signalled;
+    assert!((0.9..3.0).contains(&waited), "killed {waited}s after USR2");
+    assert!(sim.log().contains("Sending SIGKILL"), "{}", sim.log());
+    assert_eq!(sim.wait_exit(Duration::from_secs(5)).code(), Some(0));
+}
+
+fn master_signal_outcome(signal: Signal, worker_signal: &str, status: i32) {
+    let mut sim = Sim::start(&["-n", "2", "-m", "manual"], &[]);
+    let pids: BTreeSet<i64> = sim
+        .wait_count("ack", 2)
+        .iter()
+        .map(|a| a["pid"].as_i64().unwrap())
+        .collect();
+    sim.signal(signal);
+    assert_eq!(
+        sim.wait_exit(Duration::from_secs(10)).code(),
+        Some(status),
+        "{}",
+        sim.log()
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got: BTreeSet<i64> = sim
+            .reports()
+            .iter()
+            .filter(|r| r["event"] == "signal" && r["signal"] == worker_signal)
+            .map(|r| r["pid"].as_i64().unwrap())
+            .collect();
+        if got == pids {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{worker_signal} reached {got:?} of {pids:?}\nreports: {:?}\nlog:\n{}",
+            sim.reports(),
+            sim.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!sim.path("cmd.sock").exists() && !sim.path("einhorn.pid").exists());
+}
+
+#[test]
+fn master_usr2_and_int_send_usr2_and_exit_0() {
+    master_signal_outcome(Signal::SIGUSR2, "USR2", 0);
+    master_signal_outcome(Signal::SIGINT, "USR2", 0);
+}
+
+#[test]
+fn master_term_sends_term_and_exits_0() {
+    master_signal_outcome(Signal::SIGTERM, "TERM", 0);
+}
+
+#[test]
+fn master_quit_sends_quit_and_exits_1_at_once() {
+    master_signal_outcome(Signal::SIGQUIT, "QUIT", 1);
+}
+
+#[test]
+fn master_usr1_is_fanned_out_and_the_master_lives() {
+    let sim = Sim::start(&["-n", "2", "-m", "manual"], &[]);
+    sim.wait_count("ack", 2);
+    sim.signal(Signal::SIGUSR1);
+    let deadline = Instant::now() + WAIT;
+    while sim
+        .reports()
+        .iter()
+        .filter(|r| r["signal"] == "USR1")
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(sim.command("ehlo", &[])[0].starts_with("Welcome, !"));
+}
+
+#[test]
+fn inc_dec_and_set_workers_converge() {
+    let sim = Sim::start(&["-n", "1", "-m", "manual", "-s", "0.05"], &[]);
+    sim.wait_count("ack", 1);
+    assert_eq!(
+        sim.command("inc", &[]),
+        vec!["Incrementing number of workers from 1 -> 2"]
+    );
+    sim.wait_for(|e| (live_acked(e).len() == 2).then_some(()));
+    assert_eq!(
+        sim.command("set_workers", &["4"]),
+        vec!["Altering worker count, 2 -> 4. Will spin up additional workers."]
+    );
+    sim.wait_for(|e| (live_acked(e).len() == 4).then_some(()));
+    assert_eq!(sim.command("set_workers", &["4"]), vec![""]);
+    assert_eq!(
+        sim.command("dec", &[]),
+        vec!["Decrementing number of workers from 4 -> 3"]
+    );
+    sim.wait_for(|e| (live_workers(e).len() == 3).then_some(()));
+    assert_eq!(
+        sim.command("set_workers", &["1"]),
+        vec!["Altering worker count, 3 -> 1. Will gracefully terminate workers."]
+    );
+    sim.wait_for(|e| (live_workers(e).len() == 1).then_some(()));
+    assert_eq!(
+        sim.command("dec", &[]),
+        vec![format!("Can't decrease number of workers (already at 1).  Run kill {} if you really want to kill einhorn.", sim.child.id())]
+    );
+    assert_eq!(
+        sim.command("set_workers", &["0"]),
+        vec!["Invalid count: '0'. Must be an integer in [1,1000)."]
+    );
+    assert_eq!(
+        sim.command("set_workers", &[]),
+        vec!["Invalid count: ''. Must be an integer in [1,1000)."]
+    );
+}
+
+#[test]
+fn command_replies_match_einhorn() {
+    let sim = Sim::start(&["-n", "1", "-m", "manual", "-c", "demo"], &[]);
+    sim.wait_count("ack", 1);
+    assert_eq!(
+        sim.command("ehlo", &[]),
+        vec![format!("Welcome, ! You are speaking to Einhorn Master Process {} (demo).\nThis is Einhorn 1.1.1.\n", sim.child.id())]
+    );
+    assert!(sim.command("nope", &[])[0].starts_with("Unrecognized command: \"nope\"\n\nconfig: "));
+    assert!(
+        sim.command("help", &[])[0].starts_with("You are speaking to the Einhorn command socket.")
+    );
+    assert_eq!(sim.command("quieter", &[]), vec!["Verbosity set to 2"]);
+    assert_eq!(sim.command("louder", &[]), vec!["Verbosity set to 1"]);
+    assert_eq!(sim.command("reload", &[]), vec!["Reloading, as commanded"]);
+    assert_eq!(
+        sim.command("config", &[]),
+        vec!["Must pass in a YAML-encoded hash"]
+    );
+    assert_eq!(
+        sim.command("config", &["[1]"]),
+        vec!["Parsed argument is a Array, not a hash"]
+    );
+    assert_eq!(
+        sim.command("config", &["{seconds: 2}"]),
+        vec!["Successfully merged in config: {\"seconds\"=>2}"]
+    );
+    let state = sim.command("state", &[]).join("");
+    let state: serde_norway::Value = serde_norway::from_str(&state).unwrap();
+    assert_eq!(state["state"]["generation"], serde_norway::Value::from(1));
+    assert_eq!(
+        state["state"]["config"]["seconds"],
+        serde_norway::Value::from(2.0)
+    );
+    assert_eq!(state["state"]["children"].as_mapping().unwrap().len(), 1);
+}
+
+#[test]
+fn garbage_on_the_command_socket_leaves_the_master_serving() {
+    let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
+    sim.wait_count("ack", 1);
+    let exchange = |bytes: &[u8]| -> String {
+        let mut stream = std::os::unix::net::UnixStream::connect(sim.socket()).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        // The master may hang up before taking it all (an oversized line).
+        let _ = stream.write_all(bytes);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut reply = String::new();
+        let _ = stream.read_to_string(&mut reply);
+        reply
+    };
+    let cant_parse = "---%0Amessage: Could not parse command%0A\n";
+    assert_eq!(exchange(b"not: [valid\n"), cant_parse);
+    assert_eq!(exchange(b"\xff\xfe\x00garbage\n"), cant_parse);
+    assert_eq!(exchange(b"42\n"), cant_parse);
+    assert_eq!(exchange(b"half a line without a newline"), "");
+    assert_eq!(
+        exchange(b"{\"id\": 1}\n"),
+        "---%0Amessage: No \"command\" parameter provided; not sure what you want me to do.%0Arequest_id: 1%0A\n"
+    );
+    let huge = vec![b'a'; 2 * 1024 * 1024];
+    assert_eq!(exchange(&huge), cant_parse);
+    // Pipelined requests, answered in order.
+    let two = exchange(b"{\"id\": 1, \"command\": \"louder\", \"args\": []}\n{\"id\": 2, \"command\": \"quieter\", \"args\": []}\n");
+    assert_eq!(two.lines().count(), 2, "{two}");
+    assert!(two.lines().next().unwrap().contains("request_id: 1"));
+    // A flood of connections that send nothing and hang up.
+    for _ in 0..300 {
+        drop(std::os::unix::net::UnixStream::connect(sim.socket()).unwrap());
+    }
+    assert!(sim.command("ehlo", &[])[0].starts_with("Welcome"));
+    assert!(sim.child.id() > 0);
+}
+
+#[test]
+fn startup_errors_are_one_line_and_exit_1() {
+    for args in [
+        vec!["-n", "zero", "--", "true"],
+        vec!["-n", "0", "--", "true"],
+        vec!["-m", "sometimes", "--", "true"],
+        vec!["-b", "nope", "--", "true"],
+        vec!["-s", "0", "--", "true"],
+        vec!["--", "no-such-program-anywhere"],
+        vec![],
+    ] {
+        let output = std::process::Command::new(sim_binary())
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"));
+    }
+}
+
+#[test]
+fn a_live_command_socket_is_not_stolen() {
+    let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
+    sim.wait_count("ack", 1);
+    let output = std::process::Command::new(sim_binary())
+        .arg("-d")
+        .arg(sim.socket())
+        .arg("-f")
+        .arg(sim.path("other.lock"))
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "Another process (probably another Einhorn) is listening on the Einhorn command socket"
+        ),
+        "{stderr}"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(sim.socket()).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -575,7 +575,7 @@ mod tests {
 
     #[test]
     fn inspect_like_ruby() {
-        let v: Value = serde_norway::from_str("{seconds: 2, :verbosity: 1, name: x}").unwrap();
+        let v: Value = serde_norway::from_str("seconds: 2\n:verbosity: 1\nname: x\n").unwrap();
         assert_eq!(
             ruby_inspect(&v),
             "{\"seconds\"=>2, :verbosity=>1, \"name\"=>\"x\"}"

@@ -28,7 +28,12 @@ fn manual_acks_and_the_exact_worker_environment() {
         .into_iter()
         .filter(|r| r["event"] == "start")
         .collect();
-    assert_eq!(starts.len(), 3);
+    assert_eq!(
+        starts.len(),
+        3,
+        "raw reports: {:?}",
+        std::fs::read_to_string(sim.path("report.jsonl"))
+    );
     let mut indexes = BTreeSet::new();
     for start in &starts {
         let env = start["env"].as_object().unwrap();

@@ -58,12 +58,14 @@ fn report(event: serde_json::Value) {
     let mut object = event;
     object["pid"] = std::process::id().into();
     object["tag"] = env("TEST_WORKER_TAG").unwrap_or_default().into();
+    // One write per line: with O_APPEND, lines from several workers never interleave.
+    let line = format!("{object}\n");
     if let Ok(mut file) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
     {
-        let _ = writeln!(file, "{object}");
+        let _ = file.write_all(line.as_bytes());
     }
 }
 

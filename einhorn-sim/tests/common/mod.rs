@@ -210,15 +210,23 @@ impl Sim {
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for event in self.events() {
-            if event["event"] == "spawn" {
-                if let Some(pid) = event["pid"].as_i64() {
-                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                }
+        // Freeze the master so it reaps nothing more: a pid it has not reaped
+        // cannot have been reused, so killing it cannot hit another test's
+        // process. Workers that reported their own exit are left alone.
+        let _ = kill(self.pid(), Signal::SIGSTOP);
+        let exited: Vec<i64> = self
+            .reports()
+            .iter()
+            .filter(|r| r["event"] == "exit")
+            .filter_map(|r| r["pid"].as_i64())
+            .collect();
+        for pid in live_workers(&self.events()) {
+            if !exited.contains(&pid) {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

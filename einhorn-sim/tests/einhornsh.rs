@@ -81,3 +81,46 @@ fn einhornsh_explains_a_missing_master() {
         )
     );
 }
+
+#[test]
+fn einhornsh_is_interactive_on_a_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED: `script` (util-linux) is not installed");
+        return;
+    }
+    let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
+    sim.wait_count("ack", 1);
+    let command_line = format!(
+        "{} -d {}",
+        einhornsh_binary().display(),
+        sim.socket().display()
+    );
+    let output = Command::new("script")
+        .args(["-qec", &command_line, "/dev/null"])
+        .env("USER", "tester")
+        .write_stdin("inc\nquit\n")
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        screen.contains("Welcome, tester! You are speaking to Einhorn Master Process"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("Enter 'help' if you're not sure what to do."),
+        "{screen}"
+    );
+    assert!(screen.contains("> "), "{screen}");
+    assert!(
+        screen.contains("Incrementing number of workers from 1 -> 2"),
+        "{screen}"
+    );
+    // (The typed-ahead `quit` may be flushed when the line editor takes the
+    // terminal; end of input ends the session either way.)
+    assert!(output.status.success(), "{screen}");
+}

@@ -575,3 +575,107 @@ fn a_live_command_socket_is_not_stolen() {
     );
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn drop_env_var_applies_to_workers_after_an_upgrade() {
+    let sim = Sim::start(
+        &["-n", "1", "-m", "manual", "--drop-env-var", "BP_DROPPED"],
+        &[
+            ("BP_DROPPED", "a"),
+            ("BP_KEPT", "k"),
+            ("TEST_WORKER_WATCH", "BP_DROPPED,BP_KEPT"),
+        ],
+    );
+    sim.wait_count("ack", 1);
+    assert_eq!(sim.command("upgrade", &[]).last().unwrap(), "Upgrade done");
+    let starts: Vec<Value> = sim
+        .reports()
+        .into_iter()
+        .filter(|r| r["event"] == "start")
+        .collect();
+    assert_eq!(
+        starts[0]["watched"],
+        serde_json::json!({"BP_DROPPED": "a", "BP_KEPT": "k"})
+    );
+    assert_eq!(
+        starts[1]["watched"],
+        serde_json::json!({"BP_DROPPED": null, "BP_KEPT": "k"})
+    );
+}
+
+#[test]
+fn kill_children_on_exit_reaches_workers_when_the_master_dies() {
+    let mut sim = Sim::start(&["-n", "2", "-m", "manual", "-k"], &[]);
+    let pids: BTreeSet<i64> = sim
+        .wait_count("ack", 2)
+        .iter()
+        .map(|a| a["pid"].as_i64().unwrap())
+        .collect();
+    sim.signal(Signal::SIGKILL);
+    sim.wait_exit(Duration::from_secs(5));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got: BTreeSet<i64> = sim
+            .reports()
+            .iter()
+            .filter(|r| r["event"] == "signal" && r["signal"] == "USR2")
+            .map(|r| r["pid"].as_i64().unwrap())
+            .collect();
+        if got == pids {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PDEATHSIG USR2 reached {got:?} of {pids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn max_unacked_and_max_upgrade_additional_pace_an_upgrade() {
+    let sim = Sim::start(
+        &[
+            "-n",
+            "4",
+            "-m",
+            "manual",
+            "--max-unacked",
+            "2",
+            "--max-upgrade-additional",
+            "1",
+            "-s",
+            "0.05",
+        ],
+        &[
+            ("TEST_WORKER_ACK_DELAY_MS", "300"),
+            ("TEST_WORKER_DRAIN_MS", "500"),
+        ],
+    );
+    sim.wait_count("ack", 4);
+    let messages = sim.command("upgrade", &[]);
+    assert_eq!(messages.last().unwrap(), "Upgrade done");
+    let log = sim.log();
+    assert!(
+        log.contains(
+            "unacked new workers, and max_unacked is 2, so not spinning up a new process."
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("during upgrade,") && log.contains("Waiting for old workers to exit"),
+        "{log}"
+    );
+    // Never more than 4 + 1 + 1 workers alive at once (Einhorn's check lets one more through).
+    let mut alive = 0i32;
+    let mut most = 0;
+    for event in sim.events() {
+        match event["event"].as_str() {
+            Some("spawn") => alive += 1,
+            Some("exit") => alive -= 1,
+            _ => {}
+        }
+        most = most.max(alive);
+    }
+    assert!(most <= 6, "{most} workers alive at once");
+}

@@ -9,6 +9,7 @@
 //! | `TEST_WORKER_IGNORE_USR2=1` | ignore SIGUSR2 |
 //! | `TEST_WORKER_DRAIN_MS=N` | after SIGUSR2/SIGTERM/SIGINT, wait N ms, then exit 0 |
 //! | `TEST_WORKER_TAG=TEXT` | included in reports and in what it serves |
+//! | `TEST_WORKER_WATCH=A,B` | also report these variables of its environment (as `watched`) |
 //! | `TEST_WORKER_CONFIG=FILE` | `NAME=VALUE` lines read at startup that override the variables above, so a test can "deploy" a different behaviour before an upgrade |
 //!
 //! With an inherited socket (`EINHORN_FD_0`) it answers each connection
@@ -134,11 +135,18 @@ fn main() {
         .filter(|(k, _)| k.starts_with("EINHORN_"))
         .map(|(k, v)| (k, v.into()))
         .collect();
+    let watched: serde_json::Map<String, serde_json::Value> = env("TEST_WORKER_WATCH")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|name| !name.is_empty())
+        .map(|name| (name.to_string(), std::env::var(name).ok().into()))
+        .collect();
     report(serde_json::json!({
         "event": "start",
         "ppid": nix::unistd::getppid().as_raw(),
         "pgid": nix::unistd::getpgrp().as_raw(),
         "env": einhorn_env,
+        "watched": watched,
         "fds": open_fds(),
     }));
     if let Some(fd) = env("EINHORN_FD_0").and_then(|v| v.parse::<RawFd>().ok()) {

@@ -1,0 +1,162 @@
+//! The development loop end to end: `einhorn-sim -n 2 -m manual -b ... --
+//! baseplate-serve fixtures/example.ini`, with an upgrade and a shutdown.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The workspace's einhorn-sim and einhornsh, built if this run did not
+/// build them (a filtered `cargo test -p baseplate`).
+fn sim_binary(name: &str) -> PathBuf {
+    let path = binary().parent().unwrap().join(name);
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "einhorn-sim", "--bins"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    path
+}
+
+fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn wait_events<T>(path: &std::path::Path, check: impl Fn(&[serde_json::Value]) -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(found) = check(&events(path)) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out; events: {:?}",
+            events(path)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn acked_pids(events: &[serde_json::Value]) -> Vec<i64> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "ack")
+        .filter_map(|e| e["pid"].as_i64())
+        .collect()
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // The master's workers get SIGUSR2 through -k when it dies.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn baseplate_serve_workers_under_einhorn_sim() {
+    let dir = TempDir::new();
+    let events_path = dir.path().join("events.jsonl");
+    let socket = dir.path().join("cmd.sock");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/example.ini");
+    let child = Command::new(sim_binary("einhorn-sim"))
+        .arg("-d")
+        .arg(&socket)
+        .arg("-e")
+        .arg(dir.path().join("pid"))
+        .arg("-f")
+        .arg(dir.path().join("lock"))
+        .arg("--events")
+        .arg(&events_path)
+        .args(["-k", "-n", "2", "-m", "manual", "-b", "127.0.0.1:0,r", "--"])
+        .arg(binary())
+        .arg(fixture)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut master = KillOnDrop(child);
+    let port = wait_events(&events_path, |e| {
+        e.iter()
+            .find(|e| e["event"] == "ready")
+            .map(|r| r["bound"][0]["port"].as_u64().unwrap() as u16)
+    });
+    let first = wait_events(&events_path, |e| {
+        let acked = acked_pids(e);
+        (acked.len() == 2).then_some(acked)
+    });
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+
+    // Both workers serve the master's socket.
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + WAIT;
+    while seen.len() < 2 {
+        assert!(Instant::now() < deadline, "only {seen:?} answered");
+        let body = get(addr, "/health").text();
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        seen.insert(value["pid"].as_i64().unwrap());
+    }
+    assert_eq!(seen, first.iter().copied().collect());
+
+    // A smooth upgrade through einhornsh replaces both.
+    let output = Command::new(sim_binary("einhornsh"))
+        .arg("-d")
+        .arg(&socket)
+        .args(["-e", "upgrade"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.ends_with("Upgrade done\n"), "{stdout}");
+    let replaced = wait_events(&events_path, |e| {
+        let exited: Vec<i64> = e
+            .iter()
+            .filter(|e| e["event"] == "exit")
+            .filter_map(|e| e["pid"].as_i64())
+            .collect();
+        let old_gone = first.iter().all(|p| exited.contains(p));
+        (old_gone).then(|| {
+            e.iter()
+                .filter(|e| e["event"] == "exit")
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+    });
+    for exit in replaced {
+        assert_eq!(
+            exit["status"], 0,
+            "old workers exit cleanly after SIGUSR2: {exit}"
+        );
+    }
+    assert_eq!(get(addr, "/").status, 200);
+
+    // SIGTERM to the master: TERM to the workers, graceful exits, master exits 0.
+    kill(Pid::from_raw(master.0.id() as i32), Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = master.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "einhorn-sim did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0));
+    let all = events(&events_path);
+    let exits: Vec<_> = all.iter().filter(|e| e["event"] == "exit").collect();
+    assert_eq!(exits.len(), 4, "{all:?}");
+    assert!(exits.iter().all(|e| e["status"] == 0), "{exits:?}");
+}

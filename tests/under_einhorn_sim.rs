@@ -84,8 +84,10 @@ fn baseplate_serve_workers_under_einhorn_sim() {
         .arg("--events")
         .arg(&events_path)
         .args(["-k", "-n", "2", "-m", "manual", "-b", "127.0.0.1:0,r", "--"])
-        .arg(binary())
+        // A bare name: not on this PATH, so found next to einhorn-sim.
+        .arg("baseplate-serve")
         .arg(fixture)
+        .env("PATH", "/usr/bin:/bin")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

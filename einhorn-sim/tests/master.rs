@@ -679,3 +679,26 @@ fn max_unacked_and_max_upgrade_additional_pace_an_upgrade() {
     }
     assert!(most <= 6, "{most} workers alive at once");
 }
+
+#[test]
+fn worker_ping_is_recorded_in_state() {
+    let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
+    let pid = sim.wait_count("ack", 1)[0]["pid"].as_i64().unwrap();
+    let mut stream = std::os::unix::net::UnixStream::connect(sim.socket()).unwrap();
+    stream
+        .write_all(
+            format!("---%0Acommand: worker:ping%0Apid: {pid}%0Arequest_id: id-1%0A\n").as_bytes(),
+        )
+        .unwrap();
+    let mut rest = String::new();
+    stream.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "worker:ping gets no reply");
+    let state = sim.command("state", &[]).join("");
+    let state: serde_norway::Value = serde_norway::from_str(&state).unwrap();
+    let child = &state["state"]["children"][&serde_norway::Value::from(pid)];
+    assert_eq!(
+        child["pinged_request_id"],
+        serde_norway::Value::from("id-1")
+    );
+    assert!(child["pinged_at"].as_str().unwrap().ends_with("+00:00"));
+}

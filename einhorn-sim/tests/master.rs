@@ -158,20 +158,7 @@ fn signal_command_reply_and_delivery() {
         )]
     );
     assert_eq!(spawned, pids);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got: BTreeSet<i64> = sim
-            .reports()
-            .iter()
-            .filter(|r| r["event"] == "signal" && r["signal"] == "USR1")
-            .map(|r| r["pid"].as_i64().unwrap())
-            .collect();
-        if got == pids.iter().copied().collect() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "USR1 reached only {got:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    sim.wait_worker_signal("USR1", &pids.iter().copied().collect());
     assert_eq!(
         sim.command("signal", &["FOO"]),
         vec!["Invalid signal: \"FOO\""]
@@ -357,25 +344,7 @@ fn master_signal_outcome(signal: Signal, worker_signal: &str, status: i32) {
         "{}",
         sim.log()
     );
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got: BTreeSet<i64> = sim
-            .reports()
-            .iter()
-            .filter(|r| r["event"] == "signal" && r["signal"] == worker_signal)
-            .map(|r| r["pid"].as_i64().unwrap())
-            .collect();
-        if got == pids {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{worker_signal} reached {got:?} of {pids:?}\nreports: {:?}\nlog:\n{}",
-            sim.reports(),
-            sim.log()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    sim.wait_worker_signal(worker_signal, &pids);
     assert!(!sim.path("cmd.sock").exists() && !sim.path("einhorn.pid").exists());
 }
 
@@ -613,23 +582,7 @@ fn kill_children_on_exit_reaches_workers_when_the_master_dies() {
         .collect();
     sim.signal(Signal::SIGKILL);
     sim.wait_exit(Duration::from_secs(5));
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got: BTreeSet<i64> = sim
-            .reports()
-            .iter()
-            .filter(|r| r["event"] == "signal" && r["signal"] == "USR2")
-            .map(|r| r["pid"].as_i64().unwrap())
-            .collect();
-        if got == pids {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "PDEATHSIG USR2 reached {got:?} of {pids:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    sim.wait_worker_signal("USR2", &pids);
 }
 
 #[test]

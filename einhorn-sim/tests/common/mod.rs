@@ -262,3 +262,28 @@ pub fn live_acked(events: &[Value]) -> Vec<i64> {
         .filter(|p| live.contains(p))
         .collect()
 }
+
+impl Sim {
+    /// Waits until exactly `pids` have reported receiving `signal` (`USR1`...).
+    pub fn wait_worker_signal(&self, signal: &str, pids: &std::collections::BTreeSet<i64>) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let got: std::collections::BTreeSet<i64> = self
+                .reports()
+                .iter()
+                .filter(|r| r["event"] == "signal" && r["signal"] == signal)
+                .filter_map(|r| r["pid"].as_i64())
+                .collect();
+            if &got == pids {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{signal} reached {got:?} of {pids:?}\nreports: {:?}\nlog:\n{}",
+                self.reports(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

@@ -6,7 +6,7 @@ use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
 
 use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id};
+use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
@@ -113,6 +113,16 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpanFieldsLayer {
         attrs.record(&mut fields);
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(SpanFields(fields.rest));
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        values.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            if let Some(existing) = span.extensions_mut().get_mut::<SpanFields>() {
+                existing.0.extend(fields.rest);
+            }
         }
     }
 }

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use crate::app::HttpService;
 use crate::config::AppConfig;
 use crate::error::BoxError;
+use crate::server::thrift::ThriftProcessor;
+use crate::server::ServerKind;
 
 /// Builds an HTTP app from its `[app:NAME]` section.
 pub(crate) type HttpAppFactory =
@@ -14,10 +16,26 @@ pub(crate) type HttpAppFactory =
 /// Wraps an HTTP app (the `handler` server option).
 pub(crate) type HttpLayer = Box<dyn Fn(HttpService) -> HttpService + Send + Sync>;
 
+/// Builds a Thrift processor from its `[app:NAME]` section.
+pub(crate) type ThriftAppFactory =
+    Box<dyn Fn(&AppConfig) -> Result<ThriftProcessor, BoxError> + Send + Sync>;
+
 /// An app factory, by the kind of server it needs.
 pub(crate) enum AppFactory {
     /// An HTTP app, served by `baseplate.server.wsgi` / `baseplate.server.http`.
     Http(HttpAppFactory),
+    /// A Thrift processor, served by `baseplate.server.thrift`.
+    Thrift(ThriftAppFactory),
+}
+
+impl AppFactory {
+    /// The server kind this app needs.
+    pub(crate) fn kind(&self) -> ServerKind {
+        match self {
+            AppFactory::Http(_) => ServerKind::Http,
+            AppFactory::Thrift(_) => ServerKind::Thrift,
+        }
+    }
 }
 
 /// All named factories of one binary.

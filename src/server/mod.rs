@@ -6,6 +6,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod listener;
 pub mod shutdown;
+pub mod thrift;
 pub mod tracker;
 
 use std::future::Future;
@@ -23,22 +24,30 @@ use tracker::ConnectionHandle;
 pub enum ServerKind {
     /// HTTP/1.1 and h2c.
     Http,
+    /// Thrift in any of five dialects.
+    Thrift,
 }
 
 /// Server factory names this crate provides, and what they serve.
 pub const SERVER_FACTORIES: &[(&str, ServerKind)] = &[
     ("baseplate.server.http", ServerKind::Http),
+    ("baseplate.server.thrift", ServerKind::Thrift),
     ("baseplate.server.wsgi", ServerKind::Http),
 ];
 
-/// Keys the servers read; any other key in a server section gets a warning.
-const KNOWN_KEYS: &[&str] = &[
-    "factory",
-    "max_concurrency",
-    "stop_timeout",
-    "drain_time",
-    "handler",
-];
+/// Keys every server reads; any other key in a server section gets a warning.
+const COMMON_KEYS: &[&str] = &["factory", "max_concurrency", "stop_timeout", "drain_time"];
+
+/// Keys only one kind of server reads.
+fn kind_keys(kind: ServerKind) -> &'static [&'static str] {
+    match kind {
+        ServerKind::Http => &["handler"],
+        ServerKind::Thrift => &["max_frame_size", "execution"],
+    }
+}
+
+/// The default `max_frame_size`: 16 MiB.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024 * 1024;
 
 /// The options of a `[server:NAME]` section, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,8 +62,12 @@ pub struct ServerOptions {
     pub stop_timeout: Duration,
     /// How long to keep accepting after the shutdown signal.
     pub drain_time: Duration,
-    /// The name of a registered layer to wrap the app in.
+    /// The name of a registered layer to wrap the app in (HTTP).
     pub handler: Option<String>,
+    /// The largest Thrift message accepted, in bytes (Thrift).
+    pub max_frame_size: usize,
+    /// Where Thrift processors run (Thrift).
+    pub execution: thrift::Execution,
     /// Keys set in the section that no server reads, with their lines.
     pub unknown_keys: Vec<(String, usize)>,
 }
@@ -109,10 +122,36 @@ impl ServerOptions {
             None => Duration::ZERO,
             Some(text) => parse_timespan(text).map_err(|m| section.error("drain_time", m))?,
         };
+        let max_frame_size = match value("max_frame_size") {
+            None => DEFAULT_MAX_FRAME_SIZE,
+            Some(text) => {
+                let n = parse_int(text).map_err(|m| section.error("max_frame_size", m))?;
+                let most = i64::from(thrift::dialect::MAX_FRAME_LENGTH);
+                if !(1..=most).contains(&n) {
+                    return Err(section.error(
+                        "max_frame_size",
+                        format!("{n} is out of range; use a number of bytes from 1 to {most}"),
+                    ));
+                }
+                n as usize
+            }
+        };
+        let execution = match value("execution") {
+            None => thrift::Execution::default(),
+            Some(text) => thrift::Execution::NAMES
+                .iter()
+                .find(|(name, _)| *name == text)
+                .map(|(_, e)| *e)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = thrift::Execution::NAMES.iter().map(|(n, _)| *n).collect();
+                    section.error("execution", format!("expected one of {}, found {text:?}", names.join(", ")))
+                })?,
+        };
+        let known = |key: &str| COMMON_KEYS.contains(&key) || kind_keys(kind).contains(&key);
         let unknown_keys = section
             .entries()
             .iter()
-            .filter(|e| !e.inherited && !KNOWN_KEYS.contains(&e.key.as_str()))
+            .filter(|e| !e.inherited && !known(e.key.as_str()))
             .map(|e| (e.key.clone(), e.line))
             .collect();
         Ok(ServerOptions {
@@ -121,7 +160,11 @@ impl ServerOptions {
             max_concurrency,
             stop_timeout,
             drain_time,
-            handler: value("handler").map(str::to_string),
+            handler: value("handler")
+                .filter(|_| kind == ServerKind::Http)
+                .map(str::to_string),
+            max_frame_size,
+            execution,
             unknown_keys,
         })
     }

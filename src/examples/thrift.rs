@@ -1,0 +1,63 @@
+//! `baseplate.examples.thrift:make_processor`: the `Example` service of
+//! `fixtures/thrift/example.thrift`, for trying and testing the Thrift server.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use tracing::info;
+
+use super::example_thrift::{ExampleSyncHandler, ExampleSyncProcessor, Oops};
+use crate::config::AppConfig;
+use crate::server::thrift::context::request_header;
+
+/// The factory name to use in `[app:NAME] factory = ...`.
+pub const NAME: &str = "baseplate.examples.thrift:make_processor";
+
+/// The longest `sleep` allowed, in milliseconds.
+const MAX_SLEEP_MS: i32 = 600_000;
+
+/// The handler behind the example processor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExampleHandler;
+
+impl ExampleSyncHandler for ExampleHandler {
+    fn handle_is_healthy(&self) -> thrift::Result<bool> {
+        Ok(true)
+    }
+
+    /// Echoes the message; `header:NAME` answers with the request's THeader
+    /// info header NAME instead (empty if absent).
+    fn handle_echo(&self, message: String) -> thrift::Result<String> {
+        match message.strip_prefix("header:") {
+            Some(name) => Ok(request_header(name).unwrap_or_default()),
+            None => Ok(message),
+        }
+    }
+
+    fn handle_sleep(&self, ms: i32) -> thrift::Result<()> {
+        let ms = ms.clamp(0, MAX_SLEEP_MS);
+        info!("sleeping for {ms} ms");
+        std::thread::sleep(Duration::from_millis(ms as u64));
+        Ok(())
+    }
+
+    fn handle_add(&self, a: i32, b: i32) -> thrift::Result<i32> {
+        Ok(a.wrapping_add(b))
+    }
+
+    fn handle_fail(&self, message: String) -> thrift::Result<()> {
+        Err(thrift::Error::User(Box::new(Oops::new(message))))
+    }
+
+    fn handle_fire(&self, note: String) -> thrift::Result<()> {
+        info!("fired: {note}");
+        Ok(())
+    }
+}
+
+/// Builds the example processor.
+pub fn make_processor(
+    _config: &AppConfig,
+) -> Result<ExampleSyncProcessor<ExampleHandler>, Infallible> {
+    Ok(ExampleSyncProcessor::new(ExampleHandler))
+}

@@ -11,8 +11,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use thrift::protocol::{
-    TBinaryOutputProtocol, TFieldIdentifier, TMessageIdentifier, TMessageType, TOutputProtocol, TStructIdentifier,
-    TType,
+    TBinaryOutputProtocol, TFieldIdentifier, TMessageIdentifier, TMessageType, TOutputProtocol,
+    TStructIdentifier, TType,
 };
 
 struct Options {
@@ -35,11 +35,19 @@ fn parse() -> Result<Options, String> {
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
-            "--connections" => options.connections = value()?.parse().map_err(|e| format!("--connections: {e}"))?,
-            "--seconds" => options.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
+            "--connections" => {
+                options.connections = value()?
+                    .parse()
+                    .map_err(|e| format!("--connections: {e}"))?
+            }
+            "--seconds" => {
+                options.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?
+            }
             "--mode" => options.header = value()? == "header",
             "--method" => options.echo = value()? == "echo1k",
-            other if options.addr.is_empty() && !other.starts_with('-') => options.addr = other.to_string(),
+            other if options.addr.is_empty() && !other.starts_with('-') => {
+                options.addr = other.to_string()
+            }
             other => return Err(format!("unexpected argument {other:?}")),
         }
     }
@@ -55,10 +63,13 @@ fn request(header: bool, echo: bool) -> Vec<u8> {
     {
         let mut out = TBinaryOutputProtocol::new(&mut payload, true);
         let name = if echo { "echo" } else { "is_healthy" };
-        out.write_message_begin(&TMessageIdentifier::new(name, TMessageType::Call, 1)).unwrap();
-        out.write_struct_begin(&TStructIdentifier::new("args")).unwrap();
+        out.write_message_begin(&TMessageIdentifier::new(name, TMessageType::Call, 1))
+            .unwrap();
+        out.write_struct_begin(&TStructIdentifier::new("args"))
+            .unwrap();
         if echo {
-            out.write_field_begin(&TFieldIdentifier::new("message", TType::String, 1)).unwrap();
+            out.write_field_begin(&TFieldIdentifier::new("message", TType::String, 1))
+                .unwrap();
             out.write_string(&"x".repeat(1024)).unwrap();
             out.write_field_end().unwrap();
         }
@@ -94,7 +105,8 @@ fn main() {
             let request = request.clone();
             let addr = options.addr.clone();
             std::thread::spawn(move || -> Result<Vec<Duration>, String> {
-                let mut stream = TcpStream::connect(&addr).map_err(|e| format!("connect {addr}: {e}"))?;
+                let mut stream =
+                    TcpStream::connect(&addr).map_err(|e| format!("connect {addr}: {e}"))?;
                 stream.set_nodelay(true).ok();
                 let mut latencies = Vec::with_capacity(100_000);
                 let mut reply = Vec::new();
@@ -123,7 +135,11 @@ fn main() {
         }
     }
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     println!(
         "calls/s {:.0} p50_ms {:.3} p99_ms {:.3} calls {}",
         all.len() as f64 / options.seconds,

@@ -250,7 +250,8 @@ impl Serve {
                 lifecycle::run(listener, handler, options, tracker, signals).await
             }
             App::Thrift(processor) => {
-                let handler = ThriftHandler::new(processor, options.max_frame_size, options.execution);
+                let handler =
+                    ThriftHandler::new(processor, options.max_frame_size, options.execution);
                 lifecycle::run(listener, handler, options, tracker, signals).await
             }
         }

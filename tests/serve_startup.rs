@@ -138,7 +138,7 @@ fn unknown_factories_list_what_is_registered() {
     assert_eq!(
         e,
         format!(
-            "error: {}/app.ini:4: [app:main] factory: app factory \"x.y:z\" is not registered in this binary; registered: baseplate.examples.http:make_app",
+            "error: {}/app.ini:4: [app:main] factory: app factory \"x.y:z\" is not registered in this binary; registered: baseplate.examples.http:make_app, baseplate.examples.thrift:make_processor",
             "DIR"
         )
         .replace("DIR", e.split("error: ").nth(1).unwrap().split("/app.ini").next().unwrap())

@@ -425,8 +425,14 @@ fn a_blocked_handler_does_not_stall_other_connections() {
 #[test]
 fn execution_option_inline_and_bad_values() {
     let server = Server::start(&thrift_config("execution = inline"), &[]);
-    exercise(&mut crate_client(server.addr(), Dialect::FramedCompact), "inline");
-    exercise(&mut header_client(server.addr(), true, true, &[]), "inline THeader");
+    exercise(
+        &mut crate_client(server.addr(), Dialect::FramedCompact),
+        "inline",
+    );
+    exercise(
+        &mut header_client(server.addr(), true, true, &[]),
+        "inline THeader",
+    );
 
     let (code, _, stderr) = run_once(&thrift_config("execution = sometimes"), &["--check"]);
     assert_eq!(code, 1);
@@ -436,5 +442,8 @@ fn execution_option_inline_and_bad_values() {
     );
     let (code, _, stderr) = run_once(&thrift_config("max_frame_size = 0"), &["--check"]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("[server:main] max_frame_size: 0 is out of range"), "{stderr}");
+    assert!(
+        stderr.contains("[server:main] max_frame_size: 0 is out of range"),
+        "{stderr}"
+    );
 }

@@ -143,8 +143,12 @@ impl ServerOptions {
                 .find(|(name, _)| *name == text)
                 .map(|(_, e)| *e)
                 .ok_or_else(|| {
-                    let names: Vec<&str> = thrift::Execution::NAMES.iter().map(|(n, _)| *n).collect();
-                    section.error("execution", format!("expected one of {}, found {text:?}", names.join(", ")))
+                    let names: Vec<&str> =
+                        thrift::Execution::NAMES.iter().map(|(n, _)| *n).collect();
+                    section.error(
+                        "execution",
+                        format!("expected one of {}, found {text:?}", names.join(", ")),
+                    )
                 })?,
         };
         let known = |key: &str| COMMON_KEYS.contains(&key) || kind_keys(kind).contains(&key);

@@ -48,7 +48,11 @@ struct Service {
 impl ThriftHandler {
     /// A handler for `processor`, refusing messages over `max_frame_size`
     /// bytes, running the processor as `execution` says.
-    pub fn new(processor: ThriftProcessor, max_frame_size: usize, execution: Execution) -> ThriftHandler {
+    pub fn new(
+        processor: ThriftProcessor,
+        max_frame_size: usize,
+        execution: Execution,
+    ) -> ThriftHandler {
         ThriftHandler {
             service: Arc::new(Service {
                 processor,
@@ -278,7 +282,11 @@ async fn handle_message(
         context::with_headers(info, || process(&*processor, protocol, &payload, max))
     };
     let outcome = match service.execution {
-        Execution::Blocking => tokio::task::spawn_blocking(run).instrument(span.clone()).await,
+        Execution::Blocking => {
+            tokio::task::spawn_blocking(run)
+                .instrument(span.clone())
+                .await
+        }
         Execution::BlockInPlace => Ok(tokio::task::block_in_place(run)),
         Execution::Inline => Ok(run()),
     };

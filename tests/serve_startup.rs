@@ -135,13 +135,12 @@ fn unknown_factories_list_what_is_registered() {
         "[server:main]\nfactory = baseplate.server.wsgi\n[app:main]\nfactory = x.y:z\n",
         &[],
     );
-    assert_eq!(
-        e,
-        format!(
-            "error: {}/app.ini:4: [app:main] factory: app factory \"x.y:z\" is not registered in this binary; registered: baseplate.examples.http:make_app, baseplate.examples.thrift:make_processor",
-            "DIR"
-        )
-        .replace("DIR", e.split("error: ").nth(1).unwrap().split("/app.ini").next().unwrap())
+    assert!(
+        e.ends_with(
+            "/app.ini:4: [app:main] factory: app factory \"x.y:z\" is not registered in this binary; \
+             registered: baseplate.examples.http:make_app, baseplate.examples.thrift:make_processor"
+        ),
+        "{e}"
     );
     let e = startup_error(
         "[server:main]\nfactory = baseplate.server.wsgi\n[app:main]\nfactory = baseplate.examples.http:make_ap\n",

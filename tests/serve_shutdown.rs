@@ -193,3 +193,21 @@ fn max_concurrency_makes_the_next_client_wait() {
     let second_response = read_response(&mut second).unwrap();
     assert_eq!(second_response.status, 200);
 }
+
+#[test]
+fn a_just_opened_connection_gets_its_first_request_answered_during_shutdown() {
+    let mut server = Server::start(&config_with("stop_timeout = 5 seconds"), &[]);
+    // Connected (accepted by the server) but the request is not sent yet.
+    let mut fresh = connect(server.addr());
+    let mut probe = connect(server.addr());
+    send(&mut probe, "GET", "/", &[], b"");
+    assert_eq!(read_response(&mut probe).unwrap().status, 200);
+    server.signal(Signal::SIGTERM);
+    server.wait_for("Gracefully shutting down");
+    send(&mut fresh, "GET", "/", &[], b"");
+    let response =
+        read_response(&mut fresh).expect("the first request of a new connection is served");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("connection"), Some("close"));
+    assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
+}

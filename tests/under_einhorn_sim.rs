@@ -4,28 +4,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-/// The workspace's einhorn-sim and einhornsh, built if this run did not
-/// build them (a filtered `cargo test -p baseplate`).
-fn sim_binary(name: &str) -> PathBuf {
-    let path = binary().parent().unwrap().join(name);
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "einhorn-sim", "--bins"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    path
-}
 
 fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
@@ -74,7 +58,7 @@ fn baseplate_serve_workers_under_einhorn_sim() {
     let events_path = dir.path().join("events.jsonl");
     let socket = dir.path().join("cmd.sock");
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/example.ini");
-    let child = Command::new(sim_binary("einhorn-sim"))
+    let child = Command::new(workspace_binary("einhorn-sim"))
         .arg("-d")
         .arg(&socket)
         .arg("-e")
@@ -116,7 +100,7 @@ fn baseplate_serve_workers_under_einhorn_sim() {
     assert_eq!(seen, first.iter().copied().collect());
 
     // A smooth upgrade through einhornsh replaces both.
-    let output = Command::new(sim_binary("einhornsh"))
+    let output = Command::new(workspace_binary("einhornsh"))
         .arg("-d")
         .arg(&socket)
         .args(["-e", "upgrade"])

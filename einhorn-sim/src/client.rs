@@ -28,6 +28,11 @@ impl Client {
         })
     }
 
+    /// Fails reads that wait longer than `limit` (none by default).
+    pub fn set_timeout(&mut self, limit: Option<std::time::Duration>) -> std::io::Result<()> {
+        self.writer.set_read_timeout(limit)
+    }
+
     /// Sends any request mapping.
     pub fn send(&mut self, request: &Value) -> std::io::Result<()> {
         self.writer.write_all(protocol::encode(request).as_bytes())

@@ -10,6 +10,7 @@ pub mod bind;
 pub mod cli;
 pub mod client;
 pub mod command_server;
+pub mod conformance;
 pub mod master;
 pub mod protocol;
 pub mod report;
@@ -25,6 +26,17 @@ use report::{Events, Level, Log};
 /// Runs the master until it exits; returns the exit status, or the one-line
 /// reason it could not start.
 pub fn run(options: Options) -> Result<u8, String> {
+    run_with(options, None, MasterSignals::install)
+}
+
+/// Runs a master embedded in another program: events also go to `events`,
+/// and `signals` chooses which signals it handles
+/// ([`MasterSignals::children_only`] leaves the host's own handlers alone).
+pub fn run_with(
+    options: Options,
+    events: Option<std::sync::mpsc::Sender<serde_json::Value>>,
+    signals: fn() -> std::io::Result<MasterSignals>,
+) -> Result<u8, String> {
     close_inherited_fds_on_exec();
     let program = spawn::resolve_program(&options.command[0])?;
     let sock_path = options
@@ -43,8 +55,9 @@ pub fn run(options: Options) -> Result<u8, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let events_channel = events;
     runtime.block_on(async move {
-        let signals = MasterSignals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let signals = signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let log = Log::new(options.verbosity());
         let mut sockets = Vec::new();
         for spec in &options.bind {
@@ -55,6 +68,9 @@ pub fn run(options: Options) -> Result<u8, String> {
             sockets.push(bind::bind_socket(spec, options.backlog)?);
         }
         let mut events = Events::open(options.events.as_deref())?;
+        if let Some(channel) = events_channel {
+            events = events.with_channel(channel);
+        }
         let listener = command_server::open(&sock_path, &lockfile, &log)?;
         log.write(Level::Info, &format!("Writing PID to {}", pidfile.display()));
         if let Err(e) = std::fs::write(&pidfile, std::process::id().to_string()) {

@@ -56,9 +56,11 @@ impl Log {
     }
 }
 
-/// The `--events` file: one JSON object per line, flushed at once.
+/// The lifecycle events: the `--events` file (one JSON object per line,
+/// flushed at once), or a channel for a master embedded in-process.
 pub struct Events {
     file: Option<File>,
+    channel: Option<std::sync::mpsc::Sender<serde_json::Value>>,
 }
 
 impl Events {
@@ -74,24 +76,39 @@ impl Events {
                     .map_err(|e| format!("cannot open the events file {}: {e}", path.display()))?,
             ),
         };
-        Ok(Events { file })
+        Ok(Events {
+            file,
+            channel: None,
+        })
+    }
+
+    /// Sends every event to `channel` as well.
+    pub fn with_channel(mut self, channel: std::sync::mpsc::Sender<serde_json::Value>) -> Events {
+        self.channel = Some(channel);
+        self
     }
 
     /// Appends `{"event": KIND, "time": UNIX_SECONDS, ...fields}`.
     pub fn emit(&mut self, kind: &str, fields: serde_json::Value) {
-        let Some(file) = &mut self.file else {
+        if self.file.is_none() && self.channel.is_none() {
             return;
-        };
+        }
         let mut object = serde_json::Map::new();
         object.insert("event".into(), kind.into());
         object.insert("time".into(), unix_seconds(SystemTime::now()).into());
         if let serde_json::Value::Object(extra) = fields {
             object.extend(extra);
         }
-        let mut line = serde_json::Value::Object(object).to_string();
-        line.push('\n');
-        // An unwritable events file must not stop the master.
-        let _ = file.write_all(line.as_bytes()).and_then(|_| file.flush());
+        let event = serde_json::Value::Object(object);
+        if let Some(file) = &mut self.file {
+            let mut line = event.to_string();
+            line.push('\n');
+            // An unwritable events file must not stop the master.
+            let _ = file.write_all(line.as_bytes()).and_then(|_| file.flush());
+        }
+        if let Some(channel) = &self.channel {
+            let _ = channel.send(event);
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::{getppid, setpgid, Pid};
 
 use crate::bind::BoundSocket;
@@ -94,10 +94,22 @@ impl Spawn<'_> {
         let kill_on_master_death = self.kill_on_master_death;
         let master = Pid::from_raw(self.master_pid as i32);
         // SAFETY: between fork and exec only async-signal-safe calls are made
-        // (setpgid, fcntl, prctl, getppid), and nothing allocates.
+        // (setpgid, sigprocmask, sigaction, fcntl, prctl, getppid), and
+        // nothing allocates.
         unsafe {
             command.pre_exec(move || {
                 setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+                // Workers start with no signal blocked or ignored, whatever
+                // the master inherited (nohup, a shell's background job, an
+                // embedding program's blocked set).
+                SigSet::empty().thread_set_mask()?;
+                for signal in Signal::iterator() {
+                    if !matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+                        let default =
+                            SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+                        let _ = sigaction(signal, &default);
+                    }
+                }
                 for &fd in &fds {
                     fcntl(
                         BorrowedFd::borrow_raw(fd),

@@ -16,7 +16,7 @@ use tower::Service;
 use tracing::{debug, error, Instrument};
 
 use super::listener::Stream;
-use super::shutdown::Shutdown;
+use super::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
 use super::tracker::ConnectionHandle;
 use super::{ConnectionFuture, ConnectionHandler};
 use crate::app::{full_body, HttpRequest, HttpResponse, HttpService};
@@ -53,13 +53,24 @@ impl ConnectionHandler for HttpHandler {
         let builder = Arc::clone(&self.builder);
         Box::pin(async move {
             let peer = connection.peer().clone();
-            let service =
-                service_fn(move |request| dispatch(app.clone(), connection.clone(), request));
+            let first_request = connection.clone();
+            let closing = shutdown.clone();
+            let service = service_fn(move |request| {
+                dispatch(app.clone(), connection.clone(), closing.clone(), request)
+            });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(conn);
             let result = tokio::select! {
                 result = conn.as_mut() => result,
-                _ = shutdown.wait() => {
+                _ = shutdown.wait() => 'shutdown: {
+                    if first_request.requests_seen() == 0 {
+                        // A brand-new connection: let its first request
+                        // arrive and be answered (with `Connection: close`,
+                        // see `dispatch`) instead of resetting it.
+                        if let Ok(result) = tokio::time::timeout(FIRST_REQUEST_GRACE, conn.as_mut()).await {
+                            break 'shutdown result;
+                        }
+                    }
                     // Idle: closes now. Busy: the response in progress gets
                     // `Connection: close` (HTTP/1) or a GOAWAY is sent (h2).
                     conn.as_mut().graceful_shutdown();
@@ -78,8 +89,10 @@ impl ConnectionHandler for HttpHandler {
 async fn dispatch(
     mut app: HttpService,
     connection: ConnectionHandle,
+    shutdown: Shutdown,
     mut request: HttpRequest,
 ) -> Result<HttpResponse, Infallible> {
+    let http1 = request.version() <= http::Version::HTTP_11;
     let trace_id = TraceId::from_headers(request.headers());
     let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
     let what = format!("{} {}", request.method(), target);
@@ -93,13 +106,18 @@ async fn dispatch(
     }
     .instrument(span.clone())
     .await;
-    match outcome {
-        Ok(response) => Ok(response),
-        Err(e) => {
-            span.in_scope(|| error!("the app failed to handle the request: {e}"));
-            Ok(internal_server_error())
-        }
+    let mut response = outcome.unwrap_or_else(|e| {
+        span.in_scope(|| error!("the app failed to handle the request: {e}"));
+        internal_server_error()
+    });
+    if http1 && shutdown.is_triggered() {
+        // Shutting down: this connection takes no further request.
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
     }
+    Ok(response)
 }
 
 fn internal_server_error() -> HttpResponse {

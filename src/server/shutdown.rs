@@ -2,6 +2,14 @@
 
 use tokio::sync::watch;
 
+use std::time::Duration;
+
+/// How long a connection that has not finished a first request is given,
+/// at shutdown, before it counts as idle. A client that just connected has
+/// its first request on the wire or unread in the socket; closing now would
+/// reset it, and such requests are exactly the ones a deploy must not drop.
+pub const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(250);
+
 /// Fires the shutdown for everyone holding a [`Shutdown`].
 pub struct ShutdownTrigger {
     tx: watch::Sender<bool>,

@@ -142,6 +142,15 @@ impl ConnectionHandle {
         &self.inner.peer
     }
 
+    /// How many requests this connection has started (finished or not).
+    pub fn requests_seen(&self) -> u64 {
+        let state = self.inner.tracker.lock();
+        state
+            .connections
+            .get(&self.inner.id)
+            .map_or(0, |c| c.served + c.in_flight.len() as u64)
+    }
+
     /// Records a request in flight on this connection until the guard drops.
     /// `what` describes it (`GET /path`, or a Thrift method name).
     pub fn begin_request(&self, what: String, trace_id: String) -> RequestGuard {

@@ -20,6 +20,21 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_baseplate-serve"))
 }
 
+/// A binary of the einhorn-sim package, built if this run did not build it
+/// (a filtered `cargo test -p baseplate`).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let path = binary().parent().unwrap().join(name);
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "einhorn-sim", "--bins"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build -p einhorn-sim failed");
+    }
+    path
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -1,4 +1,5 @@
-//! A worker for testing Einhorn masters, steered by environment variables:
+//! A worker for testing Einhorn masters and the conformance kit, steered by
+//! environment variables:
 //!
 //! | variable | effect |
 //! |---|---|
@@ -10,15 +11,22 @@
 //! | `TEST_WORKER_DRAIN_MS=N` | after SIGUSR2/SIGTERM/SIGINT, wait N ms, then exit 0 |
 //! | `TEST_WORKER_TAG=TEXT` | included in reports and in what it serves |
 //! | `TEST_WORKER_WATCH=A,B` | also report these variables of its environment (as `watched`) |
+//! | `TEST_WORKER_HTTP=1` | serve HTTP/1.1 with keep-alive on `EINHORN_FD_0`: `GET /` and `GET /sleep?ms=N`; on SIGUSR2/SIGTERM stop accepting, finish requests in flight, close idle connections, exit 0 |
+//! | `TEST_WORKER_USR2=exit-now` | HTTP mode: exit at once on SIGUSR2/SIGTERM, dropping requests in flight |
+//! | `TEST_WORKER_USR1=die` | do not handle SIGUSR1 (its default action kills the process) |
+//! | `TEST_WORKER_EXTRA_PORT=1` | also listen on a TCP port of its own |
+//! | `TEST_WORKER_KEEP_IDLE=1` | HTTP mode: at shutdown, wait for idle keep-alive connections instead of closing them |
 //! | `TEST_WORKER_CONFIG=FILE` | `NAME=VALUE` lines read at startup that override the variables above, so a test can "deploy" a different behaviour before an upgrade |
 //!
-//! With an inherited socket (`EINHORN_FD_0`) it answers each connection
-//! with `PID TAG\n` and closes it.
+//! Without `TEST_WORKER_HTTP`, an inherited socket (`EINHORN_FD_0`) answers
+//! each connection with `PID TAG\n` and closes it.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::{BorrowedFd, FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::fcntl::{fcntl, FcntlArg};
@@ -97,9 +105,7 @@ fn ack() {
     }
 }
 
-fn serve(fd: RawFd) {
-    // SAFETY: the fd was passed to us to own (EINHORN_FD_0).
-    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+fn serve_pid(listener: TcpListener) {
     let tag = env("TEST_WORKER_TAG").unwrap_or_default();
     std::thread::spawn(move || {
         let _ = listener.set_nonblocking(false);
@@ -109,6 +115,99 @@ fn serve(fd: RawFd) {
     });
 }
 
+/// HTTP mode's shared state.
+struct Http {
+    shutting_down: AtomicBool,
+    connections: AtomicUsize,
+    keep_idle: bool,
+}
+
+fn serve_http(listener: TcpListener, http: Arc<Http>) {
+    let _ = listener.set_nonblocking(true);
+    std::thread::spawn(move || {
+        let mut listener = Some(listener);
+        loop {
+            if http.shutting_down.load(Ordering::SeqCst) {
+                // Closing our copy of the socket stops our accepts.
+                listener = None;
+            }
+            let Some(l) = &listener else { return };
+            match l.accept() {
+                Ok((stream, _)) => {
+                    http.connections.fetch_add(1, Ordering::SeqCst);
+                    let http = Arc::clone(&http);
+                    std::thread::spawn(move || {
+                        connection(stream, &http);
+                        http.connections.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    });
+}
+
+/// Serves one keep-alive connection.
+fn connection(mut stream: TcpStream, http: &Http) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let opened = std::time::Instant::now();
+    let mut served = 0;
+    loop {
+        while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+            // Idle connections close at shutdown; a new one first gets a
+            // moment for its first request.
+            let fresh = served == 0 && opened.elapsed() < Duration::from_millis(250);
+            if buffer.is_empty()
+                && !fresh
+                && http.shutting_down.load(Ordering::SeqCst)
+                && !http.keep_idle
+            {
+                return;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return,
+            }
+        }
+        let end = buffer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(0)
+            + 4;
+        let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+        buffer.drain(..end);
+        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let body = match path.split_once("?ms=") {
+            Some(("/sleep", ms)) => {
+                let ms: u64 = ms.parse().unwrap_or(0);
+                std::thread::sleep(Duration::from_millis(ms));
+                format!("slept {ms} ms")
+            }
+            _ => format!("ok {}", std::process::id()),
+        };
+        let closing = http.shutting_down.load(Ordering::SeqCst)
+            || head.to_ascii_lowercase().contains("connection: close");
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{}\r\n{body}",
+            body.len(),
+            if closing { "Connection: close\r\n" } else { "" }
+        );
+        served += 1;
+        if stream.write_all(response.as_bytes()).is_err() || closing {
+            return;
+        }
+    }
+}
+
 fn main() {
     let handler = SigAction::new(
         SigHandler::Handler(on_signal),
@@ -116,6 +215,7 @@ fn main() {
         SigSet::empty(),
     );
     let ignore = env("TEST_WORKER_IGNORE_USR2").is_some();
+    let usr1_dies = env("TEST_WORKER_USR1").as_deref() == Some("die");
     for signal in [
         Signal::SIGUSR1,
         Signal::SIGUSR2,
@@ -123,6 +223,9 @@ fn main() {
         Signal::SIGINT,
         Signal::SIGQUIT,
     ] {
+        if signal == Signal::SIGUSR1 && usr1_dies {
+            continue;
+        }
         let action = if signal == Signal::SIGUSR2 && ignore {
             SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty())
         } else {
@@ -149,8 +252,22 @@ fn main() {
         "watched": watched,
         "fds": open_fds(),
     }));
+    let _extra = env("TEST_WORKER_EXTRA_PORT")
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("extra port"));
+    let http = Arc::new(Http {
+        shutting_down: AtomicBool::new(false),
+        connections: AtomicUsize::new(0),
+        keep_idle: env("TEST_WORKER_KEEP_IDLE").is_some(),
+    });
+    let http_mode = env("TEST_WORKER_HTTP").is_some();
     if let Some(fd) = env("EINHORN_FD_0").and_then(|v| v.parse::<RawFd>().ok()) {
-        serve(fd);
+        // SAFETY: the fd was passed to us to own (EINHORN_FD_0).
+        let listener = unsafe { TcpListener::from_raw_fd(fd) };
+        if http_mode {
+            serve_http(listener, Arc::clone(&http));
+        } else {
+            serve_pid(listener);
+        }
     }
     if let Some(ms) = env("TEST_WORKER_ACK_DELAY_MS").and_then(|v| v.parse().ok()) {
         std::thread::sleep(Duration::from_millis(ms));
@@ -175,6 +292,12 @@ fn main() {
             report(
                 serde_json::json!({"event": "signal", "signal": name.trim_start_matches("SIG")}),
             );
+            if http_mode && env("TEST_WORKER_USR2").as_deref() != Some("exit-now") {
+                http.shutting_down.store(true, Ordering::SeqCst);
+                while http.connections.load(Ordering::SeqCst) > 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
             if let Some(ms) = env("TEST_WORKER_DRAIN_MS").and_then(|v| v.parse().ok()) {
                 std::thread::sleep(Duration::from_millis(ms));
             }

@@ -23,39 +23,48 @@ pub enum MasterSignal {
 
 /// The installed handlers.
 pub struct MasterSignals {
-    hup: Signal,
-    usr2: Signal,
-    int: Signal,
-    term: Signal,
-    quit: Signal,
-    usr1: Signal,
-    chld: Signal,
+    streams: Vec<(MasterSignal, Signal)>,
 }
 
 impl MasterSignals {
-    /// Installs the handlers (needs a tokio runtime).
+    /// Installs handlers for every signal the master reacts to (needs a
+    /// tokio runtime).
     pub fn install() -> std::io::Result<MasterSignals> {
-        Ok(MasterSignals {
-            hup: signal(SignalKind::hangup())?,
-            usr2: signal(SignalKind::user_defined2())?,
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-            quit: signal(SignalKind::quit())?,
-            usr1: signal(SignalKind::user_defined1())?,
-            chld: signal(SignalKind::child())?,
-        })
+        Self::install_kinds(&[
+            (MasterSignal::Chld, SignalKind::child()),
+            (MasterSignal::Hup, SignalKind::hangup()),
+            (MasterSignal::Usr2, SignalKind::user_defined2()),
+            (MasterSignal::Int, SignalKind::interrupt()),
+            (MasterSignal::Term, SignalKind::terminate()),
+            (MasterSignal::Quit, SignalKind::quit()),
+            (MasterSignal::Usr1, SignalKind::user_defined1()),
+        ])
+    }
+
+    /// Watches only SIGCHLD, for a master embedded in another program that
+    /// keeps its own signal handling.
+    pub fn children_only() -> std::io::Result<MasterSignals> {
+        Self::install_kinds(&[(MasterSignal::Chld, SignalKind::child())])
+    }
+
+    fn install_kinds(kinds: &[(MasterSignal, SignalKind)]) -> std::io::Result<MasterSignals> {
+        let streams = kinds
+            .iter()
+            .map(|(name, kind)| signal(*kind).map(|s| (*name, s)))
+            .collect::<std::io::Result<_>>()?;
+        Ok(MasterSignals { streams })
     }
 
     /// The next signal.
     pub async fn recv(&mut self) -> MasterSignal {
-        tokio::select! {
-            _ = self.chld.recv() => MasterSignal::Chld,
-            _ = self.hup.recv() => MasterSignal::Hup,
-            _ = self.usr2.recv() => MasterSignal::Usr2,
-            _ = self.int.recv() => MasterSignal::Int,
-            _ = self.term.recv() => MasterSignal::Term,
-            _ = self.quit.recv() => MasterSignal::Quit,
-            _ = self.usr1.recv() => MasterSignal::Usr1,
-        }
+        std::future::poll_fn(|cx| {
+            for (name, stream) in &mut self.streams {
+                if stream.poll_recv(cx).is_ready() {
+                    return std::task::Poll::Ready(*name);
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await
     }
 }

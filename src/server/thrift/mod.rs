@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{error, field::Empty, warn, Instrument};
 
 use super::listener::Stream;
-use super::shutdown::Shutdown;
+use super::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
 use super::tracker::ConnectionHandle;
 use super::{ConnectionFuture, ConnectionHandler};
 use crate::trace::TraceId;
@@ -186,9 +186,20 @@ async fn serve(
         }
         let idle = buf.is_empty();
         let read = tokio::select! {
+            // Bytes already there win over the shutdown.
+            biased;
             read = stream.read(&mut chunk) => read.map_err(|e| format!("read failed: {e}"))?,
-            // Idle connections close at once; a message in progress is finished.
-            _ = shutdown.wait(), if idle => return Ok(()),
+            // Idle connections close at once (a brand-new one gets a moment
+            // for its first call); a message in progress is finished.
+            _ = shutdown.wait(), if idle => {
+                if dialect.is_some() {
+                    return Ok(());
+                }
+                match tokio::time::timeout(FIRST_REQUEST_GRACE, stream.read(&mut chunk)).await {
+                    Ok(read) => read.map_err(|e| format!("read failed: {e}"))?,
+                    Err(_) => return Ok(()),
+                }
+            }
         };
         if read == 0 {
             return if buf.is_empty() {

@@ -1,0 +1,84 @@
+//! `einhorn-conformance [options] -- PROGRAM [ARGS...]`: see docs/conformance.md.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+use einhorn_sim::conformance::{self, harness, report, Options};
+use nix::sys::signal::{SigSet, Signal};
+
+fn main() -> ExitCode {
+    let options = match Options::try_parse() {
+        Ok(options) => options,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    // Workers inherit stdout: point it at stderr, and keep the real stdout
+    // for the report alone.
+    let report_out = match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("error: cannot duplicate stdout: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = nix::unistd::dup2_stdout(std::io::stderr()) {
+        eprintln!("error: cannot redirect stdout: {e}");
+        return ExitCode::from(1);
+    }
+    let mut report_out = std::fs::File::from(report_out);
+    let events: harness::EventLog = Arc::new(Mutex::new(Vec::new()));
+    // Ctrl-C or SIGTERM: kill every worker, then exit. The signals are
+    // blocked in every thread and taken by one.
+    let mut stop = SigSet::empty();
+    stop.add(Signal::SIGINT);
+    stop.add(Signal::SIGTERM);
+    let _ = stop.thread_block();
+    let watched = Arc::clone(&events);
+    std::thread::spawn(move || {
+        if let Ok(signal) = stop.wait() {
+            harness::kill_all(&watched);
+            eprintln!(
+                "einhorn-conformance: {} received; workers killed",
+                signal.as_str()
+            );
+            std::process::exit(130);
+        }
+    });
+    let outcomes = match conformance::run(&options, Arc::clone(&events)) {
+        Ok(outcomes) => outcomes,
+        Err(message) => {
+            harness::kill_all(&events);
+            eprintln!("error: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    let _ = report_out.write_all(report::table(&outcomes).as_bytes());
+    let write = |path: &std::path::Path, text: String| {
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    if let Some(path) = &options.junit {
+        if let Err(e) = write(path, report::junit(&outcomes)) {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    if let Some(path) = &options.json {
+        if let Err(e) = write(
+            path,
+            report::json(&options.command, &options.protocol, &outcomes),
+        ) {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    if outcomes.iter().all(|o| o.passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -5,12 +5,20 @@
 pub mod expand;
 pub mod ini;
 mod section;
+mod typed;
+pub mod types;
 pub mod values;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use section::{AppConfig, ConfigError, Entry, Section, ServerConfig};
+pub use typed::{from_section, ConfigErrors};
+pub use types::{
+    Base64, File, Percent, Positive, Timespan, TimespanOrInfinite, TimespanOrSeconds, UnixGroup,
+    UnixUser,
+};
+pub use values::Endpoint;
 
 /// A parsed config file.
 #[derive(Debug, Clone)]

@@ -1,0 +1,299 @@
+//! Value types for typed settings, each parsed with baseplate.py's rules and
+//! messages (`baseplate.lib.config`). Use them as field types with
+//! [`from_section`](super::from_section).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::{Deserialize, Deserializer, Error, Visitor};
+
+use super::values::{
+    self, parse_float, parse_int, parse_timespan, parse_timespan_or_seconds, py_repr,
+};
+
+/// Deserializes a string as the newtype `name`, then parses it. (Going
+/// through a named newtype lets the section reader stand in a valid value
+/// for one it already reported, and so report every bad key.)
+fn parse_with<'de, D, T>(
+    deserializer: D,
+    name: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct Parse<T>(fn(&str) -> Result<T, String>, &'static str);
+
+    impl<'de, T> Visitor<'de> for Parse<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a {} as text", self.1)
+        }
+
+        fn visit_newtype_struct<D2: Deserializer<'de>>(self, d: D2) -> Result<T, D2::Error> {
+            let text = String::deserialize(d)?;
+            (self.0)(&text).map_err(D2::Error::custom)
+        }
+
+        fn visit_str<E: Error>(self, text: &str) -> Result<T, E> {
+            (self.0)(text).map_err(E::custom)
+        }
+    }
+
+    deserializer.deserialize_newtype_struct(name, Parse(parse, name))
+}
+
+/// `<integer> <unit>` (millisecond, second, minute, hour, day; plural
+/// allowed), like `30 seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timespan(pub Duration);
+
+impl<'de> Deserialize<'de> for Timespan {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_with(d, "Timespan", |t| parse_timespan(t).map(Timespan))
+    }
+}
+
+/// A timespan, or a plain number of seconds (`30`, `1.5`), as baseplate's
+/// `TimespanWithLegacyFallback` (used by `stop_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct TimespanOrSeconds(pub Duration);
+
+impl<'de> Deserialize<'de> for TimespanOrSeconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_with(d, "TimespanOrSeconds", |t| {
+            parse_timespan_or_seconds(t).map(TimespanOrSeconds)
+        })
+    }
+}
+
+/// A timespan, or exactly `infinite`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimespanOrInfinite {
+    /// A finite span.
+    Finite(Duration),
+    /// `infinite`.
+    Infinite,
+}
+
+impl<'de> Deserialize<'de> for TimespanOrInfinite {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_with(d, "TimespanOrInfinite", |t| {
+            if t == "infinite" {
+                Ok(TimespanOrInfinite::Infinite)
+            } else {
+                parse_timespan(t).map(TimespanOrInfinite::Finite)
+            }
+        })
+    }
+}
+
+/// `NN%`, as a fraction from 0 to 1 (`37.2%` is 0.372).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
+pub struct Percent(pub f64);
+
+/// Parses baseplate's `Percent`.
+pub fn parse_percent(text: &str) -> Result<f64, String> {
+    let Some(number) = text.strip_suffix('%') else {
+        return Err("the value is not a percentage".to_string());
+    };
+    let fraction = parse_float(number)? / 100.0;
+    if !(0.0..=1.0).contains(&fraction) {
+        return Err("percentage is out of valid range".to_string());
+    }
+    Ok(fraction)
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_with(d, "Percent", |t| parse_percent(t).map(Percent))
+    }
+}
+
+impl<'de> Deserialize<'de> for values::Endpoint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_with(d, "Endpoint", values::parse_endpoint)
+    }
+}
+
+/// Base64 data, decoded (non-strict, as Python's `b64decode`: characters
+/// outside the alphabet are skipped).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Base64(pub Vec<u8>);
+
+/// Decodes base64 as Python's `base64.b64decode(text)` does.
+pub fn parse_base64(text: &str) -> Result<Vec<u8>, String> {
+    if text.is_empty() {
+        return Err("expected base64 encoded data".to_string());
+    }
+    let value = |c: u8| -> Option<u8> {
+        match c {
+            b'A'..=b'Z' => Some(c - b'A'),
+            b'a'..=b'z' => Some(c - b'a' + 26),
+            b'0'..=b'9' => Some(c - b'0' + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    };
+    let mut out = Vec::new();
+    let mut quad = [0u8; 4];
+    let mut filled = 0;
+    let mut pads = 0;
+    for &c in text.as_bytes() {
+        if c == b'=' {
+            if filled >= 2 {
+                pads += 1;
+                if filled + pads == 4 {
+                    break;
+                }
+            }
+            continue;
+        }
+        let Some(v) = value(c) else { continue };
+        if pads > 0 {
+            // Data after padding: Python stops at complete padding; a stray
+            // '=' earlier is ignored.
+            pads = 0;
+        }
+        quad[filled] = v;
+        filled += 1;
+        if filled == 4 {
+            out.push(quad[0] << 2 | quad[1] >> 4);
+            out.push(quad[1] << 4 | quad[2] >> 2);
+            out.push(quad[2] << 6 | quad[3]);
+            filled = 0;
+        }
+    }
+    match filled {
+        0 => Ok(out),
+        1 => Err(format!(
+            "Invalid base64-encoded string: number of data characters ({}) cannot be 1 more than a multiple of 4",
+            text.bytes().filter(|&c| value(c).is_some()).count()
+        )),
+        n if n + pads < 4 => Err("Incorrect padding".to_string()),
+        2 => {
+            out.push(quad[0] << 2 | quad[1] >> 4);
+            Ok(out)
+        }
+        _ => {
+            out.push(quad[0] << 2 | quad[1] >> 4);
+            out.push(quad[1] << 4 | quad[2] >> 2);
+            Ok(out)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Base64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_with(d, "Base64", |t| parse_base64(t).map(Base64))
+    }
+}
+
+/// A user name or uid, resolved to a uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UnixUser(pub u32);
+
+impl<'de> Deserialize<'de> for UnixUser {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_with(d, "UnixUser", |t| match nix::unistd::User::from_name(t) {
+            Ok(Some(user)) => Ok(UnixUser(user.uid.as_raw())),
+            _ => t
+                .parse::<u32>()
+                .map(UnixUser)
+                .map_err(|_| format!("\"getpwnam(): name not found: {}\"", py_repr(t))),
+        })
+    }
+}
+
+/// A group name or gid, resolved to a gid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UnixGroup(pub u32);
+
+impl<'de> Deserialize<'de> for UnixGroup {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_with(d, "UnixGroup", |t| match nix::unistd::Group::from_name(t) {
+            Ok(Some(group)) => Ok(UnixGroup(group.gid.as_raw())),
+            _ => t
+                .parse::<u32>()
+                .map(UnixGroup)
+                .map_err(|_| format!("\"getgrnam(): name not found: {}\"", py_repr(t))),
+        })
+    }
+}
+
+/// A path to a file that exists and can be opened for reading.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct File(pub PathBuf);
+
+impl<'de> Deserialize<'de> for File {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_with(d, "File", |t| match std::fs::File::open(t) {
+            Ok(_) => Ok(File(PathBuf::from(t))),
+            Err(_) => Err(format!("could not open file: {t}")),
+        })
+    }
+}
+
+/// A whole number of at least 1 (counts of things: connections, bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Positive(pub u64);
+
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_with(d, "Positive", |t| {
+            let n = parse_int(t)?;
+            u64::try_from(n)
+                .ok()
+                .filter(|&n| n >= 1)
+                .map(Positive)
+                .ok_or_else(|| format!("{n} is not allowed; expected a whole number from 1 up"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_like_baseplate() {
+        assert!((parse_percent("37.2%").unwrap() - 0.372).abs() < 1e-12);
+        assert_eq!(
+            parse_percent("50").unwrap_err(),
+            "the value is not a percentage"
+        );
+        assert_eq!(
+            parse_percent("").unwrap_err(),
+            "the value is not a percentage"
+        );
+        assert_eq!(
+            parse_percent("101%").unwrap_err(),
+            "percentage is out of valid range"
+        );
+        assert_eq!(
+            parse_percent("-1%").unwrap_err(),
+            "percentage is out of valid range"
+        );
+        assert_eq!(
+            parse_percent("%").unwrap_err(),
+            "could not convert string to float: ''"
+        );
+    }
+
+    #[test]
+    fn base64_like_python() {
+        assert_eq!(parse_base64("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(parse_base64("aGVs bG8=").unwrap(), b"hello");
+        assert_eq!(parse_base64("aGVsbA==").unwrap(), b"hell");
+        assert_eq!(
+            parse_base64("").unwrap_err(),
+            "expected base64 encoded data"
+        );
+        assert_eq!(parse_base64("aGVsbG8").unwrap_err(), "Incorrect padding");
+        assert!(parse_base64("a")
+            .unwrap_err()
+            .starts_with("Invalid base64-encoded string"));
+    }
+}

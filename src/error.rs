@@ -5,25 +5,30 @@ use std::fmt;
 /// A boxed error from application code (factories, services).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Why `baseplate-serve` could not start (or had to stop). Displayed as the
-/// single line after `error: `.
+/// Why `baseplate-serve` could not start (or had to stop): one or more
+/// problems, each printed as its own `error: ...` line.
 #[derive(Debug)]
 pub struct Error {
-    message: String,
+    lines: Vec<String>,
 }
 
 impl Error {
     /// An error with this message.
     pub fn new(message: impl Into<String>) -> Self {
         Error {
-            message: message.into(),
+            lines: vec![message.into()],
         }
+    }
+
+    /// The problems, one per line.
+    pub fn lines(&self) -> &[String] {
+        &self.lines
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.lines.join("\n"))
     }
 }
 
@@ -32,6 +37,14 @@ impl std::error::Error for Error {}
 impl From<crate::config::ConfigError> for Error {
     fn from(e: crate::config::ConfigError) -> Self {
         Error::new(e.to_string())
+    }
+}
+
+impl From<crate::config::ConfigErrors> for Error {
+    fn from(e: crate::config::ConfigErrors) -> Self {
+        Error {
+            lines: e.0.iter().map(ToString::to_string).collect(),
+        }
     }
 }
 

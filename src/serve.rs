@@ -149,7 +149,9 @@ impl Serve {
         match self.run(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e}");
+                for line in e.lines() {
+                    eprintln!("error: {line}");
+                }
                 ExitCode::from(1)
             }
         }

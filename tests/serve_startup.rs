@@ -283,3 +283,29 @@ fn invalid_rust_log_is_an_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn every_bad_server_option_is_reported_at_once() {
+    let (code, _, stderr) = run_once(
+        &config_with("stop_timeout = soon\ndrain_time = 1 week\nmax_concurrency = 0"),
+        &["--check"],
+    );
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(
+        lines[0].ends_with(
+            "app.ini:3: [server:main] stop_timeout: could not convert string to float: 'soon'"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].ends_with("app.ini:4: [server:main] drain_time: unknown unit"),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].contains("app.ini:5: [server:main] max_concurrency: 0 is not allowed"),
+        "{stderr}"
+    );
+    assert!(lines.iter().all(|l| l.starts_with("error: ")));
+}

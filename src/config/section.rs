@@ -76,6 +76,19 @@ impl Section {
         &self.entries
     }
 
+    /// The same section with only the keys `keep` accepts.
+    pub fn only(&self, keep: impl Fn(&str) -> bool) -> Section {
+        Section {
+            entries: self
+                .entries
+                .iter()
+                .filter(|e| keep(&e.key))
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     /// An error about `key` of this section, located at the key's line (or
     /// the section header's, when the key is missing).
     pub fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {

@@ -13,8 +13,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::config::values::{parse_int, parse_timespan, parse_timespan_or_seconds};
-use crate::config::{ConfigError, ServerConfig};
+use crate::config::{
+    from_section, ConfigErrors, Positive, ServerConfig, Timespan, TimespanOrSeconds,
+};
 use listener::Stream;
 use shutdown::Shutdown;
 use tracker::ConnectionHandle;
@@ -74,14 +75,16 @@ pub struct ServerOptions {
 
 impl ServerOptions {
     /// Reads and validates a server section.
-    pub fn from_section(section: &ServerConfig) -> Result<ServerOptions, ConfigError> {
+    pub fn from_section(section: &ServerConfig) -> Result<ServerOptions, ConfigErrors> {
         let factory = match section.get("factory") {
             Some(f) if !f.is_empty() => f.to_string(),
             _ => {
-                return Err(section.error(
-                    "factory",
-                    "missing; set it to a server factory such as baseplate.server.wsgi",
-                ))
+                return Err(section
+                    .error(
+                        "factory",
+                        "missing; set it to a server factory such as baseplate.server.wsgi",
+                    )
+                    .into())
             }
         };
         let kind = SERVER_FACTORIES
@@ -98,59 +101,6 @@ impl ServerOptions {
                     crate::registry::not_registered("server factory", &factory, names.iter()),
                 )
             })?;
-        let value = |key: &str| section.get(key).filter(|v| !v.is_empty());
-        let max_concurrency = match value("max_concurrency") {
-            None => None,
-            Some(text) => {
-                let n = parse_int(text).map_err(|m| section.error("max_concurrency", m))?;
-                if n < 1 {
-                    return Err(section.error(
-                        "max_concurrency",
-                        format!("{n} is not allowed; use a number of connections from 1 up, or leave it unset for no limit"),
-                    ));
-                }
-                Some(usize::try_from(n).unwrap_or(usize::MAX))
-            }
-        };
-        let stop_timeout = match value("stop_timeout") {
-            None => Duration::ZERO,
-            Some(text) => {
-                parse_timespan_or_seconds(text).map_err(|m| section.error("stop_timeout", m))?
-            }
-        };
-        let drain_time = match value("drain_time") {
-            None => Duration::ZERO,
-            Some(text) => parse_timespan(text).map_err(|m| section.error("drain_time", m))?,
-        };
-        let max_frame_size = match value("max_frame_size") {
-            None => DEFAULT_MAX_FRAME_SIZE,
-            Some(text) => {
-                let n = parse_int(text).map_err(|m| section.error("max_frame_size", m))?;
-                let most = i64::from(thrift::dialect::MAX_FRAME_LENGTH);
-                if !(1..=most).contains(&n) {
-                    return Err(section.error(
-                        "max_frame_size",
-                        format!("{n} is out of range; use a number of bytes from 1 to {most}"),
-                    ));
-                }
-                n as usize
-            }
-        };
-        let execution = match value("execution") {
-            None => thrift::Execution::default(),
-            Some(text) => thrift::Execution::NAMES
-                .iter()
-                .find(|(name, _)| *name == text)
-                .map(|(_, e)| *e)
-                .ok_or_else(|| {
-                    let names: Vec<&str> =
-                        thrift::Execution::NAMES.iter().map(|(n, _)| *n).collect();
-                    section.error(
-                        "execution",
-                        format!("expected one of {}, found {text:?}", names.join(", ")),
-                    )
-                })?,
-        };
         let known = |key: &str| COMMON_KEYS.contains(&key) || kind_keys(kind).contains(&key);
         let unknown_keys = section
             .entries()
@@ -158,20 +108,48 @@ impl ServerOptions {
             .filter(|e| !e.inherited && !known(e.key.as_str()))
             .map(|e| (e.key.clone(), e.line))
             .collect();
+        // The options of this kind of server, read like any app's settings.
+        let raw: RawOptions = from_section(&section.only(known))?;
+        let max_frame_size = match raw.max_frame_size {
+            None => DEFAULT_MAX_FRAME_SIZE,
+            Some(Positive(n)) if n <= u64::from(thrift::dialect::MAX_FRAME_LENGTH) => n as usize,
+            Some(Positive(n)) => {
+                return Err(section
+                    .error(
+                        "max_frame_size",
+                        format!(
+                            "{n} is out of range; use a number of bytes from 1 to {}",
+                            thrift::dialect::MAX_FRAME_LENGTH
+                        ),
+                    )
+                    .into())
+            }
+        };
         Ok(ServerOptions {
             factory,
             kind,
-            max_concurrency,
-            stop_timeout,
-            drain_time,
-            handler: value("handler")
-                .filter(|_| kind == ServerKind::Http)
-                .map(str::to_string),
+            max_concurrency: raw
+                .max_concurrency
+                .map(|Positive(n)| usize::try_from(n).unwrap_or(usize::MAX)),
+            stop_timeout: raw.stop_timeout.map_or(Duration::ZERO, |t| t.0),
+            drain_time: raw.drain_time.map_or(Duration::ZERO, |t| t.0),
+            handler: raw.handler.filter(|h| !h.is_empty()),
             max_frame_size,
-            execution,
+            execution: raw.execution.unwrap_or_default(),
             unknown_keys,
         })
     }
+}
+
+/// The server options as written, before defaults.
+#[derive(Debug, serde::Deserialize)]
+struct RawOptions {
+    max_concurrency: Option<Positive>,
+    stop_timeout: Option<TimespanOrSeconds>,
+    drain_time: Option<Timespan>,
+    handler: Option<String>,
+    max_frame_size: Option<Positive>,
+    execution: Option<thrift::Execution>,
 }
 
 /// A future a connection handler returns.

@@ -342,7 +342,8 @@ async fn handle_message(
 }
 
 /// Where the synchronous processor runs (server option `execution`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Execution {
     /// On tokio's blocking pool (the default): a handler that blocks cannot
     /// stall other connections.
@@ -353,15 +354,6 @@ pub enum Execution {
     /// On the async worker: fastest, for handlers that never block, but one
     /// that does stalls the connections sharing its worker thread.
     Inline,
-}
-
-impl Execution {
-    /// The option values, by name.
-    pub const NAMES: &'static [(&'static str, Execution)] = &[
-        ("blocking", Execution::Blocking),
-        ("block_in_place", Execution::BlockInPlace),
-        ("inline", Execution::Inline),
-    ];
 }
 
 /// Limits for decoding untrusted payloads.

@@ -19,17 +19,31 @@ use std::process::ExitCode;
 
 use axum::routing::get;
 use axum::Router;
-use baseplate::{AppConfig, BoxError};
+use baseplate::config::{from_section, ConfigErrors, Timespan};
+use baseplate::AppConfig;
+use serde::Deserialize;
+
+/// The service's settings, from its `[app:main]` section.
+#[derive(Deserialize)]
+struct Settings {
+    greeting: String,
+    /// Optional: `cache.ttl = 30 seconds`.
+    cache: Option<Cache>,
+}
+
+#[derive(Deserialize)]
+struct Cache {
+    ttl: Timespan,
+}
 
 /// Builds the app from its `[app:main]` section.
-fn make_app(config: &AppConfig) -> Result<Router, BoxError> {
-    let greeting = config.get("greeting").unwrap_or("hello").to_string();
-    if greeting.is_empty() {
-        return Err(config.error("greeting", "must not be empty").into());
-    }
+fn make_app(config: &AppConfig) -> Result<Router, ConfigErrors> {
+    let settings: Settings = from_section(config)?;
+    let ttl = settings.cache.map_or(0, |c| c.ttl.0.as_secs());
+    let greeting = settings.greeting;
     Ok(Router::new().route(
         "/",
-        get(move || async move { format!("{greeting} from axum\n") }),
+        get(move || async move { format!("{greeting} from axum (cache ttl {ttl}s)\n") }),
     ))
 }
 

@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::app::{box_http_service, HttpRequest, HttpService};
 use crate::cli::Args;
-use crate::config::{AppConfig, ConfigFile, Section};
+use crate::config::{AppConfig, ConfigErrors, ConfigFile, Section};
 use crate::einhorn::Worker;
 use crate::error::{io_reason, BoxError, Error};
 use crate::handlers::access_log;
@@ -300,7 +300,16 @@ impl Serve {
                 )
                 .into());
         }
-        let failed = |e: BoxError| app_section.error("factory", format!("{name} failed: {e}"));
+        // Config errors from the factory (from_section) are already located;
+        // anything else is reported at the factory key.
+        let failed = |e: BoxError| -> Error {
+            match e.downcast::<ConfigErrors>() {
+                Ok(errors) => (*errors).into(),
+                Err(e) => app_section
+                    .error("factory", format!("{name} failed: {e}"))
+                    .into(),
+            }
+        };
         match factory {
             AppFactory::Thrift(make) => Ok(App::Thrift(make(app_section).map_err(failed)?)),
             AppFactory::Http(make) => {

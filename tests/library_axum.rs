@@ -16,8 +16,9 @@ fn example_binary() -> PathBuf {
         .unwrap()
         .join("examples")
         .join("axum_service");
-    if !path.exists() {
-        // `cargo test` builds examples; a filtered run (`--test library_axum`) does not.
+    {
+        // `cargo test` builds examples, but a filtered run (`--test
+        // library_axum`) does not: make sure it is there and current.
         let status = Command::new(env!("CARGO"))
             .args(["build", "--example", "axum_service"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -42,7 +43,10 @@ fn an_axum_router_is_served_as_an_app() {
     command.args(["--bind", "127.0.0.1:0"]).arg(&config);
     let mut server = Server::spawn(command, dir);
     let r = get(server.wait_listening(), "/");
-    assert_eq!((r.status, r.text().as_str()), (200, "howdy from axum\n"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "howdy from axum (cache ttl 0s)\n")
+    );
     server.signal(Signal::SIGTERM);
     assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
 }
@@ -82,8 +86,7 @@ fn a_failing_factory_is_one_error_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("app.ini:6: [app:main] factory: my_service.web:make_app failed: ")
-            && stderr.contains("app.ini:7: [app:main] greeting: must not be empty"),
+        stderr.ends_with("app.ini:7: [app:main] greeting: no value specified\n"),
         "{stderr}"
     );
 }

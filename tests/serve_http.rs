@@ -35,7 +35,7 @@ fn example_routes() {
     let r = get(addr, "/config");
     assert_eq!(
         r.text(),
-        r#"{"factory":"baseplate.examples.http:make_app"}"#
+        r#"{"backends":{},"cache":null,"factory":"baseplate.examples.http:make_app","greeting":null,"tags":null}"#
     );
 
     assert_eq!(get(addr, "/nope").status, 404);
@@ -202,4 +202,39 @@ fn binds_ipv6_literals() {
     let addr = server.wait_listening();
     assert!(addr.is_ipv6(), "{addr}");
     assert_eq!(get(addr, "/").status, 200);
+}
+
+#[test]
+fn the_example_app_reads_typed_settings() {
+    let config = format!(
+        "{}cache.ttl = 2 minutes\ncache.size = 10\ntags = a, b\nbackends.db = [::1]:5432\n",
+        config_with("")
+    );
+    let server = Server::start(&config, &[]);
+    let value: serde_json::Value =
+        serde_json::from_str(&get(server.addr(), "/config").text()).unwrap();
+    assert_eq!(
+        value["cache"],
+        serde_json::json!({"ttl_ms": 120000, "size": 10})
+    );
+    assert_eq!(value["tags"], serde_json::json!(["a", "b"]));
+    assert_eq!(value["backends"]["db"], "[::1]:5432");
+
+    let bad = format!("{}cache.ttl = soon\ntags = ,\n", config_with(""));
+    let (code, _, stderr) = run_once(&bad, &["--check"]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(
+        lines[0].ends_with("app.ini:6: [app:main] cache.ttl: invalid specification"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].ends_with("app.ini:4: [app:main] cache.size: missing; add `size = ...`"),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].ends_with("app.ini:7: [app:main] tags: no values provided"),
+        "{stderr}"
+    );
 }

@@ -17,7 +17,11 @@ use hyper::body::{Bytes, Incoming};
 use tower::Service;
 use tracing::info;
 
-use crate::config::AppConfig;
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::config::{from_section, AppConfig, ConfigErrors, Endpoint, Timespan};
 
 /// The factory name to use in `[app:NAME] factory = ...`.
 pub const NAME: &str = "baseplate.examples.http:make_app";
@@ -28,10 +32,55 @@ const MAX_SLEEP_MS: u64 = 600_000;
 /// The largest body `/echo` returns.
 const MAX_ECHO_BYTES: usize = 16 * 1024 * 1024;
 
-/// Builds the example app; its section is served back on `/config`.
-pub fn make_app(config: &AppConfig) -> Result<ExampleApp, Infallible> {
+/// The example app's settings, read with [`from_section`]: optional,
+/// list, nested (with a timespan) and map fields.
+#[derive(Debug, Deserialize)]
+pub struct ExampleSettings {
+    /// The app factory name.
+    pub factory: String,
+    /// Any greeting (optional).
+    pub greeting: Option<String>,
+    /// A comma-separated list (optional).
+    pub tags: Option<Vec<String>>,
+    /// A nested group: `cache.ttl`, `cache.size` (optional).
+    pub cache: Option<CacheSettings>,
+    /// Named endpoints: `backends.NAME = HOST:PORT` or a path.
+    #[serde(default)]
+    pub backends: HashMap<String, Endpoint>,
+}
+
+/// `cache.*` of [`ExampleSettings`].
+#[derive(Debug, Deserialize)]
+pub struct CacheSettings {
+    /// How long entries live.
+    pub ttl: Timespan,
+    /// How many entries.
+    pub size: u32,
+}
+
+impl ExampleSettings {
+    fn to_json(&self) -> serde_json::Value {
+        let mut backends: Vec<(&String, String)> = self
+            .backends
+            .iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect();
+        backends.sort();
+        serde_json::json!({
+            "factory": self.factory,
+            "greeting": self.greeting,
+            "tags": self.tags,
+            "cache": self.cache.as_ref().map(|c| serde_json::json!({"ttl_ms": c.ttl.0.as_millis() as u64, "size": c.size})),
+            "backends": backends.into_iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v))).collect::<serde_json::Map<_, _>>(),
+        })
+    }
+}
+
+/// Builds the example app; its settings are served back on `/config`.
+pub fn make_app(config: &AppConfig) -> Result<ExampleApp, ConfigErrors> {
+    let settings: ExampleSettings = from_section(config)?;
     Ok(ExampleApp {
-        config: Arc::new(serde_json::to_vec(config).unwrap_or_default()),
+        config: Arc::new(settings.to_json().to_string().into_bytes()),
     })
 }
 

@@ -20,11 +20,11 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_baseplate-serve"))
 }
 
-/// A binary of the einhorn-sim package, built if this run did not build it
-/// (a filtered `cargo test -p baseplate`).
+/// A binary of the einhorn-sim package, built (or brought up to date) here:
+/// a filtered `cargo test -p baseplate` does not build it.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let path = binary().parent().unwrap().join(name);
-    if !path.exists() {
+    {
         let status = Command::new(env!("CARGO"))
             .args(["build", "-p", "einhorn-sim", "--bins"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))

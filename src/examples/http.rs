@@ -21,7 +21,10 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use crate::config::{from_section, AppConfig, ConfigErrors, Endpoint, Timespan};
+use crate::config::{
+    from_section, AppConfig, Base64, ConfigErrors, Endpoint, File, Percent, Timespan,
+    TimespanOrInfinite, UnixUser,
+};
 
 /// The factory name to use in `[app:NAME] factory = ...`.
 pub const NAME: &str = "baseplate.examples.http:make_app";
@@ -47,6 +50,18 @@ pub struct ExampleSettings {
     /// Named endpoints: `backends.NAME = HOST:PORT` or a path.
     #[serde(default)]
     pub backends: HashMap<String, Endpoint>,
+    /// A percentage, like `sample_rate = 12.5%`.
+    pub sample_rate: Option<Percent>,
+    /// Base64 data.
+    pub secret: Option<Base64>,
+    /// `true` or `false`.
+    pub verbose: Option<bool>,
+    /// A user name or uid.
+    pub run_as: Option<UnixUser>,
+    /// A file that must exist.
+    pub motd: Option<File>,
+    /// A timespan, or `infinite`.
+    pub deadline: Option<TimespanOrInfinite>,
 }
 
 /// `cache.*` of [`ExampleSettings`].
@@ -72,6 +87,15 @@ impl ExampleSettings {
             "tags": self.tags,
             "cache": self.cache.as_ref().map(|c| serde_json::json!({"ttl_ms": c.ttl.0.as_millis() as u64, "size": c.size})),
             "backends": backends.into_iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v))).collect::<serde_json::Map<_, _>>(),
+            "sample_rate": self.sample_rate.map(|p| p.0),
+            "secret_bytes": self.secret.as_ref().map(|s| s.0.len()),
+            "verbose": self.verbose,
+            "run_as_uid": self.run_as.map(|u| u.0),
+            "motd": self.motd.as_ref().map(|f| f.0.display().to_string()),
+            "deadline_ms": self.deadline.map(|d| match d {
+                TimespanOrInfinite::Finite(d) => serde_json::json!(d.as_millis() as u64),
+                TimespanOrInfinite::Infinite => serde_json::json!("infinite"),
+            }),
         })
     }
 }

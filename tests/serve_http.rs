@@ -35,7 +35,7 @@ fn example_routes() {
     let r = get(addr, "/config");
     assert_eq!(
         r.text(),
-        r#"{"backends":{},"cache":null,"factory":"baseplate.examples.http:make_app","greeting":null,"tags":null}"#
+        r#"{"backends":{},"cache":null,"deadline_ms":null,"factory":"baseplate.examples.http:make_app","greeting":null,"motd":null,"run_as_uid":null,"sample_rate":null,"secret_bytes":null,"tags":null,"verbose":null}"#
     );
 
     assert_eq!(get(addr, "/nope").status, 404);

@@ -243,7 +243,7 @@ fn ini_reader_matches_cpython_configparser() {
     let count: usize = std::env::var("INI_DIFF_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
+        .unwrap_or(10_000);
     let seed: u64 = std::env::var("INI_DIFF_SEED")
         .ok()
         .and_then(|v| v.parse().ok())

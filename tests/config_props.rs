@@ -41,7 +41,7 @@ proptest! {
 /// baseplate-py.md §13: inputs and what baseplate.lib.config makes of them.
 #[test]
 fn value_parsers_match_baseplates_documented_results() {
-    let int = |t: &str| parse_int(t).map_err(|e| e);
+    let int = parse_int;
     assert_eq!(int(" 42 "), Ok(42));
     assert_eq!(int("1_000"), Ok(1000));
     assert_eq!(int("-7"), Ok(-7));

@@ -17,6 +17,7 @@ use crate::config::{AppConfig, ConfigErrors, ConfigFile, Section};
 use crate::einhorn::Worker;
 use crate::error::{io_reason, BoxError, Error};
 use crate::handlers::access_log;
+use crate::logging::file_config::FileLogging;
 use crate::registry::{AppFactory, Registry};
 use crate::server::http::HttpHandler;
 use crate::server::listener::Listener;
@@ -171,13 +172,20 @@ impl Serve {
             return Ok(());
         }
         let options = ServerOptions::from_section(&server_section)?;
+        let file_logging = FileLogging::from_config(&file)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|e| {
                 Error::new(format!("cannot start the async runtime: {}", io_reason(&e)))
             })?;
-        let result = runtime.block_on(self.start(&args, &options, &server_section, &app_section));
+        let result = runtime.block_on(self.start(
+            &args,
+            &options,
+            file_logging.as_ref(),
+            &server_section,
+            &app_section,
+        ));
         // Connections still open past stop_timeout are dropped here.
         runtime.shutdown_timeout(Duration::from_millis(100));
         result
@@ -187,13 +195,14 @@ impl Serve {
         &self,
         args: &Args,
         options: &ServerOptions,
+        file_logging: Option<&FileLogging>,
         server_section: &Section,
         app_section: &Section,
     ) -> Result<(), Error> {
         let signals = Signals::install().map_err(|e| {
             Error::new(format!("cannot install signal handlers: {}", io_reason(&e)))
         })?;
-        crate::logging::init(args.debug)?;
+        crate::logging::init(args.debug, file_logging)?;
         // A panic in app code is a bug to log like any other error, as JSON
         // when logs are JSON, not a raw message on stderr.
         std::panic::set_hook(Box::new(|info| tracing::error!("{info}")));

@@ -68,6 +68,28 @@ impl ConfigFile {
         self.ini.section(name).is_some()
     }
 
+    /// A section by its exact name with only its own keys (no `[DEFAULT]`,
+    /// no `$VAR` expansion), as Python's `logging.config.fileConfig` reads
+    /// its sections; `None` if absent.
+    pub fn raw_section(&self, name: &str) -> Option<Section> {
+        let raw = self.ini.section(name)?;
+        Some(Section {
+            file: Arc::clone(&self.path),
+            name: name.to_string(),
+            line: raw.line,
+            entries: raw
+                .entries
+                .iter()
+                .map(|e| Entry {
+                    key: e.key.clone(),
+                    value: e.value.clone(),
+                    line: e.line,
+                    inherited: false,
+                })
+                .collect(),
+        })
+    }
+
     /// The section `[KIND:NAME]` (kind is `server` or `app`), `[DEFAULT]`
     /// merged in and values expanded from the environment.
     pub fn section(&self, kind: &str, name: &str) -> Result<Section, ConfigError> {

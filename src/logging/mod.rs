@@ -1,6 +1,10 @@
 //! Logging to stdout with tracing: human-readable lines on a terminal, JSON
 //! lines otherwise. Every line carries the pid, and lines logged while a
-//! request is handled carry its trace id (from the request's span).
+//! request is handled carry its trace id (from the request's span). A
+//! `[loggers]` section in the config file overrides levels, stream and
+//! format ([`file_config`]).
+
+pub mod file_config;
 
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
@@ -17,6 +21,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::error::Error;
+use file_config::{FileLogging, Format, Output};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// The default filter: INFO, or DEBUG for everything but the HTTP stack's
 /// internals with `--debug`.
@@ -28,21 +35,41 @@ fn default_filter(debug: bool) -> &'static str {
     }
 }
 
-/// Installs the global subscriber. `RUST_LOG`, when set, replaces the level
-/// chosen by `--debug`.
-pub fn init(debug: bool) -> Result<(), Error> {
+/// Installs the global subscriber. Levels come from `RUST_LOG` when it is
+/// set, else from the file's `[loggers]` override, else from `--debug`.
+pub fn init(debug: bool, file: Option<&FileLogging>) -> Result<(), Error> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec)
             .map_err(|e| Error::new(format!("RUST_LOG={spec:?} is not a valid log filter: {e}")))?,
-        _ => EnvFilter::new(default_filter(debug)),
+        _ => match file {
+            Some(file) => EnvFilter::try_new(&file.directives).map_err(|e| {
+                Error::new(format!("the [loggers] levels do not make a filter: {e}"))
+            })?,
+            None => EnvFilter::new(default_filter(debug)),
+        },
+    };
+    let to_stderr = file.is_some_and(|f| f.output == Output::Stderr);
+    let json = match file.and_then(|f| f.format) {
+        Some(format) => format == Format::Json,
+        None if to_stderr => !std::io::stderr().is_terminal(),
+        None => !std::io::stdout().is_terminal(),
     };
     let format = LineFormat {
-        json: !std::io::stdout().is_terminal(),
+        json,
         pid: std::process::id(),
     };
+    let writer = if to_stderr {
+        BoxMakeWriter::new(std::io::stderr)
+    } else {
+        BoxMakeWriter::new(std::io::stdout)
+    };
+    let handler_level = file
+        .and_then(|f| f.handler_level)
+        .unwrap_or(LevelFilter::TRACE);
     let output = tracing_subscriber::fmt::layer()
         .event_format(format)
-        .with_writer(std::io::stdout);
+        .with_writer(writer)
+        .with_filter(handler_level);
     // A second init (a library user who set up tracing already) keeps theirs.
     let _ = tracing_subscriber::registry()
         .with(filter)

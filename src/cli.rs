@@ -35,6 +35,10 @@ pub struct Args {
     #[arg(long, value_name = "ENDPOINT", default_value = "localhost:9090", value_parser = parse_endpoint)]
     pub bind: Endpoint,
 
+    /// With --reload: also reload when this file or directory changes (repeatable)
+    #[arg(long, value_name = "PATH", requires = "reload")]
+    pub reload_watch: Vec<PathBuf>,
+
     /// Load the config and build the app and server without binding, then exit
     #[arg(long, conflicts_with = "print_config")]
     pub check: bool,

@@ -20,9 +20,11 @@ pub mod examples;
 pub mod handlers;
 pub mod logging;
 mod registry;
+pub mod reload;
 mod serve;
 pub mod server;
 pub mod signals;
+pub mod systemd;
 pub mod trace;
 
 pub use config::{AppConfig, ServerConfig};

@@ -3,11 +3,14 @@
 //! listener → server → Einhorn ACK → `Listening on ADDR` → serve.
 
 use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use hyper::body::Bytes;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tower::{Layer, Service};
 use tracing::{debug, info, warn};
 
@@ -19,12 +22,15 @@ use crate::error::{io_reason, BoxError, Error};
 use crate::handlers::access_log;
 use crate::logging::file_config::FileLogging;
 use crate::registry::{AppFactory, Registry};
+use crate::reload::{self, Reloader};
 use crate::server::http::HttpHandler;
+use crate::server::lifecycle::{self, Outcome};
 use crate::server::listener::Listener;
 use crate::server::thrift::{ThriftHandler, ThriftProcessor};
 use crate::server::tracker::Tracker;
-use crate::server::{lifecycle, ServerKind, ServerOptions};
+use crate::server::{ServerKind, ServerOptions};
 use crate::signals::Signals;
+use crate::systemd;
 
 /// A `baseplate-serve` binary under construction: the app factories and
 /// handlers it knows by name.
@@ -140,14 +146,15 @@ impl Serve {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let args = match Args::try_parse_from(args) {
+        let argv: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let args = match Args::try_parse_from(&argv) {
             Ok(args) => args,
             Err(e) => {
                 let _ = e.print();
                 return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
             }
         };
-        match self.run(args) {
+        match self.run(args, argv) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 for line in e.lines() {
@@ -158,7 +165,51 @@ impl Serve {
         }
     }
 
-    fn run(self, args: Args) -> Result<(), Error> {
+    /// Serves once, or with `--reload` until a change, then runs again.
+    fn run(self, args: Args, argv: Vec<OsString>) -> Result<(), Error> {
+        if !args.reload {
+            return self.serve_once(&args, &mut None, &mut None).map(|_| ());
+        }
+        let mut reloader = Reloader::start(&args.config_file, &args.reload_watch, argv)?;
+        let mut inherited = reload::inherited_listener();
+        let mut changes = reloader.changes.take();
+        let outcome = self.serve_once(&args, &mut changes, &mut inherited);
+        reloader.changes = changes;
+        match outcome {
+            Ok(Outcome::Stopped) => Ok(()),
+            Ok(Outcome::Reload(listener)) => {
+                let fd = listener.into_fd().map_err(|e| {
+                    Error::new(format!(
+                        "--reload: cannot keep the socket: {}",
+                        io_reason(&e)
+                    ))
+                })?;
+                let (fd, error) = reloader.exec(fd);
+                eprintln!("error: {error}");
+                reloader.wait_and_retry(fd)
+            }
+            // A reloaded run that cannot start keeps the port open and waits
+            // for the next change, instead of leaving it dead.
+            Err(e) => match inherited.take() {
+                Some(fd) => {
+                    for line in e.lines() {
+                        eprintln!("error: {line}");
+                    }
+                    reloader.wait_and_retry(fd)
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    /// Reads the config, builds everything, and serves until shutdown (or a
+    /// reload). `changes` and `inherited` are taken only once serving starts.
+    fn serve_once(
+        &self,
+        args: &Args,
+        changes: &mut Option<UnboundedReceiver<PathBuf>>,
+        inherited: &mut Option<OwnedFd>,
+    ) -> Result<Outcome, Error> {
         let file = ConfigFile::read(&args.config_file)?;
         let server_section = file.section("server", &args.server_name)?;
         let app_section = file.section("app", &args.app_name)?;
@@ -169,7 +220,7 @@ impl Serve {
                 json(&server_section),
                 json(&app_section)
             );
-            return Ok(());
+            return Ok(Outcome::Stopped);
         }
         let options = ServerOptions::from_section(&server_section)?;
         let file_logging = FileLogging::from_config(&file)?;
@@ -180,11 +231,13 @@ impl Serve {
                 Error::new(format!("cannot start the async runtime: {}", io_reason(&e)))
             })?;
         let result = runtime.block_on(self.start(
-            &args,
+            args,
             &options,
             file_logging.as_ref(),
             &server_section,
             &app_section,
+            changes,
+            inherited,
         ));
         // Connections still open past stop_timeout are dropped here.
         runtime.shutdown_timeout(Duration::from_millis(100));
@@ -198,7 +251,9 @@ impl Serve {
         file_logging: Option<&FileLogging>,
         server_section: &Section,
         app_section: &Section,
-    ) -> Result<(), Error> {
+        changes: &mut Option<UnboundedReceiver<PathBuf>>,
+        inherited: &mut Option<OwnedFd>,
+    ) -> Result<Outcome, Error> {
         let signals = Signals::install().map_err(|e| {
             Error::new(format!("cannot install signal handlers: {}", io_reason(&e)))
         })?;
@@ -215,7 +270,7 @@ impl Serve {
             );
         }
         if args.reload {
-            warn!("--reload is not implemented yet; serving without reloading");
+            warn!("--reload is for development only: it restarts the server when files change");
         }
 
         let app = self.build_app(options, server_section, app_section)?;
@@ -227,21 +282,28 @@ impl Serve {
                 args.app_name,
                 app_section.get("factory").unwrap_or_default()
             );
-            return Ok(());
+            return Ok(Outcome::Stopped);
         }
 
         let worker = Worker::from_env()?;
-        let listener = match worker
+        // Where the socket comes from, first match wins: the previous run
+        // (--reload), Einhorn, systemd socket activation, else --bind.
+        let listener = if let Some(fd) = inherited.take() {
+            let raw = reload::release(fd);
+            Listener::adopt(raw, &format!("{}={raw}", reload::LISTEN_FD_VAR))?
+        } else if let Some(listener) = worker
             .as_ref()
             .map(Worker::adopt_listener)
             .transpose()?
             .flatten()
         {
-            Some(listener) => {
-                debug!("serving on the socket inherited from Einhorn; --bind is ignored");
-                listener
-            }
-            None => Listener::bind(&args.bind)?,
+            debug!("serving on the socket inherited from Einhorn; --bind is ignored");
+            listener
+        } else if let Some(fd) = systemd::listen_fd()? {
+            debug!("serving on the socket from systemd (LISTEN_FDS); --bind is ignored");
+            Listener::adopt(fd, "LISTEN_FDS (fd 3)")?
+        } else {
+            Listener::bind(&args.bind)?
         };
         let address = listener.local_addr().map_err(|e| {
             Error::new(format!(
@@ -254,19 +316,21 @@ impl Serve {
             debug!("sent the Einhorn ACK to {}", worker.sock_path.display());
         }
         info!("Listening on {address}");
+        systemd::notify("READY=1");
         let tracker = Tracker::default();
-        match app {
+        let changes = changes.take();
+        let outcome = match app {
             App::Http(service) => {
                 let handler = HttpHandler::new(service);
-                lifecycle::run(listener, handler, options, tracker, signals).await
+                lifecycle::run(listener, handler, options, tracker, signals, changes).await
             }
             App::Thrift(processor) => {
                 let handler =
                     ThriftHandler::new(processor, options.max_frame_size, options.execution);
-                lifecycle::run(listener, handler, options, tracker, signals).await
+                lifecycle::run(listener, handler, options, tracker, signals, changes).await
             }
-        }
-        Ok(())
+        };
+        Ok(outcome)
     }
 
     /// Runs the app factory named in the app section, checks that the server

@@ -6,6 +6,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::path::PathBuf;
+
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{debug, error, info, warn};
 
@@ -15,8 +18,26 @@ use super::tracker::Tracker;
 use super::{ConnectionHandler, ServerOptions};
 use crate::signals::{SignalEvent, Signals};
 
+/// Why serving stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Running,
+    Shutdown,
+    Reload,
+}
+
+/// How [`run`] ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Shut down: the process may exit 0.
+    Stopped,
+    /// `--reload` saw a change: connections are drained, and the listener
+    /// is still open, to be passed to the next run.
+    Reload(Listener),
+}
+
 /// Serves connections from `listener` with `handler` until a shutdown
-/// signal, then shuts down gracefully. Returns when the process may exit 0.
+/// signal (or, with `reload`, a changed file), then shuts down gracefully.
 /// A second shutdown signal exits the process at once with status 1.
 pub async fn run<H: ConnectionHandler>(
     listener: Listener,
@@ -24,9 +45,26 @@ pub async fn run<H: ConnectionHandler>(
     options: &ServerOptions,
     tracker: Tracker,
     signals: Signals,
-) {
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    tokio::spawn(watch_signals(signals, tracker.clone(), stop_tx));
+    reload: Option<UnboundedReceiver<PathBuf>>,
+) -> Outcome {
+    let (stop_tx, mut stop_rx) = watch::channel(Stop::Running);
+    let stop_tx = Arc::new(stop_tx);
+    tokio::spawn(watch_signals(
+        signals,
+        tracker.clone(),
+        Arc::clone(&stop_tx),
+    ));
+    if let Some(mut changes) = reload {
+        let stop = Arc::clone(&stop_tx);
+        tokio::spawn(async move {
+            if let Some(path) = changes.recv().await {
+                if *stop.borrow() == Stop::Running {
+                    info!("Reloading, {} changed", path.display());
+                    stop.send_replace(Stop::Reload);
+                }
+            }
+        });
+    }
 
     let (trigger, shutdown) = shutdown::channel();
     // Every connection task holds a sender; recv() yields None once all are gone.
@@ -41,8 +79,11 @@ pub async fn run<H: ConnectionHandler>(
         done_tx,
     ));
 
-    let _ = stop_rx.wait_for(|&stop| stop).await;
-    if !options.drain_time.is_zero() {
+    let reason = stop_rx
+        .wait_for(|&stop| stop != Stop::Running)
+        .await
+        .map_or(Stop::Shutdown, |stop| *stop);
+    if reason == Stop::Shutdown && !options.drain_time.is_zero() {
         info!(
             "Draining inbound requests for {}...",
             seconds(options.drain_time)
@@ -50,10 +91,23 @@ pub async fn run<H: ConnectionHandler>(
         tokio::time::sleep(options.drain_time).await;
     }
     trigger.trigger();
-    // The accept loop drops the listener when it returns.
-    let _ = acceptor.await;
+    // The accept loop hands the listener back when it returns. A reload
+    // keeps it open, so clients queue in the backlog meanwhile.
+    let listener = acceptor.await.ok();
+    let kept = match reason {
+        Stop::Reload => listener,
+        _ => {
+            drop(listener);
+            None
+        }
+    };
     info!(
-        "Gracefully shutting down: listener closed, waiting up to {} for {} open connection(s)",
+        "Gracefully shutting down: {}, waiting up to {} for {} open connection(s)",
+        if kept.is_some() {
+            "not accepting (the listener stays open for the reload)"
+        } else {
+            "listener closed"
+        },
         seconds(options.stop_timeout),
         tracker.open_connections()
     );
@@ -67,7 +121,16 @@ pub async fn run<H: ConnectionHandler>(
             seconds(options.stop_timeout)
         );
     }
-    info!("Exiting");
+    match kept {
+        Some(listener) => {
+            info!("Handing the listener to the new process");
+            Outcome::Reload(listener)
+        }
+        None => {
+            info!("Exiting");
+            Outcome::Stopped
+        }
+    }
 }
 
 fn seconds(d: Duration) -> String {
@@ -75,17 +138,19 @@ fn seconds(d: Duration) -> String {
 }
 
 /// Reacts to signals for the whole life of the process.
-async fn watch_signals(mut signals: Signals, tracker: Tracker, stop: watch::Sender<bool>) {
+async fn watch_signals(mut signals: Signals, tracker: Tracker, stop: Arc<watch::Sender<Stop>>) {
     loop {
         match signals.recv().await {
             SignalEvent::Dump => dump(&tracker),
             SignalEvent::Shutdown(name) => {
-                if *stop.borrow() {
+                if *stop.borrow() == Stop::Shutdown {
                     error!("Received {name} again during shutdown; exiting now with status 1");
                     std::process::exit(1);
                 }
+                // A shutdown during a reload's drain wins: no new process.
                 info!(signal = name, "Shutdown triggered.");
-                stop.send_replace(true);
+                crate::systemd::notify("STOPPING=1");
+                stop.send_replace(Stop::Shutdown);
             }
         }
     }
@@ -112,7 +177,7 @@ async fn accept_loop<H: ConnectionHandler>(
     tracker: Tracker,
     mut shutdown: Shutdown,
     done: mpsc::Sender<()>,
-) {
+) -> Listener {
     let mut last_warning: Option<Instant> = None;
     loop {
         // Take a permit before accepting: at the limit, clients wait in the
@@ -121,15 +186,15 @@ async fn accept_loop<H: ConnectionHandler>(
             Some(semaphore) => tokio::select! {
                 permit = Arc::clone(semaphore).acquire_owned() => match permit {
                     Ok(permit) => Some(permit),
-                    Err(_) => return,
+                    Err(_) => return listener,
                 },
-                _ = shutdown.wait() => return,
+                _ = shutdown.wait() => return listener,
             },
             None => None,
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown.wait() => return,
+            _ = shutdown.wait() => return listener,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,

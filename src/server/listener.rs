@@ -29,8 +29,9 @@ const BACKLOG: u32 = 1024;
 pub enum Listener {
     /// A TCP socket.
     Tcp(TcpListener),
-    /// A UNIX socket; `unlink_on_drop` is the path when this process created it.
-    Unix(UnixListener, Option<PathBuf>),
+    /// A UNIX socket, with the guard that removes its file if this process
+    /// created it.
+    Unix(UnixListener, SocketFile),
 }
 
 /// The address a listener is bound to, as logged in `Listening on ADDR`.
@@ -138,7 +139,7 @@ impl Listener {
                 std_listener
                     .set_nonblocking(true)
                     .and_then(|_| UnixListener::from_std(std_listener))
-                    .map(|l| Listener::Unix(l, None))
+                    .map(|l| Listener::Unix(l, SocketFile(None)))
             }
             other => {
                 return Err(fail(format!(
@@ -186,10 +187,27 @@ impl Listener {
     }
 }
 
-impl Drop for Listener {
+/// Removes a UNIX socket file this process bound when the listener goes.
+#[derive(Debug)]
+pub struct SocketFile(Option<PathBuf>);
+
+impl Drop for SocketFile {
     fn drop(&mut self) {
-        if let Listener::Unix(_, Some(path)) = self {
+        if let Some(path) = &self.0 {
             let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Listener {
+    /// The socket itself, kept open (and its file kept) for a reload.
+    pub fn into_fd(self) -> io::Result<OwnedFd> {
+        match self {
+            Listener::Tcp(l) => Ok(OwnedFd::from(l.into_std()?)),
+            Listener::Unix(l, mut file) => {
+                file.0 = None;
+                Ok(OwnedFd::from(l.into_std()?))
+            }
         }
     }
 }
@@ -236,7 +254,7 @@ fn bind_unix(path: &Path) -> io::Result<Listener> {
     socket.bind(path)?;
     Ok(Listener::Unix(
         socket.listen(BACKLOG)?,
-        Some(path.to_path_buf()),
+        SocketFile(Some(path.to_path_buf())),
     ))
 }
 

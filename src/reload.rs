@@ -1,0 +1,243 @@
+//! `--reload`, for development: watch the config file, the executable and
+//! any `--reload-watch` paths; on a change, drain like a shutdown but keep
+//! the listening socket, and `exec` the same executable with the same
+//! arguments, passing the socket in `BASEPLATE_LISTEN_FD`. The port never
+//! closes, so clients queue in the backlog instead of being refused.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use crate::error::{io_reason, Error};
+
+/// The variable naming the listening socket passed across a reload.
+pub const LISTEN_FD_VAR: &str = "BASEPLATE_LISTEN_FD";
+
+/// Changes settle for this long before a reload starts (editors and cargo
+/// write files in several steps).
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// The file watcher and what a reload re-runs.
+pub struct Reloader {
+    _debouncer: Debouncer<RecommendedWatcher>,
+    /// Changed paths, as they settle.
+    pub changes: Option<UnboundedReceiver<PathBuf>>,
+    exe: PathBuf,
+    args: Vec<OsString>,
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
+impl Reloader {
+    /// Starts watching `config`, the running executable and `extra` paths.
+    /// `args` are the arguments to run again (program name first).
+    pub fn start(config: &Path, extra: &[PathBuf], args: Vec<OsString>) -> Result<Reloader, Error> {
+        let exe = std::env::current_exe().map_err(|e| {
+            Error::new(format!(
+                "--reload: cannot find the running executable: {}",
+                io_reason(&e)
+            ))
+        })?;
+        let mut files = vec![absolute(config), exe.clone()];
+        let mut dirs = Vec::new();
+        for path in extra {
+            let path = absolute(path);
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+        let (tx, rx) = unbounded_channel();
+        let (watched_files, watched_dirs) = (files.clone(), dirs.clone());
+        let mut seen: HashMap<PathBuf, Fingerprint> = HashMap::new();
+        for file in &files {
+            if let Some(print) = fingerprint(file) {
+                seen.insert(file.clone(), print);
+            }
+        }
+        for dir in &dirs {
+            snapshot(dir, &mut seen, 10_000);
+        }
+        let mut debouncer = new_debouncer(DEBOUNCE, move |result: DebounceEventResult| {
+            let Ok(events) = result else { return };
+            for event in events {
+                let relevant = watched_files.contains(&event.path)
+                    || watched_dirs.iter().any(|d| event.path.starts_with(d));
+                // Reading a file (this process reads its config, the kernel
+                // opens the executable) is an event too; only a file that is
+                // not what it was when watching started counts.
+                if relevant && changed(&event.path, &mut seen) {
+                    let _ = tx.send(event.path.clone());
+                }
+            }
+        })
+        .map_err(|e| Error::new(format!("--reload: cannot watch files: {e}")))?;
+        // Files are replaced by rename (cargo, editors): watch their directories.
+        let mut parents: Vec<PathBuf> = files
+            .iter()
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .collect();
+        parents.sort();
+        parents.dedup();
+        for dir in &parents {
+            debouncer
+                .watcher()
+                .watch(dir, RecursiveMode::NonRecursive)
+                .map_err(|e| {
+                    Error::new(format!("--reload: cannot watch {}: {e}", dir.display()))
+                })?;
+        }
+        for dir in &dirs {
+            debouncer
+                .watcher()
+                .watch(dir, RecursiveMode::Recursive)
+                .map_err(|e| {
+                    Error::new(format!("--reload: cannot watch {}: {e}", dir.display()))
+                })?;
+        }
+        Ok(Reloader {
+            _debouncer: debouncer,
+            changes: Some(rx),
+            exe,
+            args,
+        })
+    }
+
+    /// Replaces this process with a fresh run of the same executable and
+    /// arguments, `listener` passed across. Returns only if exec failed,
+    /// handing the socket back.
+    pub fn exec(&self, listener: OwnedFd) -> (OwnedFd, Error) {
+        if let Err(e) = fcntl(&listener, FcntlArg::F_SETFD(FdFlag::empty())) {
+            return (
+                listener,
+                Error::new(format!("--reload: cannot pass the socket on: {e}")),
+            );
+        }
+        let fd = listener.as_raw_fd();
+        let error = Command::new(&self.exe)
+            .args(self.args.iter().skip(1))
+            .env(LISTEN_FD_VAR, fd.to_string())
+            .exec();
+        let _ = fcntl(&listener, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+        (
+            listener,
+            Error::new(format!(
+                "--reload: cannot run {} again: {}",
+                self.exe.display(),
+                io_reason(&error)
+            )),
+        )
+    }
+
+    /// After a failed start: keeps the socket open (clients queue), waits
+    /// for the next change and tries again; returns on SIGTERM/SIGINT.
+    pub fn wait_and_retry(mut self, mut listener: OwnedFd) -> Result<(), Error> {
+        let Some(mut changes) = self.changes.take() else {
+            return Ok(());
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                Error::new(format!("cannot start the async runtime: {}", io_reason(&e)))
+            })?;
+        loop {
+            eprintln!("baseplate-serve: not serving; waiting for a change to reload (the port stays open)");
+            let changed = runtime.block_on(async {
+                use tokio::signal::unix::{signal, SignalKind};
+                let mut term = signal(SignalKind::terminate()).ok()?;
+                let mut int = signal(SignalKind::interrupt()).ok()?;
+                tokio::select! {
+                    path = changes.recv() => path,
+                    _ = term.recv() => None,
+                    _ = int.recv() => None,
+                }
+            });
+            let Some(path) = changed else {
+                return Ok(());
+            };
+            eprintln!("baseplate-serve: Reloading, {} changed", path.display());
+            let (back, error) = self.exec(listener);
+            listener = back;
+            eprintln!("error: {error}");
+        }
+    }
+}
+
+/// What identifies a version of a file: inode, size and times.
+type Fingerprint = (u64, u64, i64, i64, i64, i64);
+
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
+}
+
+/// Records the fingerprints of up to `limit` files under `dir`.
+fn snapshot(dir: &Path, seen: &mut HashMap<PathBuf, Fingerprint>, limit: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if seen.len() >= limit {
+            return;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            snapshot(&path, seen, limit);
+        } else if let Some(print) = fingerprint(&path) {
+            seen.insert(path, print);
+        }
+    }
+}
+
+/// Whether `path` exists and differs from its recorded version (a file
+/// not seen before counts as changed); records the new version.
+fn changed(path: &Path, seen: &mut HashMap<PathBuf, Fingerprint>) -> bool {
+    let Some(now) = fingerprint(path) else {
+        return false;
+    };
+    seen.insert(path.to_path_buf(), now) != Some(now)
+}
+
+/// The socket passed by a previous run, if `BASEPLATE_LISTEN_FD` names an
+/// open descriptor.
+pub fn inherited_listener() -> Option<OwnedFd> {
+    let fd: RawFd = std::env::var(LISTEN_FD_VAR).ok()?.parse().ok()?;
+    // SAFETY: only queried; ownership is taken below once it is known open.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    fcntl(borrowed, FcntlArg::F_GETFD).ok()?;
+    let _ = borrowed.as_fd();
+    // SAFETY: the previous run handed this descriptor to us alone.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Gives up ownership without closing (the fd is adopted by the listener).
+pub fn release(fd: OwnedFd) -> RawFd {
+    fd.into_raw_fd()
+}

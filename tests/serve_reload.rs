@@ -1,0 +1,142 @@
+//! `--reload`: the same process serves again after the config or the
+//! executable changes, on the same socket, without a failed request; a
+//! broken config keeps the port open until it is fixed.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::Signal;
+
+const CONFIG: &str = "[server:main]\nfactory = baseplate.server.wsgi\nstop_timeout = 5 seconds\n\n\
+                      [app:main]\nfactory = baseplate.examples.http:make_app\ngreeting = one\n";
+
+/// A copy of the binary in its own directory, so the test can replace it.
+fn start_reloading(dir: &TempDir) -> (Server, PathBuf, PathBuf) {
+    let exe = dir.path().join("baseplate-serve");
+    std::fs::copy(binary(), &exe).unwrap();
+    let config = dir.write("app.ini", CONFIG);
+    let mut command = Command::new(&exe);
+    command
+        .args(["--reload", "--bind", "127.0.0.1:0"])
+        .arg(&config);
+    let mut server = Server::spawn(command, TempDir::new());
+    server.addr = Some(server.wait_listening());
+    (server, exe, config)
+}
+
+/// Replaces a file the way editors and cargo do: write aside, rename over.
+fn replace(path: &std::path::Path, contents: &[u8]) {
+    let aside = path.with_extension("new");
+    std::fs::write(&aside, contents).unwrap();
+    let mode = std::fs::metadata(path).unwrap().permissions();
+    std::fs::set_permissions(&aside, mode).unwrap();
+    std::fs::rename(&aside, path).unwrap();
+}
+
+fn health_pid(server: &Server) -> u64 {
+    let body = get(server.addr(), "/health").text();
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["pid"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn reloads_on_config_and_executable_changes_without_failing_a_request() {
+    let dir = TempDir::new();
+    let (mut server, exe, config) = start_reloading(&dir);
+    let addr = server.addr();
+    let pid = health_pid(&server);
+
+    // A light, continuous request loop on fresh connections.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let load = {
+        let (stop, done, failures) = (Arc::clone(&stop), Arc::clone(&done), Arc::clone(&failures));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let result = TcpStream::connect(addr)
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut s| {
+                        s.set_read_timeout(Some(WAIT)).unwrap();
+                        send(&mut s, "GET", "/", &[("Connection", "close")], b"");
+                        read_response(&mut s).map_err(|e| e.to_string())
+                    });
+                match result {
+                    Ok(r) if r.status == 200 => {}
+                    Ok(r) => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("status {}", r.status)),
+                    Err(e) => failures.lock().unwrap().push(e),
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+
+    std::fs::write(&config, CONFIG.replace("greeting = one", "greeting = two")).unwrap();
+    server.wait_for("Reloading, ");
+    server.wait_for("Listening on");
+    let settings: serde_json::Value = serde_json::from_str(&get(addr, "/config").text()).unwrap();
+    assert_eq!(settings["greeting"], "two");
+    assert_eq!(health_pid(&server), pid, "the same process");
+
+    replace(&exe, &std::fs::read(binary()).unwrap());
+    let line = server.wait_for("Reloading, ");
+    assert!(line.contains("baseplate-serve changed"), "{line}");
+    server.wait_for("Listening on");
+    assert_eq!(health_pid(&server), pid, "the same process");
+
+    stop.store(true, Ordering::SeqCst);
+    load.join().unwrap();
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        done.load(Ordering::SeqCst),
+        &failures[..failures.len().min(3)]
+    );
+    assert!(done.load(Ordering::SeqCst) > 10);
+
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
+}
+
+#[test]
+fn a_broken_config_keeps_the_port_open_until_it_is_fixed() {
+    let dir = TempDir::new();
+    let (mut server, _exe, config) = start_reloading(&dir);
+    let addr = server.addr();
+    std::fs::write(&config, format!("{CONFIG}this line is broken\n")).unwrap();
+    let error = server.wait_for("error: ");
+    assert!(
+        error.contains("app.ini:8: expected `key = value`"),
+        "{error}"
+    );
+    server.wait_for("waiting for a change to reload (the port stays open)");
+
+    // Not refused: the connection waits in the backlog.
+    let mut queued = TcpStream::connect(addr).expect("the port stays open");
+    queued.set_read_timeout(Some(WAIT)).unwrap();
+    queued
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+
+    std::fs::write(&config, CONFIG).unwrap();
+    server.wait_for("Listening on");
+    let mut reply = String::new();
+    queued.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    assert_eq!(get(addr, "/").status, 200);
+}

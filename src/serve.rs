@@ -168,13 +168,15 @@ impl Serve {
     /// Serves once, or with `--reload` until a change, then runs again.
     fn run(self, args: Args, argv: Vec<OsString>) -> Result<(), Error> {
         if !args.reload {
-            return self.serve_once(&args, &mut None, &mut None).map(|_| ());
+            return self.serve_once(&args, &mut Handover::default()).map(|_| ());
         }
         let mut reloader = Reloader::start(&args.config_file, &args.reload_watch, argv)?;
-        let mut inherited = reload::inherited_listener();
-        let mut changes = reloader.changes.take();
-        let outcome = self.serve_once(&args, &mut changes, &mut inherited);
-        reloader.changes = changes;
+        let mut handover = Handover {
+            changes: reloader.changes.take(),
+            inherited: reload::inherited_listener(),
+        };
+        let outcome = self.serve_once(&args, &mut handover);
+        reloader.changes = handover.changes.take();
         match outcome {
             Ok(Outcome::Stopped) => Ok(()),
             Ok(Outcome::Reload(listener)) => {
@@ -190,7 +192,7 @@ impl Serve {
             }
             // A reloaded run that cannot start keeps the port open and waits
             // for the next change, instead of leaving it dead.
-            Err(e) => match inherited.take() {
+            Err(e) => match handover.inherited.take() {
                 Some(fd) => {
                     for line in e.lines() {
                         eprintln!("error: {line}");
@@ -203,13 +205,8 @@ impl Serve {
     }
 
     /// Reads the config, builds everything, and serves until shutdown (or a
-    /// reload). `changes` and `inherited` are taken only once serving starts.
-    fn serve_once(
-        &self,
-        args: &Args,
-        changes: &mut Option<UnboundedReceiver<PathBuf>>,
-        inherited: &mut Option<OwnedFd>,
-    ) -> Result<Outcome, Error> {
+    /// reload). What `handover` holds is taken only once serving starts.
+    fn serve_once(&self, args: &Args, handover: &mut Handover) -> Result<Outcome, Error> {
         let file = ConfigFile::read(&args.config_file)?;
         let server_section = file.section("server", &args.server_name)?;
         let app_section = file.section("app", &args.app_name)?;
@@ -236,8 +233,7 @@ impl Serve {
             file_logging.as_ref(),
             &server_section,
             &app_section,
-            changes,
-            inherited,
+            handover,
         ));
         // Connections still open past stop_timeout are dropped here.
         runtime.shutdown_timeout(Duration::from_millis(100));
@@ -251,8 +247,7 @@ impl Serve {
         file_logging: Option<&FileLogging>,
         server_section: &Section,
         app_section: &Section,
-        changes: &mut Option<UnboundedReceiver<PathBuf>>,
-        inherited: &mut Option<OwnedFd>,
+        handover: &mut Handover,
     ) -> Result<Outcome, Error> {
         let signals = Signals::install().map_err(|e| {
             Error::new(format!("cannot install signal handlers: {}", io_reason(&e)))
@@ -288,7 +283,7 @@ impl Serve {
         let worker = Worker::from_env()?;
         // Where the socket comes from, first match wins: the previous run
         // (--reload), Einhorn, systemd socket activation, else --bind.
-        let listener = if let Some(fd) = inherited.take() {
+        let listener = if let Some(fd) = handover.inherited.take() {
             let raw = reload::release(fd);
             Listener::adopt(raw, &format!("{}={raw}", reload::LISTEN_FD_VAR))?
         } else if let Some(listener) = worker
@@ -318,7 +313,7 @@ impl Serve {
         info!("Listening on {address}");
         systemd::notify("READY=1");
         let tracker = Tracker::default();
-        let changes = changes.take();
+        let changes = handover.changes.take();
         let outcome = match app {
             App::Http(service) => {
                 let handler = HttpHandler::new(service);
@@ -400,6 +395,14 @@ impl Serve {
             }
         }
     }
+}
+
+/// What `--reload` hands a run: the file changes to watch for, and the
+/// socket the previous run left open.
+#[derive(Default)]
+struct Handover {
+    changes: Option<UnboundedReceiver<PathBuf>>,
+    inherited: Option<OwnedFd>,
 }
 
 /// A built app, by the kind of server that serves it.

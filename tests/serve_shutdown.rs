@@ -100,7 +100,7 @@ fn a_second_signal_during_shutdown_exits_at_once_with_status_1() {
 #[test]
 fn sigusr1_dumps_connections_and_requests_and_keeps_serving() {
     let mut server = Server::start(&config_with(""), &[]);
-    let _in_flight = start_slow_request(&mut server, 3000);
+    let mut in_flight = start_slow_request(&mut server, 1500);
     let mut idle = connect(server.addr());
     send(&mut idle, "GET", "/", &[], b"");
     assert_eq!(read_response(&mut idle).unwrap().status, 200);
@@ -110,8 +110,19 @@ fn sigusr1_dumps_connections_and_requests_and_keeps_serving() {
     assert!(line.contains("\"level\":\"WARN\""), "{line}");
     server.wait_for("open connections: 2 (1 active, 1 idle)");
     server.wait_for("in-flight requests: 1");
-    let request_line = server.wait_for("GET /sleep?ms=3000 from 127.0.0.1:");
+    let request_line = server.wait_for("GET /sleep?ms=1500 from 127.0.0.1:");
     assert!(request_line.contains("trace_id="), "{request_line}");
+    assert!(
+        request_line.contains(", running 0."),
+        "the request's age: {request_line}"
+    );
+    server.wait_for("runtime: ");
+    // The dump did not disturb the request.
+    let response = read_response(&mut in_flight).unwrap();
+    assert_eq!(
+        (response.status, response.text()),
+        (200, "slept 1500 ms".to_string())
+    );
 
     assert_eq!(get(server.addr(), "/").status, 200);
     assert!(
@@ -210,4 +221,15 @@ fn a_just_opened_connection_gets_its_first_request_answered_during_shutdown() {
     assert_eq!(response.status, 200);
     assert_eq!(response.header("connection"), Some("close"));
     assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
+}
+
+#[cfg(feature = "taskdump")]
+#[test]
+fn sigusr1_with_taskdump_logs_every_tasks_await_chain() {
+    let mut server = Server::start(&config_with(""), &[]);
+    let mut in_flight = start_slow_request(&mut server, 1000);
+    server.signal(Signal::SIGUSR1);
+    let task = server.wait_for("task 0:");
+    assert!(task.contains("baseplate::"), "{task}");
+    assert_eq!(read_response(&mut in_flight).unwrap().status, 200);
 }

@@ -164,10 +164,31 @@ fn dump(tracker: &Tracker) {
     }
     let metrics = tokio::runtime::Handle::current().metrics();
     warn!(
-        "runtime: {} worker thread(s), {} task(s) alive",
+        "runtime: {} worker thread(s), {} task(s) alive, {} task(s) queued",
         metrics.num_workers(),
-        metrics.num_alive_tasks()
+        metrics.num_alive_tasks(),
+        metrics.global_queue_depth()
     );
+    #[cfg(all(feature = "taskdump", tokio_unstable))]
+    task_dump();
+}
+
+/// With the `taskdump` feature (and `--cfg tokio_unstable`): every task's
+/// await chain, taken on its own task so serving is never blocked for longer
+/// than the dump's timeout.
+#[cfg(all(feature = "taskdump", tokio_unstable))]
+fn task_dump() {
+    let handle = tokio::runtime::Handle::current();
+    tokio::spawn(async move {
+        match tokio::time::timeout(Duration::from_secs(2), handle.dump()).await {
+            Ok(dump) => {
+                for (i, task) in dump.tasks().iter().enumerate() {
+                    warn!("task {i}:\n{}", task.trace());
+                }
+            }
+            Err(_) => warn!("the task dump did not finish within 2s; skipped"),
+        }
+    });
 }
 
 async fn accept_loop<H: ConnectionHandler>(

@@ -261,3 +261,30 @@ fn bad_einhorn_environment_values_are_errors() {
     let e = worker_error(&master, None, &[("EINHORN_SOCK_PATH", "")]);
     assert!(e.contains("EINHORN_SOCK_PATH is not set"), "{e}");
 }
+
+#[test]
+fn reload_under_einhorn_reuses_the_socket_and_acks_again() {
+    let master = FakeMaster::new();
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let inherited = socket.local_addr().unwrap();
+    let command = master.worker(Some(socket.as_raw_fd()), &[], &["--reload"]);
+    let mut server = Server::spawn(command, TempDir::new());
+    assert_eq!(master.read_ack(), ack_for(&server));
+    server.wait_for("Listening on");
+
+    // The config the worker runs is the master's app.ini.
+    let config = master.dir.path().join("app.ini");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}greeting = again\n")).unwrap();
+    server.wait_for("Reloading, ");
+    assert_eq!(
+        master.read_ack(),
+        ack_for(&server),
+        "the same pid ACKs again"
+    );
+    let line = server.wait_for("Listening on");
+    assert!(line.contains(&inherited.to_string()), "{line}");
+    let settings: serde_json::Value =
+        serde_json::from_str(&get(inherited, "/config").text()).unwrap();
+    assert_eq!(settings["greeting"], "again");
+}

@@ -117,7 +117,18 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(Stdio::null());
-        let mut child = command.spawn().expect("spawn baseplate-serve");
+        // A binary this test process just wrote may still be open for
+        // writing in a child another thread forked (ETXTBSY): retry briefly.
+        let mut attempts = 0;
+        let mut child = loop {
+            match command.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                spawned => break spawned.expect("spawn the server"),
+            }
+        };
         let (tx, rx) = mpsc::channel();
         let seen = Arc::new(Mutex::new(Vec::new()));
         for stream in [

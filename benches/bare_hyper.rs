@@ -26,7 +26,8 @@ fn main() {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr).await.expect("bind");
         println!("Listening on {}", listener.local_addr().expect("addr"));
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal");
         loop {
             let (stream, _) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -38,7 +39,9 @@ fn main() {
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let service = service_fn(|_request| async {
-                    let mut response = http::Response::new(Full::new(Bytes::from_static(b"hello from baseplate-serve\n")));
+                    let mut response = http::Response::new(Full::new(Bytes::from_static(
+                        b"hello from baseplate-serve\n",
+                    )));
                     response.headers_mut().insert(
                         http::header::CONTENT_TYPE,
                         http::HeaderValue::from_static("text/plain; charset=utf-8"),

@@ -1,7 +1,11 @@
 //! Trace ids: taken from the request (`X-Trace`, or W3C `traceparent`) so
-//! logs line up with the caller's, else generated.
+//! logs line up with the caller's, else generated. While a request is
+//! handled, its id is the task's current trace id, and every log line
+//! written then carries it.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -11,7 +15,15 @@ use http::HeaderMap;
 /// The trace id of one request; it is in the request's extensions and on
 /// every log line written while handling it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TraceId(String);
+pub struct TraceId(Repr);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    /// Made here: shown as 32 hex digits (formatted only when shown).
+    Generated(u128),
+    /// From the request.
+    Given(Box<str>),
+}
 
 impl TraceId {
     /// The id from `X-Trace` (baseplate's header) or `traceparent`, if one
@@ -26,17 +38,22 @@ impl TraceId {
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             });
         if let Some(id) = x_trace {
-            return TraceId(id.to_string());
+            return TraceId::given(id);
         }
         headers
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .and_then(traceparent_id)
-            .map(|id| TraceId(id.to_string()))
+            .map(TraceId::given)
             .unwrap_or_else(TraceId::generate)
     }
 
-    /// A new random 128-bit id as 32 lowercase hex digits.
+    /// An id given by a client (a THeader `Trace` header, say).
+    pub fn given(id: &str) -> TraceId {
+        TraceId(Repr::Given(id.into()))
+    }
+
+    /// A new random 128-bit id.
     pub fn generate() -> TraceId {
         static KEYS: OnceLock<RandomState> = OnceLock::new();
         static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -48,19 +65,53 @@ impl TraceId {
             h.write_u64(salt);
             h.finish()
         };
-        TraceId(format!("{:016x}{:016x}", half(1), half(2)))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
+        TraceId(Repr::Generated(
+            u128::from(half(1)) << 64 | u128::from(half(2)),
+        ))
     }
 }
 
 impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match &self.0 {
+            Repr::Generated(n) => write!(f, "{n:032x}"),
+            Repr::Given(s) => f.write_str(s),
+        }
     }
+}
+
+tokio::task_local! {
+    static TASK: TraceId;
+}
+
+thread_local! {
+    static THREAD: RefCell<Option<TraceId>> = const { RefCell::new(None) };
+}
+
+/// Runs `future` with `id` as its task's current trace id.
+pub async fn scope<F: Future>(id: TraceId, future: F) -> F::Output {
+    TASK.scope(id, future).await
+}
+
+/// Runs `f` (synchronous, for example a Thrift handler on a blocking thread)
+/// with `id` as this thread's current trace id.
+pub fn with_thread<R>(id: TraceId, f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            THREAD.with(|t| *t.borrow_mut() = None);
+        }
+    }
+    THREAD.with(|t| *t.borrow_mut() = Some(id));
+    let _reset = Reset;
+    f()
+}
+
+/// The trace id of the request being handled here, if any.
+pub fn current() -> Option<TraceId> {
+    TASK.try_with(Clone::clone)
+        .ok()
+        .or_else(|| THREAD.with(|t| t.borrow().clone()))
 }
 
 /// The trace-id field of a `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
@@ -93,13 +144,25 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(
-            TraceId::from_headers(&h).as_str(),
+            TraceId::from_headers(&h).to_string(),
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
         h.insert("x-trace", "1234567".parse().unwrap());
-        assert_eq!(TraceId::from_headers(&h).as_str(), "1234567");
+        assert_eq!(TraceId::from_headers(&h).to_string(), "1234567");
         let generated = TraceId::from_headers(&HeaderMap::new());
-        assert_eq!(generated.as_str().len(), 32);
+        assert_eq!(generated.to_string().len(), 32);
         assert_ne!(generated, TraceId::generate());
+    }
+
+    #[tokio::test]
+    async fn the_current_id_follows_the_task_and_the_thread() {
+        assert_eq!(current(), None);
+        let id = TraceId::given("abc");
+        assert_eq!(
+            scope(id.clone(), async { current() }).await,
+            Some(id.clone())
+        );
+        assert_eq!(with_thread(id.clone(), current), Some(id));
+        assert_eq!(current(), None);
     }
 }

@@ -132,7 +132,10 @@ impl Service<Request<Incoming>> for ExampleApp {
 async fn route(request: Request<Incoming>, config: &[u8]) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_string();
     match (request.method(), path.as_str()) {
-        (&Method::GET, "/") => text(StatusCode::OK, "hello from baseplate-serve\n".into()),
+        (&Method::GET, "/") => text(
+            StatusCode::OK,
+            Bytes::from_static(b"hello from baseplate-serve\n"),
+        ),
         (&Method::GET, "/health") => json(
             serde_json::json!({"status": "ok", "pid": std::process::id()})
                 .to_string()
@@ -142,11 +145,10 @@ async fn route(request: Request<Incoming>, config: &[u8]) -> Response<Full<Bytes
         (&Method::POST, "/echo") => echo(request.into_body()).await,
         (&Method::GET, "/config") => json(config.to_vec()),
         (&Method::GET, "/panic") => panic!("the example app panics on /panic, as asked"),
-        (_, "/" | "/health" | "/sleep" | "/echo" | "/config" | "/panic") => text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed\n".into(),
-        ),
-        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+        (_, "/" | "/health" | "/sleep" | "/echo" | "/config" | "/panic") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 
@@ -181,12 +183,14 @@ async fn echo(body: Incoming) -> Response<Full<Bytes>> {
     }
 }
 
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap_or_default()
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 fn json(body: Vec<u8>) -> Response<Full<Bytes>> {

@@ -185,6 +185,11 @@ where
             }
         }
         all.extend(fields.rest);
+        if !all.iter().any(|(name, _)| *name == "trace_id") {
+            if let Some(id) = crate::trace::current() {
+                all.push(("trace_id", Value::Text(id.to_string())));
+            }
+        }
         let mut timestamp = String::new();
         SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
         let meta = event.metadata();

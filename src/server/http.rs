@@ -13,15 +13,15 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tower::Service;
-use tracing::{debug, error, Instrument};
+use tracing::{debug, error};
 
 use super::listener::Stream;
 use super::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
-use super::tracker::ConnectionHandle;
+use super::tracker::{ConnectionHandle, RequestInfo};
 use super::{ConnectionFuture, ConnectionHandler};
 use crate::app::{full_body, HttpRequest, HttpResponse, HttpService};
 use crate::error::BoxError;
-use crate::trace::TraceId;
+use crate::trace::{self, TraceId};
 
 /// Serves an [`HttpService`] on each connection.
 pub struct HttpHandler {
@@ -84,8 +84,9 @@ impl ConnectionHandler for HttpHandler {
     }
 }
 
-/// Runs one request through the app inside its trace span. An app error or
-/// panic becomes a logged `500 Internal Server Error` for this request only.
+/// Runs one request through the app with its trace id as the task's
+/// current one. An app error or panic becomes a logged
+/// `500 Internal Server Error` for this request only.
 async fn dispatch(
     mut app: HttpService,
     connection: ConnectionHandle,
@@ -94,22 +95,23 @@ async fn dispatch(
 ) -> Result<HttpResponse, Infallible> {
     let http1 = request.version() <= http::Version::HTTP_11;
     let trace_id = TraceId::from_headers(request.headers());
-    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    let what = format!("{} {}", request.method(), target);
-    let _in_flight = connection.begin_request(what, trace_id.to_string());
-    let span = tracing::info_span!("request", trace_id = %trace_id);
+    let _in_flight = connection.begin_request(
+        RequestInfo::Http(request.method().clone(), request.uri().clone()),
+        trace_id.clone(),
+    );
     request.extensions_mut().insert(connection.peer().clone());
-    request.extensions_mut().insert(trace_id);
-    let outcome = async {
-        std::future::poll_fn(|cx| app.poll_ready(cx)).await?;
-        CatchPanic(app.call(request)).await
-    }
-    .instrument(span.clone())
+    request.extensions_mut().insert(trace_id.clone());
+    let mut response = trace::scope(trace_id, async move {
+        let outcome = match std::future::poll_fn(|cx| app.poll_ready(cx)).await {
+            Ok(()) => CatchPanic(app.call(request)).await,
+            Err(e) => Err(e),
+        };
+        outcome.unwrap_or_else(|e| {
+            error!("the app failed to handle the request: {e}");
+            internal_server_error()
+        })
+    })
     .await;
-    let mut response = outcome.unwrap_or_else(|e| {
-        span.in_scope(|| error!("the app failed to handle the request: {e}"));
-        internal_server_error()
-    });
     if http1 && shutdown.is_triggered() {
         // Shutting down: this connection takes no further request.
         response.headers_mut().insert(

@@ -1,115 +1,141 @@
 //! Open connections and in-flight requests, so SIGUSR1 can say what the
 //! server is doing. Shared by every server kind.
+//!
+//! The registry lock is taken only when a connection opens or closes; a
+//! request touches only its own connection's lock, and describes itself
+//! lazily (nothing is formatted unless a dump asks).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::listener::PeerAddr;
+use crate::trace::TraceId;
+
+/// What a request is, for the dump.
+#[derive(Debug, Clone)]
+pub enum RequestInfo {
+    /// An HTTP request: method and target.
+    Http(http::Method, http::Uri),
+    /// A Thrift call: the method name.
+    Thrift(String),
+}
+
+impl fmt::Display for RequestInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestInfo::Http(method, uri) => {
+                let target = uri.path_and_query().map_or("/", |p| p.as_str());
+                write!(f, "{method} {target}")
+            }
+            RequestInfo::Thrift(method) => write!(f, "thrift {method}"),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not stop the dump or the server.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The registry of open connections. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Tracker {
-    state: Arc<Mutex<State>>,
+    state: Arc<Mutex<Registry>>,
 }
 
 #[derive(Default)]
-struct State {
+struct Registry {
     next_id: u64,
-    connections: BTreeMap<u64, Connection>,
+    connections: BTreeMap<u64, Arc<Connection>>,
 }
 
 struct Connection {
     peer: PeerAddr,
     opened: Instant,
-    served: u64,
-    in_flight: BTreeMap<u64, Request>,
+    requests: Mutex<Requests>,
 }
 
-struct Request {
-    what: String,
-    trace_id: String,
-    started: Instant,
+#[derive(Default)]
+struct Requests {
+    next_id: u64,
+    served: u64,
+    in_flight: Vec<(u64, RequestInfo, TraceId, Instant)>,
 }
 
 impl Tracker {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic elsewhere must not stop the dump or the server.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Registers a new connection; it is forgotten when the handle (and all
     /// its clones) are dropped.
     pub fn open(&self, peer: PeerAddr) -> ConnectionHandle {
-        let mut state = self.lock();
+        let connection = Arc::new(Connection {
+            peer,
+            opened: Instant::now(),
+            requests: Mutex::new(Requests::default()),
+        });
+        let mut state = lock(&self.state);
         state.next_id += 1;
         let id = state.next_id;
-        state.connections.insert(
-            id,
-            Connection {
-                peer: peer.clone(),
-                opened: Instant::now(),
-                served: 0,
-                in_flight: BTreeMap::new(),
-            },
-        );
+        state.connections.insert(id, Arc::clone(&connection));
         ConnectionHandle {
             inner: Arc::new(HandleInner {
                 tracker: self.clone(),
                 id,
-                peer,
+                connection,
             }),
         }
     }
 
     /// How many connections are open.
     pub fn open_connections(&self) -> usize {
-        self.lock().connections.len()
+        lock(&self.state).connections.len()
     }
 
     /// A human-readable report, one line per item.
     pub fn report(&self) -> Vec<String> {
         let now = Instant::now();
-        let state = self.lock();
-        let active = state
+        let connections: Vec<(u64, Arc<Connection>)> = lock(&self.state)
             .connections
-            .values()
-            .filter(|c| !c.in_flight.is_empty())
-            .count();
-        let mut lines = vec![format!(
-            "open connections: {} ({} active, {} idle)",
-            state.connections.len(),
-            active,
-            state.connections.len() - active
-        )];
-        for (id, c) in &state.connections {
-            lines.push(format!(
+            .iter()
+            .map(|(id, c)| (*id, Arc::clone(c)))
+            .collect();
+        let mut lines = Vec::new();
+        let mut requests = Vec::new();
+        let mut active = 0;
+        let mut connection_lines = Vec::new();
+        for (id, c) in &connections {
+            let r = lock(&c.requests);
+            if !r.in_flight.is_empty() {
+                active += 1;
+            }
+            connection_lines.push(format!(
                 "  connection #{id} from {}: {}, open {}, {} request(s) served",
                 c.peer,
-                if c.in_flight.is_empty() {
+                if r.in_flight.is_empty() {
                     "idle"
                 } else {
                     "active"
                 },
                 seconds(now - c.opened),
-                c.served
+                r.served
             ));
+            for (_, info, trace, started) in &r.in_flight {
+                requests.push(format!(
+                    "  {info} from {}, running {}, trace_id={trace}",
+                    c.peer,
+                    seconds(now - *started)
+                ));
+            }
         }
-        let requests: Vec<(&Connection, &Request)> = state
-            .connections
-            .values()
-            .flat_map(|c| c.in_flight.values().map(move |r| (c, r)))
-            .collect();
+        lines.push(format!(
+            "open connections: {} ({} active, {} idle)",
+            connections.len(),
+            active,
+            connections.len() - active
+        ));
+        lines.extend(connection_lines);
         lines.push(format!("in-flight requests: {}", requests.len()));
-        for (c, r) in requests {
-            lines.push(format!(
-                "  {} from {}, running {}, trace_id={}",
-                r.what,
-                c.peer,
-                seconds(now - r.started),
-                r.trace_id
-            ));
-        }
+        lines.extend(requests);
         lines
     }
 }
@@ -127,67 +153,51 @@ pub struct ConnectionHandle {
 struct HandleInner {
     tracker: Tracker,
     id: u64,
-    peer: PeerAddr,
+    connection: Arc<Connection>,
 }
 
 impl Drop for HandleInner {
     fn drop(&mut self) {
-        self.tracker.lock().connections.remove(&self.id);
+        lock(&self.tracker.state).connections.remove(&self.id);
     }
 }
 
 impl ConnectionHandle {
     /// The peer's address.
     pub fn peer(&self) -> &PeerAddr {
-        &self.inner.peer
+        &self.inner.connection.peer
     }
 
     /// How many requests this connection has started (finished or not).
     pub fn requests_seen(&self) -> u64 {
-        let state = self.inner.tracker.lock();
-        state
-            .connections
-            .get(&self.inner.id)
-            .map_or(0, |c| c.served + c.in_flight.len() as u64)
+        let r = lock(&self.inner.connection.requests);
+        r.served + r.in_flight.len() as u64
     }
 
     /// Records a request in flight on this connection until the guard drops.
-    /// `what` describes it (`GET /path`, or a Thrift method name).
-    pub fn begin_request(&self, what: String, trace_id: String) -> RequestGuard {
-        let mut state = self.inner.tracker.lock();
-        state.next_id += 1;
-        let request_id = state.next_id;
-        if let Some(c) = state.connections.get_mut(&self.inner.id) {
-            c.in_flight.insert(
-                request_id,
-                Request {
-                    what,
-                    trace_id,
-                    started: Instant::now(),
-                },
-            );
-        }
+    pub fn begin_request(&self, info: RequestInfo, trace_id: TraceId) -> RequestGuard {
+        let mut r = lock(&self.inner.connection.requests);
+        r.next_id += 1;
+        let id = r.next_id;
+        r.in_flight.push((id, info, trace_id, Instant::now()));
         RequestGuard {
-            connection: self.clone(),
-            request_id,
+            connection: Arc::clone(&self.inner.connection),
+            id,
         }
     }
 }
 
 /// A request in flight; dropping it marks the request done.
 pub struct RequestGuard {
-    connection: ConnectionHandle,
-    request_id: u64,
+    connection: Arc<Connection>,
+    id: u64,
 }
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        let inner = &self.connection.inner;
-        let mut state = inner.tracker.lock();
-        if let Some(c) = state.connections.get_mut(&inner.id) {
-            c.in_flight.remove(&self.request_id);
-            c.served += 1;
-        }
+        let mut r = lock(&self.connection.requests);
+        r.in_flight.retain(|(id, ..)| *id != self.id);
+        r.served += 1;
     }
 }
 
@@ -200,15 +210,20 @@ mod tests {
         let tracker = Tracker::default();
         let a = tracker.open(PeerAddr::Unix);
         let _b = tracker.open(PeerAddr::Unix);
-        let req = a.begin_request("GET /sleep".into(), "abc".into());
+        let req = a.begin_request(
+            RequestInfo::Http(http::Method::GET, "/sleep".parse().unwrap()),
+            TraceId::given("abc"),
+        );
         let report = tracker.report().join("\n");
         assert!(
             report.contains("open connections: 2 (1 active, 1 idle)"),
             "{report}"
         );
         assert!(report.contains("GET /sleep from unix"), "{report}");
+        assert!(report.contains("trace_id=abc"), "{report}");
         drop(req);
         assert!(tracker.report()[0].contains("(0 active, 2 idle)"));
+        assert_eq!(a.requests_seen(), 1);
         drop(a);
         assert_eq!(tracker.open_connections(), 1);
     }

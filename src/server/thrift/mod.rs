@@ -23,7 +23,7 @@ use tracing::{error, field::Empty, warn, Instrument};
 
 use super::listener::Stream;
 use super::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
-use super::tracker::ConnectionHandle;
+use super::tracker::{ConnectionHandle, RequestInfo};
 use super::{ConnectionFuture, ConnectionHandler};
 use crate::trace::TraceId;
 use dialect::{classify_frame, detect, Dialect, Protocol, Start};
@@ -261,7 +261,7 @@ async fn handle_message(
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.clone())
     };
-    let trace_id = header("Trace").unwrap_or_else(|| TraceId::generate().to_string());
+    let trace_id = header("Trace").map_or_else(TraceId::generate, |t| TraceId::given(&t));
     let span = tracing::info_span!(
         "thrift",
         method = %method,
@@ -285,7 +285,7 @@ async fn handle_message(
             span.record(field, value.as_str());
         }
     }
-    let _in_flight = connection.begin_request(format!("thrift {method}"), trace_id);
+    let _in_flight = connection.begin_request(RequestInfo::Thrift(method.clone()), trace_id);
     let processor = Arc::clone(&service.processor);
     let run_span = span.clone();
     let run = move || {

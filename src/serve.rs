@@ -316,7 +316,7 @@ impl Serve {
         let changes = handover.changes.take();
         let outcome = match app {
             App::Http(service) => {
-                let handler = HttpHandler::new(service);
+                let handler = HttpHandler::new(service, options);
                 lifecycle::run(listener, handler, options, tracker, signals, changes).await
             }
             App::Thrift(processor) => {

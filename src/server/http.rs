@@ -18,7 +18,7 @@ use tracing::{debug, error};
 use super::listener::Stream;
 use super::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
 use super::tracker::{ConnectionHandle, RequestInfo};
-use super::{ConnectionFuture, ConnectionHandler};
+use super::{ConnectionFuture, ConnectionHandler, ServerOptions};
 use crate::app::{full_body, HttpRequest, HttpResponse, HttpService};
 use crate::error::BoxError;
 use crate::trace::{self, TraceId};
@@ -27,17 +27,27 @@ use crate::trace::{self, TraceId};
 pub struct HttpHandler {
     app: HttpService,
     builder: Arc<auto::Builder<TokioExecutor>>,
+    max_body_size: u64,
 }
 
 impl HttpHandler {
-    /// A handler for `app`.
-    pub fn new(app: HttpService) -> HttpHandler {
+    /// A handler for `app` with the limits of `options`.
+    pub fn new(app: HttpService, options: &ServerOptions) -> HttpHandler {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new());
-        builder.http2().timer(TokioTimer::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.header_timeout)
+            // hyper's buffer has a floor of 8 KiB; past it a head gets 431.
+            .max_buf_size(options.max_header_size.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(options.max_header_size).unwrap_or(u32::MAX));
         HttpHandler {
             app,
             builder: Arc::new(builder),
+            max_body_size: options.max_body_size,
         }
     }
 }
@@ -51,12 +61,19 @@ impl ConnectionHandler for HttpHandler {
     ) -> ConnectionFuture {
         let app = self.app.clone();
         let builder = Arc::clone(&self.builder);
+        let max_body = self.max_body_size;
         Box::pin(async move {
             let peer = connection.peer().clone();
             let first_request = connection.clone();
             let closing = shutdown.clone();
             let service = service_fn(move |request| {
-                dispatch(app.clone(), connection.clone(), closing.clone(), request)
+                dispatch(
+                    app.clone(),
+                    connection.clone(),
+                    closing.clone(),
+                    max_body,
+                    request,
+                )
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(conn);
@@ -91,9 +108,24 @@ async fn dispatch(
     mut app: HttpService,
     connection: ConnectionHandle,
     shutdown: Shutdown,
+    max_body: u64,
     mut request: HttpRequest,
 ) -> Result<HttpResponse, Infallible> {
     let http1 = request.version() <= http::Version::HTTP_11;
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        let mut response = HttpResponse::new(full_body("Payload Too Large"));
+        *response.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        return Ok(response);
+    }
     let trace_id = TraceId::from_headers(request.headers());
     let _in_flight = connection.begin_request(
         RequestInfo::Http(request.method().clone(), request.uri().clone()),

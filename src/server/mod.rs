@@ -42,7 +42,12 @@ const COMMON_KEYS: &[&str] = &["factory", "max_concurrency", "stop_timeout", "dr
 /// Keys only one kind of server reads.
 fn kind_keys(kind: ServerKind) -> &'static [&'static str] {
     match kind {
-        ServerKind::Http => &["handler"],
+        ServerKind::Http => &[
+            "handler",
+            "header_timeout",
+            "max_header_size",
+            "max_body_size",
+        ],
         ServerKind::Thrift => &["max_frame_size", "execution"],
     }
 }
@@ -69,6 +74,12 @@ pub struct ServerOptions {
     pub max_frame_size: usize,
     /// Where Thrift processors run (Thrift).
     pub execution: thrift::Execution,
+    /// How long a client may take to send a request's headers (HTTP).
+    pub header_timeout: Duration,
+    /// The largest request head accepted, in bytes; larger gets 431 (HTTP).
+    pub max_header_size: usize,
+    /// The largest declared request body, in bytes; larger gets 413 (HTTP).
+    pub max_body_size: u64,
     /// Keys set in the section that no server reads, with their lines.
     pub unknown_keys: Vec<(String, usize)>,
 }
@@ -136,6 +147,11 @@ impl ServerOptions {
             handler: raw.handler.filter(|h| !h.is_empty()),
             max_frame_size,
             execution: raw.execution.unwrap_or_default(),
+            header_timeout: raw.header_timeout.map_or(Duration::from_secs(30), |t| t.0),
+            max_header_size: raw.max_header_size.map_or(64 * 1024, |Positive(n)| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
+            max_body_size: raw.max_body_size.map_or(16 * 1024 * 1024, |Positive(n)| n),
             unknown_keys,
         })
     }
@@ -150,6 +166,9 @@ struct RawOptions {
     handler: Option<String>,
     max_frame_size: Option<Positive>,
     execution: Option<thrift::Execution>,
+    header_timeout: Option<Timespan>,
+    max_header_size: Option<Positive>,
+    max_body_size: Option<Positive>,
 }
 
 /// A future a connection handler returns.

@@ -1,0 +1,96 @@
+//! Slow and oversized HTTP clients: header timeout, a slowloris crowd,
+//! 431 for big heads and 413 for big declared bodies.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let server = Server::start(&config_with("header_timeout = 300 milliseconds"), &[]);
+    let mut slow = connect(server.addr());
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = Instant::now();
+    assert!(closed_by_server(&mut slow), "the slow client is closed");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(get(server.addr(), "/").status, 200);
+}
+
+#[test]
+fn a_slowloris_crowd_does_not_starve_normal_clients() {
+    let server = Server::start(&config_with("header_timeout = 2 seconds"), &[]);
+    let addr = server.addr();
+    let mut crowd: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    // Trickle a header line now and then while normal clients are served.
+    for round in 0..5 {
+        for s in &mut crowd {
+            let _ = s.write_all(format!("X-Slow-{round}: 1\r\n").as_bytes());
+        }
+        let started = Instant::now();
+        assert_eq!(get(addr, "/").status, 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a normal request waited {:?}",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The crowd is cut off by the header timeout.
+    let mut closed = 0;
+    for s in &mut crowd {
+        if closed_by_server(s) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, crowd.len());
+}
+
+#[test]
+fn an_oversized_head_gets_431() {
+    let server = Server::start(&config_with("max_header_size = 16384"), &[]);
+    let big = "x".repeat(20_000);
+    let r = request(server.addr(), "GET", "/", &[("X-Big", &big)], b"");
+    assert_eq!(r.status, 431);
+    let fits = "x".repeat(4_000);
+    assert_eq!(
+        request(server.addr(), "GET", "/", &[("X-Fits", &fits)], b"").status,
+        200
+    );
+}
+
+#[test]
+fn an_oversized_declared_body_gets_413_before_it_is_sent() {
+    let server = Server::start(&config_with("max_body_size = 1000"), &[]);
+    let mut stream = connect(server.addr());
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut stream).unwrap();
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        request(server.addr(), "POST", "/echo", &[], &[b'a'; 900]).status,
+        200
+    );
+}

@@ -106,20 +106,27 @@ fn running_out_of_file_descriptors_backs_off_and_recovers() {
     command.args(["--bind", "127.0.0.1:0"]).arg(&config);
     // SAFETY: only setrlimit between fork and exec.
     unsafe {
-        command.pre_exec(|| {
-            setrlimit(Resource::RLIMIT_NOFILE, 64, 64).map_err(std::io::Error::from)
-        });
+        command
+            .pre_exec(|| setrlimit(Resource::RLIMIT_NOFILE, 64, 64).map_err(std::io::Error::from));
     }
     let mut server = Server::spawn(command, TempDir::new());
     let addr = server.wait_listening();
 
     // Hold more connections than the server has descriptors for.
-    let held: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let held: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
     server.wait_for("accept failed");
     std::thread::sleep(Duration::from_millis(2500));
     let warnings = server.output().matches("accept failed").count();
-    assert!(warnings <= 4, "{warnings} warnings in about 2.5 s: it must log at most once a second");
-    assert!(server.child.try_wait().unwrap().is_none(), "the server keeps running");
+    assert!(
+        warnings <= 4,
+        "{warnings} warnings in about 2.5 s: it must log at most once a second"
+    );
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server keeps running"
+    );
 
     drop(held);
     let started = Instant::now();

@@ -154,6 +154,10 @@ pub struct Options {
     #[arg(long = "ack-timeout", value_name = "T", value_parser = parse_duration)]
     pub ack_timeout: Option<Duration>,
 
+    /// Let members of GROUP use the command socket (mode 0660) instead of only its owner (0600)
+    #[arg(long = "command-socket-group", value_name = "GROUP")]
+    pub command_socket_group: Option<String>,
+
     /// Append one JSON line per lifecycle event to FILE
     #[arg(long = "events", value_name = "FILE")]
     pub events: Option<PathBuf>,

@@ -17,8 +17,15 @@ use crate::master::{ConnId, Input, Outgoing};
 use crate::protocol::{Line, LineReader};
 use crate::report::{Level, Log};
 
-/// Creates the command socket at `path`, holding `lockfile` meanwhile.
-pub fn open(path: &Path, lockfile: &Path, log: &Log) -> Result<UnixListener, String> {
+/// Creates the command socket at `path`, holding `lockfile` meanwhile. With
+/// `group`, the socket belongs to that group and its members may use it
+/// (mode 0660); otherwise only the owner may (0600).
+pub fn open(
+    path: &Path,
+    lockfile: &Path,
+    group: Option<&str>,
+    log: &Log,
+) -> Result<UnixListener, String> {
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -61,6 +68,33 @@ pub fn open(path: &Path, lockfile: &Path, log: &Log) -> Result<UnixListener, Str
     umask(previous);
     let listener =
         bound.map_err(|e| format!("cannot create the command socket {}: {e}", path.display()))?;
+    if let Some(name) = group {
+        let gid = match nix::unistd::Group::from_name(name) {
+            Ok(Some(g)) => g.gid,
+            _ => match name.parse::<u32>() {
+                Ok(n) => nix::unistd::Gid::from_raw(n),
+                Err(_) => {
+                    let _ = std::fs::remove_file(path);
+                    return Err(format!("--command-socket-group: no group {name:?}"));
+                }
+            },
+        };
+        let shared = nix::unistd::chown(path, None, Some(gid)).and_then(|_| {
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                path,
+                Mode::from_bits_truncate(0o660),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+        });
+        if let Err(e) = shared {
+            let _ = std::fs::remove_file(path);
+            return Err(format!(
+                "--command-socket-group {name}: cannot share the socket: {}",
+                e.desc()
+            ));
+        }
+    }
     listener
         .set_nonblocking(true)
         .and_then(|_| UnixListener::from_std(listener))
@@ -82,7 +116,19 @@ pub async fn serve(listener: UnixListener, master: UnboundedSender<Input>) {
         };
         next += 1;
         let (tx, rx) = unbounded_channel();
-        if master.send(Input::Connected(next, tx)).is_err() {
+        // Who is on the other end, for the log of commands that change the pool.
+        let peer = stream
+            .peer_cred()
+            .map(|c| {
+                format!(
+                    "uid {} gid {} pid {}",
+                    c.uid(),
+                    c.gid(),
+                    c.pid().map_or("?".to_string(), |p| p.to_string())
+                )
+            })
+            .unwrap_or_else(|_| "an unknown peer".to_string());
+        if master.send(Input::Connected(next, tx, peer)).is_err() {
             return;
         }
         tokio::spawn(connection(next, stream, master.clone(), rx));

@@ -71,7 +71,12 @@ pub fn run_with(
         if let Some(channel) = events_channel {
             events = events.with_channel(channel);
         }
-        let listener = command_server::open(&sock_path, &lockfile, &log)?;
+        let listener = command_server::open(
+            &sock_path,
+            &lockfile,
+            options.command_socket_group.as_deref(),
+            &log,
+        )?;
         log.write(Level::Info, &format!("Writing PID to {}", pidfile.display()));
         if let Err(e) = std::fs::write(&pidfile, std::process::id().to_string()) {
             let _ = std::fs::remove_file(&sock_path);

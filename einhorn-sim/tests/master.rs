@@ -655,3 +655,51 @@ fn worker_ping_is_recorded_in_state() {
     );
     assert!(child["pinged_at"].as_str().unwrap().ends_with("+00:00"));
 }
+
+#[test]
+fn pool_changing_commands_log_who_sent_them() {
+    let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
+    sim.wait_count("ack", 1);
+    sim.command("inc", &[]);
+    let expected = format!(
+        "Command \"inc\" from uid {} gid {} pid {}",
+        nix::unistd::getuid(),
+        nix::unistd::getgid(),
+        std::process::id()
+    );
+    let deadline = Instant::now() + WAIT;
+    while !sim.log().contains(&expected) {
+        assert!(
+            Instant::now() < deadline,
+            "no {expected:?} in:\n{}",
+            sim.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Read-only commands are not logged.
+    sim.command("state", &[]);
+    assert!(!sim.log().contains("Command \"state\""));
+}
+
+#[test]
+fn command_socket_group_shares_the_socket_with_a_group() {
+    use std::os::unix::fs::MetadataExt;
+    let gid = nix::unistd::getgid().as_raw().to_string();
+    let sim = Sim::start(
+        &["-n", "1", "-m", "manual", "--command-socket-group", &gid],
+        &[],
+    );
+    let meta = std::fs::metadata(sim.socket()).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o660);
+    assert_eq!(meta.gid().to_string(), gid);
+    let output = std::process::Command::new(sim_binary())
+        .args(["--command-socket-group", "no-such-group-here", "-d"])
+        .arg(sim.path("other.sock"))
+        .arg("-f")
+        .arg(sim.path("other.lock"))
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no group \"no-such-group-here\""));
+}

@@ -175,6 +175,21 @@ impl Master {
             );
             return;
         };
+        if matches!(
+            command.as_str(),
+            "inc"
+                | "dec"
+                | "set_workers"
+                | "signal"
+                | "die"
+                | "config"
+                | "reload"
+                | "upgrade"
+                | "upgrade_fleet"
+        ) {
+            let peer = self.peers.get(&conn).cloned().unwrap_or_default();
+            self.info(&format!("Command {command:?} from {peer}"));
+        }
         let reply = match command.as_str() {
             "worker:ack" => return self.worker_ack(conn, &request),
             "worker:ping" => return self.worker_ping(conn, &request),

@@ -34,8 +34,9 @@ pub type ConnId = u64;
 /// What a connection task tells the master.
 #[derive(Debug)]
 pub enum Input {
-    /// A client connected; replies go to the sender.
-    Connected(ConnId, UnboundedSender<Outgoing>),
+    /// A client connected; replies go to the sender. The text says who
+    /// it is (peer credentials).
+    Connected(ConnId, UnboundedSender<Outgoing>, String),
     /// A complete line (without its LF).
     Line(ConnId, Vec<u8>),
     /// The client sent a line longer than the limit.
@@ -111,6 +112,8 @@ pub struct Master {
     drop_env_active: bool,
     timers: Vec<(Instant, Timer)>,
     connections: HashMap<ConnId, UnboundedSender<Outgoing>>,
+    /// Who each connection is (peer credentials).
+    peers: HashMap<ConnId, String>,
     /// Connections streaming an upgrade, with the request id to answer.
     subscribers: Vec<(ConnId, Value)>,
 }
@@ -154,6 +157,7 @@ impl Master {
             drop_env_active: false,
             timers: Vec::new(),
             connections: HashMap::new(),
+            peers: HashMap::new(),
             subscribers: Vec::new(),
             config,
         }
@@ -262,8 +266,9 @@ impl Master {
 
     fn on_input(&mut self, input: Input) {
         match input {
-            Input::Connected(conn, tx) => {
+            Input::Connected(conn, tx, peer) => {
                 self.connections.insert(conn, tx);
+                self.peers.insert(conn, peer);
             }
             Input::Line(conn, bytes) => {
                 // Lines after a worker:ack on the same connection are still
@@ -290,6 +295,7 @@ impl Master {
             }
             Input::Closed(conn) => {
                 self.connections.remove(&conn);
+                self.peers.remove(&conn);
                 self.subscribers.retain(|(c, _)| *c != conn);
             }
         }

@@ -482,7 +482,7 @@ fn garbage_on_the_command_socket_leaves_the_master_serving() {
         exchange(b"{\"id\": 1}\n"),
         "---%0Amessage: No \"command\" parameter provided; not sure what you want me to do.%0Arequest_id: 1%0A\n"
     );
-    let huge = vec![b'a'; 2 * 1024 * 1024];
+    let huge = vec![b'a'; 10 * 1024 * 1024];
     assert_eq!(exchange(&huge), cant_parse);
     // Pipelined requests, answered in order.
     let two = exchange(b"{\"id\": 1, \"command\": \"louder\", \"args\": []}\n{\"id\": 2, \"command\": \"quieter\", \"args\": []}\n");

@@ -360,12 +360,21 @@ fn an_unknown_transform_gets_an_exception_and_the_connection_lives() {
 #[test]
 fn hostile_bytes_close_only_that_connection() {
     let mut server = Server::start(&thrift_config("max_frame_size = 1024"), &[]);
+    // An unframed call whose argument struct nests 100 deep.
+    let mut deep = vec![0x80, 0x01, 0x00, 0x01, 0, 0, 0, 1, b'x', 0, 0, 0, 1];
+    for _ in 0..100 {
+        deep.extend_from_slice(&[12, 0, 1]);
+    }
     for bytes in [
         &b"GET / HTTP/1.1\r\n\r\n"[..],
         &[0x00, 0x00, 0x08, 0x00][..], // a 2 KiB frame: over the limit
         &[0x3F, 0xFF, 0xFF, 0xFF][..], // a 1 GiB frame, never sent
         &[0x00, 0x00, 0x00, 0x04, 1, 2, 3, 4][..], // a frame that is no message
         &[0x80, 0x01, 0x00, 0x01, 0xFF, 0xFF, 0xFF, 0xFF][..], // a negative name length
+        &deep[..],                     // 100 nested structs
+        &[
+            0, 0, 0, 14, 0x0F, 0xFF, 0, 0, 0, 0, 0, 1, 0xFF, 0xFF, 0, 0, 0, 0,
+        ][..], // a THeader header bigger than its frame
     ] {
         let mut stream = TcpStream::connect(server.addr()).unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();

@@ -29,7 +29,11 @@ mod einhorn_free {
     }
 
     pub fn live(events: &[serde_json::Value]) -> Vec<i64> {
-        let exited: Vec<i64> = events.iter().filter(|e| e["event"] == "exit").filter_map(|e| e["pid"].as_i64()).collect();
+        let exited: Vec<i64> = events
+            .iter()
+            .filter(|e| e["event"] == "exit")
+            .filter_map(|e| e["pid"].as_i64())
+            .collect();
         events
             .iter()
             .filter(|e| e["event"] == "spawn")
@@ -61,7 +65,10 @@ impl Drop for Master {
 #[test]
 #[ignore = "about 60 s; run by .ci/run"]
 fn soak_kills_and_upgrades_under_load() {
-    let seconds: u64 = std::env::var("SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let seconds: u64 = std::env::var("SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
     let dir = TempDir::new();
     let events_path = dir.path().join("events.jsonl");
     let socket = dir.path().join("cmd.sock");
@@ -78,7 +85,19 @@ fn soak_kills_and_upgrades_under_load() {
         .arg(dir.path().join("lock"))
         .arg("--events")
         .arg(&events_path)
-        .args(["-k", "-q", "-n", "4", "-m", "manual", "-s", "0.2", "-b", "127.0.0.1:0,r", "--"])
+        .args([
+            "-k",
+            "-q",
+            "-n",
+            "4",
+            "-m",
+            "manual",
+            "-s",
+            "0.2",
+            "-b",
+            "127.0.0.1:0,r",
+            "--",
+        ])
         .arg(binary())
         .arg(&config)
         .stdout(Stdio::null())
@@ -109,15 +128,23 @@ fn soak_kills_and_upgrades_under_load() {
             let (stop, outcomes) = (Arc::clone(&stop), Arc::clone(&outcomes));
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
-                    let result = std::net::TcpStream::connect(addr).map_err(|e| e.to_string()).and_then(|mut s| {
-                        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-                        send(&mut s, "GET", "/sleep?ms=20", &[("Connection", "close")], b"");
-                        match read_response(&mut s) {
-                            Ok(r) if r.status == 200 => Ok(()),
-                            Ok(r) => Err(format!("status {}", r.status)),
-                            Err(e) => Err(e.to_string()),
-                        }
-                    });
+                    let result = std::net::TcpStream::connect(addr)
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut s| {
+                            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+                            send(
+                                &mut s,
+                                "GET",
+                                "/sleep?ms=20",
+                                &[("Connection", "close")],
+                                b"",
+                            );
+                            match read_response(&mut s) {
+                                Ok(r) if r.status == 200 => Ok(()),
+                                Ok(r) => Err(format!("status {}", r.status)),
+                                Err(e) => Err(e.to_string()),
+                            }
+                        });
                     outcomes.lock().unwrap().push((Instant::now(), result));
                 }
             })
@@ -135,7 +162,11 @@ fn soak_kills_and_upgrades_under_load() {
             let live = live(&events(&events_path));
             let victim = live[(round as usize / 2) % live.len()];
             kills.push(Instant::now());
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(victim as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
         } else {
             let output = Command::new(workspace_binary("einhornsh"))
                 .arg("-d")
@@ -146,19 +177,26 @@ fn soak_kills_and_upgrades_under_load() {
             assert!(String::from_utf8_lossy(&output.stdout).ends_with("Upgrade done\n"));
             upgrades += 1;
         }
-        wait("the pool to return to 4 acked workers", &|e| live(e).len() == 4 && live_acked(e).len() == 4);
+        wait("the pool to return to 4 acked workers", &|e| {
+            live(e).len() == 4 && live_acked(e).len() == 4
+        });
     }
     stop.store(true, Ordering::SeqCst);
     for c in clients {
         c.join().unwrap();
     }
     let outcomes = outcomes.lock().unwrap();
-    let failed: Vec<&(Instant, Result<(), String>)> = outcomes.iter().filter(|(_, r)| r.is_err()).collect();
+    let failed: Vec<&(Instant, Result<(), String>)> =
+        outcomes.iter().filter(|(_, r)| r.is_err()).collect();
     // A request can only fail if a kill caught it: it ended within the
     // kill's window (its 20 ms sleep, plus the time to notice).
     let unexplained: Vec<_> = failed
         .iter()
-        .filter(|(at, _)| !kills.iter().any(|k| *at >= *k && *at <= *k + Duration::from_secs(2)))
+        .filter(|(at, _)| {
+            !kills
+                .iter()
+                .any(|k| *at >= *k && *at <= *k + Duration::from_secs(2))
+        })
         .collect();
     println!(
         "soak: {} s, {} requests, {} failed (all during a kill's window), {} workers killed, {} upgrades",
@@ -168,7 +206,13 @@ fn soak_kills_and_upgrades_under_load() {
         kills.len(),
         upgrades
     );
-    assert!(unexplained.is_empty(), "failures outside kill windows: {unexplained:?}");
-    assert!(failed.len() <= kills.len() * 4, "more failures than connections a kill could cut");
+    assert!(
+        unexplained.is_empty(),
+        "failures outside kill windows: {unexplained:?}"
+    );
+    assert!(
+        failed.len() <= kills.len() * 4,
+        "more failures than connections a kill could cut"
+    );
     drop(master);
 }

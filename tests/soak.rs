@@ -62,6 +62,9 @@ impl Drop for Master {
     }
 }
 
+/// When one request finished, and whether it succeeded.
+type Outcome = (Instant, Result<(), String>);
+
 #[test]
 #[ignore = "about 60 s; run by .ci/run"]
 fn soak_kills_and_upgrades_under_load() {
@@ -122,7 +125,7 @@ fn soak_kills_and_upgrades_under_load() {
 
     // Load: 4 clients, a fresh connection per request; each outcome timed.
     let stop = Arc::new(AtomicBool::new(false));
-    let outcomes: Arc<Mutex<Vec<(Instant, Result<(), String>)>>> = Arc::new(Mutex::new(Vec::new()));
+    let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::new(Mutex::new(Vec::new()));
     let clients: Vec<_> = (0..4)
         .map(|_| {
             let (stop, outcomes) = (Arc::clone(&stop), Arc::clone(&outcomes));

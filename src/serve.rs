@@ -221,12 +221,22 @@ impl Serve {
         }
         let options = ServerOptions::from_section(&server_section)?;
         let file_logging = FileLogging::from_config(&file)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                Error::new(format!("cannot start the async runtime: {}", io_reason(&e)))
-            })?;
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.enable_all();
+        if options.kind == ServerKind::Thrift
+            && options.execution == crate::server::thrift::Execution::Hybrid
+        {
+            // Handlers run on the workers themselves; spare workers keep
+            // serving while some of them block.
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            builder.worker_threads(cores + crate::server::thrift::SPARE_WORKERS);
+            // A task in a blocked worker's LIFO slot could not be stolen.
+            #[cfg(tokio_unstable)]
+            builder.disable_lifo_slot();
+        }
+        let runtime = builder.build().map_err(|e| {
+            Error::new(format!("cannot start the async runtime: {}", io_reason(&e)))
+        })?;
         let result = runtime.block_on(self.start(
             args,
             &options,

@@ -395,6 +395,41 @@ fn hostile_bytes_close_only_that_connection() {
 }
 
 #[test]
+fn silent_and_half_sent_clients_cost_only_their_connections() {
+    let mut server = Server::start(&thrift_config("stop_timeout = 1 second"), &[]);
+    let addr = server.addr();
+    let silent: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    // A 100-byte frame of which 10 bytes ever arrive.
+    let mut half = TcpStream::connect(addr).unwrap();
+    half.write_all(&[0, 0, 0, 100, 0x80, 0x01, 0, 1, 0, 0])
+        .unwrap();
+    exercise(
+        &mut crate_client(addr, Dialect::FramedBinary),
+        "next to silent clients",
+    );
+
+    // Shutdown closes the silent ones at once and cuts the half-sent one
+    // off at stop_timeout.
+    let started = Instant::now();
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    server.wait_for("still open after stop_timeout");
+    for mut stream in silent.into_iter().chain([half]) {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "got {rest:?}");
+    }
+}
+
+#[test]
 fn graceful_shutdown_finishes_the_call_in_flight() {
     let mut server = Server::start(&thrift_config("stop_timeout = 10 seconds"), &[]);
     let addr = server.addr();
@@ -411,9 +446,8 @@ fn graceful_shutdown_finishes_the_call_in_flight() {
     assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
 }
 
-#[test]
-fn a_blocked_handler_does_not_stall_other_connections() {
-    let mut server = Server::start(&thrift_config(""), &[]);
+fn blocked_handler_does_not_stall(options: &str) {
+    let mut server = Server::start(&thrift_config(options), &[]);
     let addr = server.addr();
     let blocked = std::thread::spawn(move || crate_client(addr, Dialect::FramedBinary).sleep(2000));
     server.wait_for("sleeping for 2000 ms");
@@ -432,6 +466,43 @@ fn a_blocked_handler_does_not_stall_other_connections() {
 }
 
 #[test]
+fn a_blocked_handler_does_not_stall_other_connections() {
+    blocked_handler_does_not_stall("");
+}
+
+#[test]
+fn a_blocked_handler_does_not_stall_others_with_blocking_execution() {
+    blocked_handler_does_not_stall("execution = blocking");
+}
+
+#[test]
+fn several_blocked_handlers_do_not_stall_others_with_hybrid_execution() {
+    let mut server = Server::start(&thrift_config("execution = hybrid"), &[]);
+    let addr = server.addr();
+    // Four handlers block at once, more than there are cores here.
+    let blocked: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || crate_client(addr, Dialect::FramedBinary).sleep(1500)))
+        .collect();
+    for _ in 0..4 {
+        server.wait_for("sleeping for 1500 ms");
+    }
+    let mut client = crate_client(addr, Dialect::FramedBinary);
+    let mut fastest = Duration::MAX;
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert!(client.is_healthy().unwrap());
+        fastest = fastest.min(started.elapsed());
+    }
+    assert!(
+        fastest < Duration::from_millis(50),
+        "is_healthy took {fastest:?} while 4 handlers slept"
+    );
+    for b in blocked {
+        assert!(b.join().unwrap().is_ok());
+    }
+}
+
+#[test]
 fn execution_option_inline_and_bad_values() {
     let server = Server::start(&thrift_config("execution = inline"), &[]);
     exercise(
@@ -446,7 +517,7 @@ fn execution_option_inline_and_bad_values() {
     let (code, _, stderr) = run_once(&thrift_config("execution = sometimes"), &["--check"]);
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("[server:main] execution: expected one of dict_keys(['blocking', 'block_in_place', 'inline'])"),
+        stderr.contains("[server:main] execution: expected one of dict_keys(['hybrid', 'blocking', 'block_in_place', 'inline'])"),
         "{stderr}"
     );
     let (code, _, stderr) = run_once(&thrift_config("max_frame_size = 0"), &["--check"]);

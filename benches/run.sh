@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks: each pair runs alternately (A B A B A B), the
+# server pinned to CPU 0 and the load generator to CPU 1. Prints a table of
+# medians, min–max and ratios, and records it in docs/performance.md.
+#
+#   bash benches/run.sh            # about 6 minutes on 2 cores
+#   ROUNDS=5 SECONDS_PER_RUN=8 bash benches/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
+
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "installing wrk" >&2
+  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+if ! command -v taskset >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq util-linux >/dev/null
+fi
+
+cargo build --release --workspace --quiet
+cargo build --release --benches --quiet
+bench_bin() { ls -t "target/release/deps/$1-"* | grep -v '\.d$' | head -1; }
+BARE_HYPER=$(bench_bin bare_hyper)
+BARE_THRIFT=$(bench_bin bare_thrift)
+THRIFTLOAD=$(bench_bin thriftload)
+MEASURE=$(bench_bin measure)
+SERVE=target/release/baseplate-serve
+SIM=target/release/einhorn-sim
+
+WORK=$(mktemp -d)
+trap 'pkill -P $$ >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+for mode in inline blocking; do
+  sed "s/^stop_timeout.*/&\nexecution = $mode/" fixtures/thrift.ini > "$WORK/thrift-$mode.ini"
+done
+RESULTS="$WORK/results.txt"   # lines: SUITE SIDE METRIC VALUE
+
+free_port() { echo $((20000 + RANDOM % 30000)); }
+
+wait_http() {
+  for _ in $(seq 500); do
+    curl -s -o /dev/null -m 1 "http://127.0.0.1:$1/" && return 0
+    sleep 0.02
+  done
+  echo "server on port $1 did not come up:" >&2; cat "$WORK/server-$1.log" >&2; return 1
+}
+
+wait_tcp() {
+  for _ in $(seq 500); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.02
+  done
+  echo "server on port $1 did not come up:" >&2; cat "$WORK/server-$1.log" >&2; return 1
+}
+
+# start_server KIND PORT: starts it pinned to CPU 0, prints its pid. Each
+# branch execs, so the pid is the server's own and stop_server reaches it.
+start_server() {
+  local kind=$1 port=$2
+  case $kind in
+    serve-http)   exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" fixtures/example.ini ;;
+    serve-quiet)  exec env RUST_LOG=off taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" fixtures/example.ini ;;
+    bare-hyper)   exec taskset -c 0 "$BARE_HYPER" "127.0.0.1:$port" 2 ;;
+    sim-http)     exec taskset -c 0 "$SIM" -q -d "$WORK/sim-$port.sock" -e "$WORK/sim-$port.pid" -f "$WORK/sim-$port.lock" \
+                    -n 1 -m manual -b "127.0.0.1:$port,r" -- "$SERVE" fixtures/example.ini ;;
+    serve-thrift) exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" fixtures/thrift.ini ;;
+    serve-inline) exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" "$WORK/thrift-inline.ini" ;;
+    serve-blocking) exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" "$WORK/thrift-blocking.ini" ;;
+    bare-thrift)  exec taskset -c 0 "$BARE_THRIFT" "127.0.0.1:$port" ;;
+  esac >"$WORK/server-$port.log" 2>&1 &
+  echo $!
+}
+
+stop_server() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# http_run SUITE SIDE KIND
+http_run() {
+  local port; port=$(free_port)
+  local pid; pid=$(start_server "$3" "$port")
+  wait_http "$port"
+  local out; out=$(taskset -c 1 wrk -t1 -c64 -d"${SECONDS_PER_RUN}s" --latency "http://127.0.0.1:$port/")
+  stop_server "$pid"
+  local rps p99
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}')
+  echo "$1 $2 throughput $rps" >> "$RESULTS"
+  echo "$1 $2 p99_ms $p99" >> "$RESULTS"
+}
+
+# thrift_run SUITE SIDE KIND MODE METHOD
+thrift_run() {
+  local port; port=$(free_port)
+  local pid; pid=$(start_server "$3" "$port")
+  wait_tcp "$port"
+  local out; out=$(taskset -c 1 "$THRIFTLOAD" "127.0.0.1:$port" --connections 32 --seconds "$SECONDS_PER_RUN" --mode "$4" --method "$5")
+  stop_server "$pid"
+  echo "$1 $2 throughput $(echo "$out" | awk '{print $2}')" >> "$RESULTS"
+  echo "$1 $2 p99_ms $(echo "$out" | awk '{print $6}')" >> "$RESULTS"
+}
+
+echo "running $ROUNDS rounds of ${SECONDS_PER_RUN}s per side..." >&2
+for round in $(seq "$ROUNDS"); do
+  echo "round $round" >&2
+  http_run http-hello A serve-http;   http_run http-hello B bare-hyper
+  http_run http-einhorn A sim-http;   http_run http-einhorn B bare-hyper
+  http_run logging A serve-http;      http_run logging B serve-quiet
+  thrift_run thrift-framed A serve-thrift framed is_healthy;  thrift_run thrift-framed B bare-thrift framed is_healthy
+  thrift_run thrift-header A serve-thrift header is_healthy;  thrift_run thrift-header B bare-thrift framed is_healthy
+  thrift_run thrift-echo1k A serve-thrift framed echo1k;      thrift_run thrift-echo1k B bare-thrift framed echo1k
+  thrift_run thrift-inline A serve-inline framed is_healthy;  thrift_run thrift-inline B bare-thrift framed is_healthy
+  thrift_run thrift-blocking A serve-blocking framed is_healthy;  thrift_run thrift-blocking B bare-thrift framed is_healthy
+done
+"$MEASURE" startup "$SERVE" fixtures/example.ini > "$WORK/measure.txt"
+"$MEASURE" ack "$SERVE" fixtures/example.ini >> "$WORK/measure.txt"
+"$MEASURE" rss "$SERVE" fixtures/example.ini >> "$WORK/measure.txt"
+"$MEASURE" shutdown "$SERVE" fixtures/example.ini >> "$WORK/measure.txt"
+
+TABLE="$WORK/table.md"
+{
+  echo "| suite (A vs B) | metric | A median (min–max) | B median (min–max) | A / B |"
+  echo "|---|---|---|---|---|"
+  awk '
+    { key=$1" "$3; vals[key" "$2]=vals[key" "$2]" "$4; keys[key]=1 }
+    function stats(list,   n, a, i, j, t, med) {
+      n=split(list, a, " ")
+      for (i=1;i<=n;i++) for (j=i+1;j<=n;j++) if (a[j]+0 < a[i]+0) { t=a[i]; a[i]=a[j]; a[j]=t }
+      med=a[int((n+1)/2)]
+      return sprintf("%s (%s–%s)", med, a[1], a[n]) "|" med
+    }
+    END {
+      order="http-hello http-einhorn logging thrift-framed thrift-header thrift-echo1k thrift-inline thrift-blocking"
+      split(order, suites, " ")
+      for (s=1; s in suites; s++) for (m=1; m<=2; m++) {
+        metric = (m==1) ? "throughput" : "p99_ms"
+        key=suites[s]" "metric
+        if (!(key in keys)) continue
+        split(stats(vals[key" A"]), A, "|"); split(stats(vals[key" B"]), B, "|")
+        ratio = (B[2]+0 > 0) ? sprintf("%.2f", A[2]/B[2]) : "-"
+        printf "| %s | %s | %s | %s | %s |\n", suites[s], metric, A[1], B[1], ratio
+      }
+    }' "$RESULTS"
+  echo
+  echo "| measurement | value |"
+  echo "|---|---|"
+  awk '{ printf "| %s | %s |\n", $1, $2 }' "$WORK/measure.txt"
+} > "$TABLE"
+cat "$TABLE"
+
+# Record the run in docs/performance.md, keeping the previous one.
+DOC=docs/performance.md
+STAMP="$(date -u +%Y-%m-%d) on $(nproc) cores, $(uname -r), ${ROUNDS} rounds of ${SECONDS_PER_RUN}s"
+awk -v table="$TABLE" -v stamp="$STAMP" '
+  BEGIN { while ((getline line < table) > 0) fresh = fresh line "\n" }
+  /<!-- latest:start -->/ { print; print "Run " stamp ":\n"; printf "%s", fresh; skipping=1; next }
+  /<!-- latest:end -->/ { skipping=0; print; next }
+  /<!-- previous:start -->/ { print; printf "%s", old; skipprev=1; next }
+  /<!-- previous:end -->/ { skipprev=0; print; next }
+  skipping { old = old $0 "\n"; next }
+  skipprev { next }
+  { print }
+' "$DOC" > "$WORK/doc.md" && cp "$WORK/doc.md" "$DOC"
+echo "recorded in $DOC" >&2

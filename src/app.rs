@@ -4,14 +4,14 @@
 use std::convert::Infallible;
 
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Bytes;
 use tower::util::BoxCloneService;
 use tower::{Service, ServiceBuilder};
 
 use crate::error::BoxError;
 
 /// The request type HTTP apps receive.
-pub type HttpRequest = http::Request<Incoming>;
+pub type HttpRequest = http::Request<crate::body::RequestBody>;
 
 /// The response body every HTTP app's body is converted into.
 pub type HttpBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;

@@ -12,6 +12,7 @@
 //! alongside.
 
 pub mod app;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod einhorn;
@@ -27,6 +28,7 @@ pub mod signals;
 pub mod systemd;
 pub mod trace;
 
+pub use body::RequestBody;
 pub use config::{AppConfig, ServerConfig};
 pub use error::{BoxError, Error};
 pub use serve::Serve;

@@ -1,5 +1,6 @@
 //! Slow and oversized HTTP clients: header timeout, a slowloris crowd,
-//! 431 for big heads and 413 for big declared bodies.
+//! 431 for big heads, 413 for big bodies (declared or streamed), 408 for
+//! bodies that stop arriving, and EMFILE on accept.
 
 mod common;
 
@@ -93,6 +94,68 @@ fn an_oversized_declared_body_gets_413_before_it_is_sent() {
         request(server.addr(), "POST", "/echo", &[], &[b'a'; 900]).status,
         200
     );
+}
+
+#[test]
+fn an_oversized_chunked_body_gets_413_while_it_streams() {
+    let server = Server::start(&config_with("max_body_size = 1000"), &[]);
+    let mut stream = connect(server.addr());
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    // 1,500 bytes in three chunks, and the body never ends: the answer must
+    // come from counting, not from the end of the body.
+    for _ in 0..3 {
+        stream.write_all(b"1f4\r\n").unwrap();
+        stream.write_all(&[b'a'; 500]).unwrap();
+        stream.write_all(b"\r\n").unwrap();
+    }
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let r = read_response(&mut stream).unwrap();
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.text().contains("length limit exceeded"), "{}", r.text());
+
+    let mut stream = connect(server.addr());
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    stream.write_all(b"384\r\n").unwrap();
+    stream.write_all(&[b'b'; 900]).unwrap();
+    stream.write_all(b"\r\n0\r\n\r\n").unwrap();
+    let r = read_response(&mut stream).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, vec![b'b'; 900]);
+}
+
+#[test]
+fn a_body_that_stops_arriving_gets_408_and_a_slow_steady_one_does_not() {
+    let server = Server::start(&config_with("body_timeout = 300 milliseconds"), &[]);
+    let head = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
+
+    let mut stalled = connect(server.addr());
+    stalled.write_all(head).unwrap();
+    stalled.write_all(&[b'a'; 10]).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let r = read_response(&mut stalled).unwrap();
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert!(r.text().contains("body_timeout"), "{}", r.text());
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // 10 bytes every 100 ms: a whole second in all, but never 300 ms idle.
+    let mut steady = connect(server.addr());
+    steady.write_all(head).unwrap();
+    for _ in 0..10 {
+        steady.write_all(&[b'b'; 10]).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = read_response(&mut steady).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body, vec![b'b'; 100]);
 }
 
 #[test]

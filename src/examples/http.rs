@@ -12,8 +12,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
 use tower::Service;
 use tracing::info;
 
@@ -21,6 +21,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use crate::body::RequestBody;
 use crate::config::{
     from_section, AppConfig, Base64, ConfigErrors, Endpoint, File, Percent, Timespan,
     TimespanOrInfinite, UnixUser,
@@ -31,9 +32,6 @@ pub const NAME: &str = "baseplate.examples.http:make_app";
 
 /// The longest `/sleep` allowed.
 const MAX_SLEEP_MS: u64 = 600_000;
-
-/// The largest body `/echo` returns.
-const MAX_ECHO_BYTES: usize = 16 * 1024 * 1024;
 
 /// The example app's settings, read with [`from_section`]: optional,
 /// list, nested (with a timespan) and map fields.
@@ -114,7 +112,7 @@ pub struct ExampleApp {
     config: Arc<Vec<u8>>,
 }
 
-impl Service<Request<Incoming>> for ExampleApp {
+impl Service<Request<RequestBody>> for ExampleApp {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
@@ -123,13 +121,13 @@ impl Service<Request<Incoming>> for ExampleApp {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
         let config = Arc::clone(&self.config);
         Box::pin(async move { Ok(route(request, &config).await) })
     }
 }
 
-async fn route(request: Request<Incoming>, config: &[u8]) -> Response<Full<Bytes>> {
+async fn route(request: Request<RequestBody>, config: &[u8]) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_string();
     match (request.method(), path.as_str()) {
         (&Method::GET, "/") => text(
@@ -170,15 +168,24 @@ async fn sleep(query: Option<&str>) -> Response<Full<Bytes>> {
     text(StatusCode::OK, format!("slept {ms} ms"))
 }
 
-async fn echo(body: Incoming) -> Response<Full<Bytes>> {
-    match Limited::new(body, MAX_ECHO_BYTES).collect().await {
+/// Answers with the request body; a body over the server's `max_body_size`
+/// gets 413, one that stops arriving for `body_timeout` gets 408.
+async fn echo(body: RequestBody) -> Response<Full<Bytes>> {
+    match body.collect().await {
         Ok(collected) => Response::builder()
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .body(Full::new(collected.to_bytes()))
             .unwrap_or_default(),
-        Err(e) => text(
+        Err(e) if RequestBody::is_too_large(&e) => text(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("cannot echo the body: {e}\n"),
+        ),
+        Err(e) if RequestBody::is_timeout(&e) => {
+            text(StatusCode::REQUEST_TIMEOUT, format!("{e}\n"))
+        }
+        Err(e) => text(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the body: {e}\n"),
         ),
     }
 }

@@ -8,7 +8,9 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -20,6 +22,7 @@ use super::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
 use super::tracker::{ConnectionHandle, RequestInfo};
 use super::{ConnectionFuture, ConnectionHandler, ServerOptions};
 use crate::app::{full_body, HttpRequest, HttpResponse, HttpService};
+use crate::body::RequestBody;
 use crate::error::BoxError;
 use crate::trace::{self, TraceId};
 
@@ -28,6 +31,7 @@ pub struct HttpHandler {
     app: HttpService,
     builder: Arc<auto::Builder<TokioExecutor>>,
     max_body_size: u64,
+    body_timeout: Duration,
 }
 
 impl HttpHandler {
@@ -48,6 +52,7 @@ impl HttpHandler {
             app,
             builder: Arc::new(builder),
             max_body_size: options.max_body_size,
+            body_timeout: options.body_timeout,
         }
     }
 }
@@ -61,7 +66,10 @@ impl ConnectionHandler for HttpHandler {
     ) -> ConnectionFuture {
         let app = self.app.clone();
         let builder = Arc::clone(&self.builder);
-        let max_body = self.max_body_size;
+        let limits = BodyLimits {
+            max_size: self.max_body_size,
+            timeout: self.body_timeout,
+        };
         Box::pin(async move {
             let peer = connection.peer().clone();
             let first_request = connection.clone();
@@ -71,7 +79,7 @@ impl ConnectionHandler for HttpHandler {
                     app.clone(),
                     connection.clone(),
                     closing.clone(),
-                    max_body,
+                    limits,
                     request,
                 )
             });
@@ -101,6 +109,13 @@ impl ConnectionHandler for HttpHandler {
     }
 }
 
+/// The request-body limits of the server options.
+#[derive(Clone, Copy)]
+struct BodyLimits {
+    max_size: u64,
+    timeout: Duration,
+}
+
 /// Runs one request through the app with its trace id as the task's
 /// current one. An app error or panic becomes a logged
 /// `500 Internal Server Error` for this request only.
@@ -108,8 +123,8 @@ async fn dispatch(
     mut app: HttpService,
     connection: ConnectionHandle,
     shutdown: Shutdown,
-    max_body: u64,
-    mut request: HttpRequest,
+    limits: BodyLimits,
+    request: http::Request<Incoming>,
 ) -> Result<HttpResponse, Infallible> {
     let http1 = request.version() <= http::Version::HTTP_11;
     let declared = request
@@ -117,7 +132,7 @@ async fn dispatch(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max_body) {
+    if declared.is_some_and(|n| n > limits.max_size) {
         let mut response = HttpResponse::new(full_body("Payload Too Large"));
         *response.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
         response.headers_mut().insert(
@@ -126,6 +141,8 @@ async fn dispatch(
         );
         return Ok(response);
     }
+    let mut request: HttpRequest =
+        request.map(|body| RequestBody::new(body, limits.max_size, limits.timeout));
     let trace_id = TraceId::from_headers(request.headers());
     let _in_flight = connection.begin_request(
         RequestInfo::Http(request.method().clone(), request.uri().clone()),

@@ -45,6 +45,7 @@ fn kind_keys(kind: ServerKind) -> &'static [&'static str] {
         ServerKind::Http => &[
             "handler",
             "header_timeout",
+            "body_timeout",
             "max_header_size",
             "max_body_size",
         ],
@@ -78,8 +79,11 @@ pub struct ServerOptions {
     pub header_timeout: Duration,
     /// The largest request head accepted, in bytes; larger gets 431 (HTTP).
     pub max_header_size: usize,
-    /// The largest declared request body, in bytes; larger gets 413 (HTTP).
+    /// The largest request body, in bytes: a larger declared one gets 413,
+    /// and reading a larger streamed one fails (HTTP).
     pub max_body_size: u64,
+    /// How long reading a request body may wait for its next bytes (HTTP).
+    pub body_timeout: Duration,
     /// Keys set in the section that no server reads, with their lines.
     pub unknown_keys: Vec<(String, usize)>,
 }
@@ -152,6 +156,7 @@ impl ServerOptions {
                 usize::try_from(n).unwrap_or(usize::MAX)
             }),
             max_body_size: raw.max_body_size.map_or(16 * 1024 * 1024, |Positive(n)| n),
+            body_timeout: raw.body_timeout.map_or(Duration::from_secs(30), |t| t.0),
             unknown_keys,
         })
     }
@@ -169,6 +174,7 @@ struct RawOptions {
     header_timeout: Option<Timespan>,
     max_header_size: Option<Positive>,
     max_body_size: Option<Positive>,
+    body_timeout: Option<Timespan>,
 }
 
 /// A future a connection handler returns.

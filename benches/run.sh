@@ -63,7 +63,7 @@ start_server() {
     serve-quiet)  exec env RUST_LOG=off taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" fixtures/example.ini ;;
     bare-hyper)   exec taskset -c 0 "$BARE_HYPER" "127.0.0.1:$port" 2 ;;
     sim-http)     exec taskset -c 0 "$SIM" -q -d "$WORK/sim-$port.sock" -e "$WORK/sim-$port.pid" -f "$WORK/sim-$port.lock" \
-                    -n 1 -m manual -b "127.0.0.1:$port,r" -- "$SERVE" fixtures/example.ini ;;
+                    -n 2 -m manual -b "127.0.0.1:$port,r" -- "$SERVE" fixtures/example.ini ;;
     serve-thrift) exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" fixtures/thrift.ini ;;
     serve-inline) exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" "$WORK/thrift-inline.ini" ;;
     serve-blocking) exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" "$WORK/thrift-blocking.ini" ;;

@@ -55,6 +55,20 @@ fn keep_alive_serves_several_requests_on_one_connection() {
 }
 
 #[test]
+fn the_server_spawns_no_processes() {
+    let server = Server::start(&config_with(""), &[]);
+    for path in ["/", "/sleep?ms=1", "/nope"] {
+        get(server.addr(), path);
+    }
+    // Each thread lists the children it forked; none should have any.
+    let tasks = format!("/proc/{}/task", server.pid());
+    for task in std::fs::read_dir(&tasks).unwrap() {
+        let children = std::fs::read_to_string(task.unwrap().path().join("children")).unwrap();
+        assert_eq!(children.trim(), "", "children in {tasks}");
+    }
+}
+
+#[test]
 fn logs_are_json_lines_with_pid_and_request_trace_id() {
     let mut server = Server::start(&config_with(""), &[]);
     let r = request(

@@ -703,3 +703,56 @@ fn command_socket_group_shares_the_socket_with_a_group() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no group \"no-such-group-here\""));
 }
+
+/// The state letter in `/proc/PID/stat` and the parent pid, if the process
+/// still exists.
+fn proc_state(pid: i64) -> Option<(char, i64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+#[test]
+fn no_zombies_after_kills_crashes_and_upgrades() {
+    let sim = Sim::start(&["-n", "3", "-m", "manual"], &[]);
+    let first: Vec<i64> = sim
+        .wait_count("ack", 3)
+        .iter()
+        .filter_map(|a| a["pid"].as_i64())
+        .collect();
+    let victim = nix::unistd::Pid::from_raw(first[0] as i32);
+    nix::sys::signal::kill(victim, Signal::SIGKILL).unwrap();
+    sim.wait_for(|e| {
+        e.iter()
+            .any(|e| e["event"] == "exit" && e["pid"] == first[0])
+            .then_some(())
+    });
+    sim.command("upgrade", &[]);
+    let events = sim.wait_for(|events| {
+        let live = live_acked(events);
+        (live.len() == 3 && !live.iter().any(|p| first.contains(p))).then(|| events.to_vec())
+    });
+    // Every worker that exited has been reaped: its /proc entry is gone.
+    let exited: Vec<i64> = events
+        .iter()
+        .filter(|e| e["event"] == "exit")
+        .filter_map(|e| e["pid"].as_i64())
+        .collect();
+    assert!(exited.len() >= 3, "{exited:?}");
+    for pid in &exited {
+        assert_eq!(proc_state(*pid), None, "worker {pid} was not reaped");
+    }
+    // And no child of the master is a zombie.
+    let master = i64::from(sim.pid().as_raw());
+    let zombies: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
+        .filter(|&pid| proc_state(pid) == Some(('Z', master)))
+        .map(|pid| pid.to_string())
+        .collect();
+    assert!(zombies.is_empty(), "zombie children: {zombies:?}");
+}

@@ -10,6 +10,7 @@ pub mod dialect;
 pub mod header;
 pub mod scanner;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use thrift::protocol::{
@@ -19,7 +20,7 @@ use thrift::protocol::{
 use thrift::server::TProcessor;
 use thrift::{ApplicationError, ApplicationErrorKind, TConfiguration};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tracing::{error, field::Empty, warn, Instrument};
+use tracing::{error, field::Empty, warn, Instrument, Span};
 
 use super::listener::Stream;
 use super::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
@@ -224,12 +225,13 @@ async fn handle_message(
 ) -> Result<Vec<u8>, String> {
     let max = service.max;
     let (protocol, payload, info, reply) = match dialect {
-        Dialect::Framed(p) => (p, body.to_vec(), Vec::new(), Reply::Framed),
-        Dialect::Unframed(p) => (p, body.to_vec(), Vec::new(), Reply::Unframed),
+        // Borrowed: only `execution = blocking` needs a copy it can move.
+        Dialect::Framed(p) => (p, Cow::Borrowed(body), Vec::new(), Reply::Framed),
+        Dialect::Unframed(p) => (p, Cow::Borrowed(body), Vec::new(), Reply::Unframed),
         Dialect::Header => match header::decode(body, max) {
             Ok(frame) => (
                 frame.protocol,
-                frame.payload,
+                Cow::Owned(frame.payload),
                 frame.info,
                 Reply::Header {
                     flags: frame.flags,
@@ -286,20 +288,23 @@ async fn handle_message(
         }
     }
     let _in_flight = connection.begin_request(RequestInfo::Thrift(method.clone()), trace_id);
-    let processor = Arc::clone(&service.processor);
-    let run_span = span.clone();
-    let run = move || {
-        let _entered = run_span.enter();
-        context::with_headers(info, || process(&*processor, protocol, &payload, max))
+    let run = move |processor: &(dyn TProcessor + Send + Sync), payload: &[u8], span: &Span| {
+        let _entered = span.enter();
+        context::with_headers(info, || process(processor, protocol, payload, max))
     };
     let outcome = match service.execution {
         Execution::Blocking => {
-            tokio::task::spawn_blocking(run)
+            let processor = Arc::clone(&service.processor);
+            let payload = payload.into_owned();
+            let run_span = span.clone();
+            tokio::task::spawn_blocking(move || run(&*processor, &payload, &run_span))
                 .instrument(span.clone())
                 .await
         }
-        Execution::BlockInPlace => Ok(tokio::task::block_in_place(run)),
-        Execution::Inline | Execution::Hybrid => Ok(run()),
+        Execution::BlockInPlace => Ok(tokio::task::block_in_place(|| {
+            run(&*service.processor, &payload, &span)
+        })),
+        Execution::Inline | Execution::Hybrid => Ok(run(&*service.processor, &payload, &span)),
     };
     let out = match outcome {
         Ok(Ok(out)) => out,

@@ -144,8 +144,9 @@ async fn serve(
     mut shutdown: Shutdown,
 ) -> Result<(), String> {
     let max = service.max;
-    let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
-    let mut chunk = vec![0u8; 16 * 1024];
+    // Reads land straight in `buf`, where messages are found and handled
+    // in place.
+    let mut buf: Vec<u8> = Vec::new();
     let mut need = 1;
     let mut dialect: Option<Dialect> = None;
     loop {
@@ -186,22 +187,26 @@ async fn serve(
             }
         }
         let idle = buf.is_empty();
+        buf.reserve(READ_SIZE);
         let read = tokio::select! {
             // Bytes already there win over the shutdown.
             biased;
-            read = stream.read(&mut chunk) => read.map_err(|e| format!("read failed: {e}"))?,
+            read = stream.read_buf(&mut buf) => Some(read),
             // Idle connections close at once (a brand-new one gets a moment
             // for its first call); a message in progress is finished.
-            _ = shutdown.wait(), if idle => {
-                if dialect.is_some() {
-                    return Ok(());
-                }
-                match tokio::time::timeout(FIRST_REQUEST_GRACE, stream.read(&mut chunk)).await {
-                    Ok(read) => read.map_err(|e| format!("read failed: {e}"))?,
+            _ = shutdown.wait(), if idle => None,
+        };
+        let read = match read {
+            Some(read) => read,
+            None if dialect.is_some() => return Ok(()),
+            None => {
+                match tokio::time::timeout(FIRST_REQUEST_GRACE, stream.read_buf(&mut buf)).await {
+                    Ok(read) => read,
                     Err(_) => return Ok(()),
                 }
             }
-        };
+        }
+        .map_err(|e| format!("read failed: {e}"))?;
         if read == 0 {
             return if buf.is_empty() {
                 Ok(())
@@ -212,9 +217,11 @@ async fn serve(
                 ))
             };
         }
-        buf.extend_from_slice(&chunk[..read]);
     }
 }
+
+/// The room made in a connection's buffer before each read.
+const READ_SIZE: usize = 16 * 1024;
 
 /// Runs one message through the processor; returns the bytes to send back.
 async fn handle_message(

@@ -15,51 +15,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use einhorn_free::*;
+use einhorn_sim::conformance::harness::{acked, live};
 
-/// Helpers that do not depend on the einhorn-sim crate (this package does
-/// not), reading its --events file and talking to it through einhornsh.
-mod einhorn_free {
-    pub fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    pub fn live(events: &[serde_json::Value]) -> Vec<i64> {
-        let exited: Vec<i64> = events
-            .iter()
-            .filter(|e| e["event"] == "exit")
-            .filter_map(|e| e["pid"].as_i64())
-            .collect();
-        events
-            .iter()
-            .filter(|e| e["event"] == "spawn")
-            .filter_map(|e| e["pid"].as_i64())
-            .filter(|p| !exited.contains(p))
-            .collect()
-    }
-
-    pub fn live_acked(events: &[serde_json::Value]) -> Vec<i64> {
-        let live = live(events);
-        events
-            .iter()
-            .filter(|e| e["event"] == "ack")
-            .filter_map(|e| e["pid"].as_i64())
-            .filter(|p| live.contains(p))
-            .collect()
-    }
-}
-
-struct Master(std::process::Child);
-
-impl Drop for Master {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The events einhorn-sim has written to its --events file so far.
+fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// When one request finished, and whether it succeeded.
@@ -107,7 +71,7 @@ fn soak_kills_and_upgrades_under_load() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let master = Master(master);
+    let master = KillOnDrop(master);
     let wait = |what: &str, check: &dyn Fn(&[serde_json::Value]) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !check(&events(&events_path)) {
@@ -115,7 +79,7 @@ fn soak_kills_and_upgrades_under_load() {
             std::thread::sleep(Duration::from_millis(10));
         }
     };
-    wait("4 acked workers", &|e| live_acked(e).len() == 4);
+    wait("4 acked workers", &|e| acked(e).len() == 4);
     let port = events(&events_path)
         .iter()
         .find(|e| e["event"] == "ready")
@@ -166,7 +130,7 @@ fn soak_kills_and_upgrades_under_load() {
             let victim = live[(round as usize / 2) % live.len()];
             kills.push(Instant::now());
             nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(victim as i32),
+                nix::unistd::Pid::from_raw(victim),
                 nix::sys::signal::Signal::SIGKILL,
             )
             .unwrap();
@@ -181,7 +145,7 @@ fn soak_kills_and_upgrades_under_load() {
             upgrades += 1;
         }
         wait("the pool to return to 4 acked workers", &|e| {
-            live(e).len() == 4 && live_acked(e).len() == 4
+            live(e).len() == 4 && acked(e).len() == 4
         });
     }
     stop.store(true, Ordering::SeqCst);

@@ -42,16 +42,6 @@ fn acked_pids(events: &[serde_json::Value]) -> Vec<i64> {
         .collect()
 }
 
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // The master's workers get SIGUSR2 through -k when it dies.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn baseplate_serve_workers_under_einhorn_sim() {
     let dir = TempDir::new();
@@ -76,6 +66,7 @@ fn baseplate_serve_workers_under_einhorn_sim() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Run with -k: when the master is killed, its workers get SIGUSR2.
     let mut master = KillOnDrop(child);
     let port = wait_events(&events_path, |e| {
         e.iter()

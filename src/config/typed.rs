@@ -306,6 +306,21 @@ impl<'a> NodeDe<'a> {
     }
 
     /// Fixes up a missing-field error from a struct at this node.
+    /// Hands `entries` to `visitor` as a map; a missing field's error
+    /// names this node.
+    fn visit_entries<'de, V: Visitor<'de>>(
+        self,
+        entries: Vec<&'a (String, Tree)>,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
+        let result = visitor.visit_map(Entries {
+            parent: &self,
+            entries: entries.into_iter(),
+            current: None,
+        });
+        result.map_err(|e| self.locate_missing(e))
+    }
+
     fn locate_missing(&self, e: DeError) -> DeError {
         match &e.path {
             Some(p) if p.starts_with('\u{0}') => {
@@ -533,12 +548,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         let entries: Vec<&'a (String, Tree)> = self.node.children.iter().collect();
-        let result = visitor.visit_map(Entries {
-            parent: &self,
-            entries: entries.into_iter(),
-            current: None,
-        });
-        result.map_err(|e| self.locate_missing(e))
+        self.visit_entries(entries, visitor)
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -555,12 +565,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
             .iter()
             .filter(|(k, child)| !child.inherited() || fields.contains(&k.as_str()))
             .collect();
-        let result = visitor.visit_map(Entries {
-            parent: &self,
-            entries: entries.into_iter(),
-            current: None,
-        });
-        result.map_err(|e| self.locate_missing(e))
+        self.visit_entries(entries, visitor)
     }
 
     fn deserialize_enum<V: Visitor<'de>>(

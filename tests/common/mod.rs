@@ -353,3 +353,14 @@ pub fn unix_get(path: &Path) -> String {
     stream.read_to_string(&mut reply).unwrap();
     reply
 }
+
+/// A child process (such as an einhorn-sim master) killed and reaped when
+/// the test ends, also when it fails.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

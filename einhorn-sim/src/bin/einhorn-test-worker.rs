@@ -232,7 +232,10 @@ fn main() {
             handler
         };
         // SAFETY: the handler only touches atomics.
-        unsafe { sigaction(signal, &action) }.expect("sigaction");
+        if let Err(e) = unsafe { sigaction(signal, &action) } {
+            eprintln!("einhorn-test-worker: cannot set the {signal} handler: {e}");
+            std::process::exit(2);
+        }
     }
     let einhorn_env: serde_json::Map<String, serde_json::Value> = std::env::vars()
         .filter(|(k, _)| k.starts_with("EINHORN_"))
@@ -252,8 +255,12 @@ fn main() {
         "watched": watched,
         "fds": open_fds(),
     }));
-    let _extra = env("TEST_WORKER_EXTRA_PORT")
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("extra port"));
+    let _extra = env("TEST_WORKER_EXTRA_PORT").map(|_| {
+        TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| {
+            eprintln!("einhorn-test-worker: TEST_WORKER_EXTRA_PORT: cannot bind 127.0.0.1:0: {e}");
+            std::process::exit(2);
+        })
+    });
     let http = Arc::new(Http {
         shutting_down: AtomicBool::new(false),
         connections: AtomicUsize::new(0),

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use einhorn_sim::client::Client;
+use einhorn_sim::conformance::harness;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -238,29 +239,14 @@ pub fn read_jsonl(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Pids spawned and not exited (the conformance kit's reading of the events).
 pub fn live_workers(events: &[Value]) -> Vec<i64> {
-    let exited: Vec<i64> = events
-        .iter()
-        .filter(|e| e["event"] == "exit")
-        .filter_map(|e| e["pid"].as_i64())
-        .collect();
-    events
-        .iter()
-        .filter(|e| e["event"] == "spawn")
-        .filter_map(|e| e["pid"].as_i64())
-        .filter(|p| !exited.contains(p))
-        .collect()
+    harness::live(events).into_iter().map(i64::from).collect()
 }
 
 /// Pids that have ACKed and are still alive.
 pub fn live_acked(events: &[Value]) -> Vec<i64> {
-    let live = live_workers(events);
-    events
-        .iter()
-        .filter(|e| e["event"] == "ack")
-        .filter_map(|e| e["pid"].as_i64())
-        .filter(|p| live.contains(p))
-        .collect()
+    harness::acked(events).into_iter().map(i64::from).collect()
 }
 
 impl Sim {

@@ -11,9 +11,20 @@
 //! [`server::lifecycle`], with [`einhorn`], [`signals`] and [`logging`]
 //! alongside.
 
+#[cfg(all(feature = "taskdump", not(tokio_unstable)))]
+compile_error!(
+    "baseplate's `taskdump` feature needs tokio's unstable APIs: build with \
+     RUSTFLAGS=\"--cfg tokio_unstable\", or add `[build] rustflags = [\"--cfg\", \"tokio_unstable\"]` \
+     to .cargo/config.toml"
+);
+
+// Generated code names this crate `::baseplate`, also inside it.
+extern crate self as baseplate;
+
 pub mod app;
 pub mod body;
 pub mod cli;
+pub mod codegen;
 pub mod config;
 pub mod einhorn;
 pub mod error;

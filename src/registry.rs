@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::app::HttpService;
 use crate::config::AppConfig;
 use crate::error::BoxError;
-use crate::server::thrift::ThriftProcessor;
+use crate::server::thrift::{ThriftProcessor, ThriftService};
 use crate::server::ServerKind;
 
 /// Builds an HTTP app from its `[app:NAME]` section.
@@ -16,15 +16,26 @@ pub(crate) type HttpAppFactory =
 /// Wraps an HTTP app (the `handler` server option).
 pub(crate) type HttpLayer = Box<dyn Fn(HttpService) -> HttpService + Send + Sync>;
 
-/// Builds a Thrift processor from its `[app:NAME]` section.
+/// Builds a Thrift app from its `[app:NAME]` section.
 pub(crate) type ThriftAppFactory =
-    Box<dyn Fn(&AppConfig) -> Result<ThriftProcessor, BoxError> + Send + Sync>;
+    Box<dyn Fn(&AppConfig) -> Result<ThriftApp, BoxError> + Send + Sync>;
+
+/// Wraps a Thrift app (the `handler` server option).
+pub(crate) type ThriftLayer = Box<dyn Fn(ThriftService) -> ThriftService + Send + Sync>;
+
+/// A Thrift app as its factory made it.
+pub(crate) enum ThriftApp {
+    /// A sync processor: the server runs it as `execution` says.
+    Processor(ThriftProcessor),
+    /// A tower service (an async processor, or anything else).
+    Service(ThriftService),
+}
 
 /// An app factory, by the kind of server it needs.
 pub(crate) enum AppFactory {
     /// An HTTP app, served by `baseplate.server.wsgi` / `baseplate.server.http`.
     Http(HttpAppFactory),
-    /// A Thrift processor, served by `baseplate.server.thrift`.
+    /// A Thrift app, served by `baseplate.server.thrift`.
     Thrift(ThriftAppFactory),
 }
 
@@ -43,6 +54,7 @@ impl AppFactory {
 pub(crate) struct Registry {
     apps: BTreeMap<String, AppFactory>,
     http_layers: BTreeMap<String, HttpLayer>,
+    thrift_layers: BTreeMap<String, ThriftLayer>,
 }
 
 impl Registry {
@@ -52,6 +64,10 @@ impl Registry {
 
     pub(crate) fn add_http_layer(&mut self, name: &str, layer: HttpLayer) {
         self.http_layers.insert(name.to_string(), layer);
+    }
+
+    pub(crate) fn add_thrift_layer(&mut self, name: &str, layer: ThriftLayer) {
+        self.thrift_layers.insert(name.to_string(), layer);
     }
 
     /// The app factory called `name`, or a message listing what exists.
@@ -66,6 +82,13 @@ impl Registry {
         self.http_layers
             .get(name)
             .ok_or_else(|| not_registered("handler", name, self.http_layers.keys()))
+    }
+
+    /// The Thrift layer called `name`, or a message listing what exists.
+    pub(crate) fn thrift_layer(&self, name: &str) -> Result<&ThriftLayer, String> {
+        self.thrift_layers
+            .get(name)
+            .ok_or_else(|| not_registered("handler", name, self.thrift_layers.keys()))
     }
 }
 

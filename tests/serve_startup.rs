@@ -138,7 +138,8 @@ fn unknown_factories_list_what_is_registered() {
     assert!(
         e.ends_with(
             "/app.ini:4: [app:main] factory: app factory \"x.y:z\" is not registered in this binary; \
-             registered: baseplate.examples.http:make_app, baseplate.examples.thrift:make_processor"
+             registered: baseplate.examples.http:make_app, baseplate.examples.thrift:make_processor, \
+             baseplate.examples.thrift_async:make_service"
         ),
         "{e}"
     );

@@ -4,23 +4,15 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::rc::Rc;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use baseplate::examples::example_thrift::{ExampleSyncClient, TExampleSyncClient};
+use baseplate::examples::example_thrift::TExampleSyncClient;
+use common::thrift_clients::*;
 use common::*;
 use nix::sys::signal::Signal;
-use thrift::protocol::{
-    TBinaryInputProtocol, TBinaryOutputProtocol, TCompactInputProtocol, TCompactOutputProtocol,
-    TInputProtocol, TOutputProtocol,
-};
-use thrift::transport::{
-    TBufferedReadTransport, TBufferedWriteTransport, TFramedReadTransport, TFramedWriteTransport,
-    TIoChannel, TTcpChannel,
-};
+use thrift::protocol::{TBinaryOutputProtocol, TOutputProtocol};
 
 fn thrift_config(server_options: &str) -> String {
     format!(
@@ -28,231 +20,10 @@ fn thrift_config(server_options: &str) -> String {
     )
 }
 
-type Client = ExampleSyncClient<Box<dyn TInputProtocol>, Box<dyn TOutputProtocol>>;
-
-#[derive(Clone, Copy, Debug)]
-enum Dialect {
-    FramedBinary,
-    FramedCompact,
-    UnframedBinary,
-    UnframedCompact,
-}
-
-fn crate_client(addr: SocketAddr, dialect: Dialect) -> Client {
-    let mut channel = TTcpChannel::new();
-    channel.open(addr.to_string()).unwrap();
-    let (r, w) = channel.split().unwrap();
-    let (input, output): (Box<dyn TInputProtocol>, Box<dyn TOutputProtocol>) = match dialect {
-        Dialect::FramedBinary => (
-            Box::new(TBinaryInputProtocol::new(
-                TFramedReadTransport::new(r),
-                true,
-            )),
-            Box::new(TBinaryOutputProtocol::new(
-                TFramedWriteTransport::new(w),
-                true,
-            )),
-        ),
-        Dialect::FramedCompact => (
-            Box::new(TCompactInputProtocol::new(TFramedReadTransport::new(r))),
-            Box::new(TCompactOutputProtocol::new(TFramedWriteTransport::new(w))),
-        ),
-        Dialect::UnframedBinary => (
-            Box::new(TBinaryInputProtocol::new(
-                TBufferedReadTransport::new(r),
-                true,
-            )),
-            Box::new(TBinaryOutputProtocol::new(
-                TBufferedWriteTransport::new(w),
-                true,
-            )),
-        ),
-        Dialect::UnframedCompact => (
-            Box::new(TCompactInputProtocol::new(TBufferedReadTransport::new(r))),
-            Box::new(TCompactOutputProtocol::new(TBufferedWriteTransport::new(w))),
-        ),
-    };
-    ExampleSyncClient::new(input, output)
-}
-
-/// A THeader client transport: buffers a call, sends it as one THeader frame
-/// with info headers (and ZLIB) on flush, and reads reply frames back.
-struct Header {
-    stream: TcpStream,
-    compact: bool,
-    zlib: bool,
-    info: Vec<(String, String)>,
-    outgoing: Vec<u8>,
-    incoming: std::io::Cursor<Vec<u8>>,
-}
-
-fn varint(out: &mut Vec<u8>, mut v: u32) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn read_varint(bytes: &[u8], pos: &mut usize) -> u32 {
-    let mut v = 0u32;
-    let mut shift = 0;
-    loop {
-        let b = bytes[*pos];
-        *pos += 1;
-        v |= u32::from(b & 0x7F) << shift;
-        if b & 0x80 == 0 {
-            return v;
-        }
-        shift += 7;
-    }
-}
-
-/// Encodes a THeader frame (with its length).
-fn header_frame(
-    protocol_id: u32,
-    transforms: &[u32],
-    info: &[(String, String)],
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut block = Vec::new();
-    varint(&mut block, protocol_id);
-    varint(&mut block, transforms.len() as u32);
-    for t in transforms {
-        varint(&mut block, *t);
-    }
-    if !info.is_empty() {
-        varint(&mut block, 1);
-        varint(&mut block, info.len() as u32);
-        for (k, v) in info {
-            varint(&mut block, k.len() as u32);
-            block.extend_from_slice(k.as_bytes());
-            varint(&mut block, v.len() as u32);
-            block.extend_from_slice(v.as_bytes());
-        }
-    }
-    while block.len() % 4 != 0 {
-        block.push(0);
-    }
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&((10 + block.len() + payload.len()) as u32).to_be_bytes());
-    frame.extend_from_slice(&[0x0F, 0xFF, 0x00, 0x00]); // magic, flags
-    frame.extend_from_slice(&7u32.to_be_bytes()); // header seq id
-    frame.extend_from_slice(&((block.len() / 4) as u16).to_be_bytes());
-    frame.extend_from_slice(&block);
-    frame.extend_from_slice(payload);
-    frame
-}
-
-/// Reads one THeader frame; returns (protocol id, transforms, seq id, payload as sent).
-fn read_header_frame(stream: &mut TcpStream) -> std::io::Result<(u32, Vec<u32>, u32, Vec<u8>)> {
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len)?;
-    let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut frame)?;
-    assert_eq!(&frame[..2], &[0x0F, 0xFF], "a THeader reply");
-    let seq = u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let header_len = u16::from_be_bytes([frame[8], frame[9]]) as usize * 4;
-    let mut pos = 10;
-    let protocol = read_varint(&frame, &mut pos);
-    let count = read_varint(&frame, &mut pos);
-    let transforms = (0..count).map(|_| read_varint(&frame, &mut pos)).collect();
-    Ok((protocol, transforms, seq, frame[10 + header_len..].to_vec()))
-}
-
-impl Write for Header {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.outgoing.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let payload = std::mem::take(&mut self.outgoing);
-        let (payload, transforms) = if self.zlib {
-            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-            z.write_all(&payload)?;
-            (z.finish()?, vec![1])
-        } else {
-            (payload, vec![])
-        };
-        let frame = header_frame(
-            if self.compact { 2 } else { 0 },
-            &transforms,
-            &self.info,
-            &payload,
-        );
-        self.stream.write_all(&frame)
-    }
-}
-
-impl Read for Header {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.incoming.position() as usize >= self.incoming.get_ref().len() {
-            let (protocol, transforms, seq, payload) = read_header_frame(&mut self.stream)?;
-            assert_eq!(
-                protocol,
-                if self.compact { 2 } else { 0 },
-                "the reply uses the request's protocol"
-            );
-            assert_eq!(seq, 7, "the header seq id is echoed");
-            let payload = if transforms == vec![1] {
-                let mut out = Vec::new();
-                flate2::read::ZlibDecoder::new(&payload[..]).read_to_end(&mut out)?;
-                out
-            } else {
-                assert!(transforms.is_empty());
-                payload
-            };
-            self.incoming = std::io::Cursor::new(payload);
-        }
-        self.incoming.read(buf)
-    }
-}
-
-#[derive(Clone)]
-struct Shared(Rc<RefCell<Header>>);
-
-impl Read for Shared {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().read(buf)
-    }
-}
-
-impl Write for Shared {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.borrow_mut().flush()
-    }
-}
-
-fn header_client(addr: SocketAddr, compact: bool, zlib: bool, info: &[(&str, &str)]) -> Client {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    let shared = Shared(Rc::new(RefCell::new(Header {
-        stream,
-        compact,
-        zlib,
-        info: info
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        outgoing: Vec::new(),
-        incoming: std::io::Cursor::new(Vec::new()),
-    })));
-    let (input, output): (Box<dyn TInputProtocol>, Box<dyn TOutputProtocol>) = if compact {
-        (
-            Box::new(TCompactInputProtocol::new(shared.clone())),
-            Box::new(TCompactOutputProtocol::new(shared)),
-        )
-    } else {
-        (
-            Box::new(TBinaryInputProtocol::new(shared.clone(), true)),
-            Box::new(TBinaryOutputProtocol::new(shared, true)),
-        )
-    };
-    ExampleSyncClient::new(input, output)
+fn async_config(server_options: &str) -> String {
+    format!(
+        "[server:main]\nfactory = baseplate.server.thrift\n{server_options}\n\n[app:main]\nfactory = baseplate.examples.thrift_async:make_service\n"
+    )
 }
 
 /// Calls every method of the example service.
@@ -272,7 +43,21 @@ fn exercise(client: &mut Client, what: &str) {
 
 #[test]
 fn every_method_through_every_dialect() {
-    let server = Server::start(&thrift_config(""), &[]);
+    every_method_of(&thrift_config(""));
+}
+
+#[test]
+fn every_method_of_the_async_example_through_every_dialect() {
+    every_method_of(&async_config(""));
+}
+
+#[test]
+fn every_method_inline() {
+    every_method_of(&thrift_config("execution = inline"));
+}
+
+fn every_method_of(config: &str) {
+    let server = Server::start(config, &[]);
     for dialect in [
         Dialect::FramedBinary,
         Dialect::FramedCompact,
@@ -294,7 +79,16 @@ fn every_method_through_every_dialect() {
 
 #[test]
 fn theader_info_headers_reach_the_handler_and_the_logs() {
-    let mut server = Server::start(&thrift_config(""), &[]);
+    info_headers_reach(&thrift_config(""));
+}
+
+#[test]
+fn theader_info_headers_reach_the_async_handler_and_the_logs() {
+    info_headers_reach(&async_config(""));
+}
+
+fn info_headers_reach(config: &str) {
+    let mut server = Server::start(config, &[]);
     let mut client = header_client(
         server.addr(),
         false,
@@ -446,66 +240,22 @@ fn graceful_shutdown_finishes_the_call_in_flight() {
     assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
 }
 
-/// `sleepers` handlers sleep for 1.5 s while another client makes five
-/// `is_healthy()` calls, which must not wait for them.
-fn blocked_handlers_do_not_stall(options: &str, sleepers: usize) {
-    let mut server = Server::start(&thrift_config(options), &[]);
-    let addr = server.addr();
-    let blocked: Vec<_> = (0..sleepers)
-        .map(|_| std::thread::spawn(move || crate_client(addr, Dialect::FramedBinary).sleep(1500)))
-        .collect();
-    for _ in 0..sleepers {
-        server.wait_for("sleeping for 1500 ms");
+#[test]
+fn execution_option_values() {
+    for value in ["blocking", "threads"] {
+        let (code, stdout, stderr) = run_once(
+            &thrift_config(&format!("execution = {value}")),
+            &["--check"],
+        );
+        assert_eq!(code, 0, "{value}: {stderr}");
+        assert!(stdout.contains("config OK"), "{stdout}");
     }
-    // All five calls must finish while the handlers still sleep: a stalled
-    // call would wait for a sleeper to wake, about 1.5 s.
-    let started = Instant::now();
-    let mut client = crate_client(addr, Dialect::FramedBinary);
-    for _ in 0..5 {
-        assert!(client.is_healthy().unwrap());
-    }
-    assert!(
-        started.elapsed() < Duration::from_millis(750),
-        "5 is_healthy calls took {:?} while {sleepers} handler(s) slept",
-        started.elapsed()
-    );
-    for b in blocked {
-        assert!(b.join().unwrap().is_ok());
-    }
-}
-
-#[test]
-fn a_blocked_handler_does_not_stall_other_connections() {
-    blocked_handlers_do_not_stall("", 1);
-}
-
-#[test]
-fn a_blocked_handler_does_not_stall_others_with_blocking_execution() {
-    blocked_handlers_do_not_stall("execution = blocking", 1);
-}
-
-#[test]
-fn several_blocked_handlers_do_not_stall_others_with_hybrid_execution() {
-    // More handlers block at once than there are cores here.
-    blocked_handlers_do_not_stall("execution = hybrid", 4);
-}
-
-#[test]
-fn execution_option_inline_and_bad_values() {
-    let server = Server::start(&thrift_config("execution = inline"), &[]);
-    exercise(
-        &mut crate_client(server.addr(), Dialect::FramedCompact),
-        "inline",
-    );
-    exercise(
-        &mut header_client(server.addr(), true, true, &[]),
-        "inline THeader",
-    );
-
     let (code, _, stderr) = run_once(&thrift_config("execution = sometimes"), &["--check"]);
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("[server:main] execution: expected one of dict_keys(['hybrid', 'blocking', 'block_in_place', 'inline'])"),
+        stderr.contains(
+            "[server:main] execution: expected one of dict_keys(['blocking', 'threads', 'inline'])"
+        ),
         "{stderr}"
     );
     let (code, _, stderr) = run_once(&thrift_config("max_frame_size = 0"), &["--check"]);

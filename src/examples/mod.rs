@@ -9,3 +9,4 @@
 pub mod example_thrift;
 pub mod http;
 pub mod thrift;
+pub mod thrift_async;

@@ -14,7 +14,7 @@ use crate::server::thrift::context::request_header;
 pub const NAME: &str = "baseplate.examples.thrift:make_processor";
 
 /// The longest `sleep` allowed, in milliseconds.
-const MAX_SLEEP_MS: i32 = 600_000;
+pub(crate) const MAX_SLEEP_MS: i32 = 600_000;
 
 /// The handler behind the example processor.
 #[derive(Debug, Clone, Copy, Default)]
@@ -52,6 +52,11 @@ impl ExampleSyncHandler for ExampleHandler {
     fn handle_fire(&self, note: String) -> thrift::Result<()> {
         info!("fired: {note}");
         Ok(())
+    }
+
+    /// Panics with `message`: the server answers INTERNAL_ERROR.
+    fn handle_crash(&self, message: String) -> thrift::Result<()> {
+        panic!("crash requested: {message}");
     }
 }
 

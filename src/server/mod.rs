@@ -49,7 +49,12 @@ fn kind_keys(kind: ServerKind) -> &'static [&'static str] {
             "max_header_size",
             "max_body_size",
         ],
-        ServerKind::Thrift => &["max_frame_size", "execution"],
+        ServerKind::Thrift => &[
+            "handler",
+            "max_frame_size",
+            "execution",
+            "max_handler_threads",
+        ],
     }
 }
 
@@ -69,12 +74,14 @@ pub struct ServerOptions {
     pub stop_timeout: Duration,
     /// How long to keep accepting after the shutdown signal.
     pub drain_time: Duration,
-    /// The name of a registered layer to wrap the app in (HTTP).
+    /// The name of a registered layer to wrap the app in.
     pub handler: Option<String>,
     /// The largest Thrift message accepted, in bytes (Thrift).
     pub max_frame_size: usize,
     /// Where Thrift processors run (Thrift).
     pub execution: thrift::Execution,
+    /// At most this many sync Thrift calls run at once (Thrift).
+    pub max_handler_threads: usize,
     /// How long a client may take to send a request's headers (HTTP).
     pub header_timeout: Duration,
     /// The largest request head accepted, in bytes; larger gets 431 (HTTP).
@@ -151,6 +158,11 @@ impl ServerOptions {
             handler: raw.handler.filter(|h| !h.is_empty()),
             max_frame_size,
             execution: raw.execution.unwrap_or_default(),
+            max_handler_threads: raw
+                .max_handler_threads
+                .map_or(thrift::DEFAULT_MAX_THREADS, |Positive(n)| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                }),
             header_timeout: raw.header_timeout.map_or(Duration::from_secs(30), |t| t.0),
             max_header_size: raw.max_header_size.map_or(64 * 1024, |Positive(n)| {
                 usize::try_from(n).unwrap_or(usize::MAX)
@@ -171,6 +183,7 @@ struct RawOptions {
     handler: Option<String>,
     max_frame_size: Option<Positive>,
     execution: Option<thrift::Execution>,
+    max_handler_threads: Option<Positive>,
     header_timeout: Option<Timespan>,
     max_header_size: Option<Positive>,
     max_body_size: Option<Positive>,

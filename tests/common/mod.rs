@@ -1,6 +1,8 @@
 //! Helpers for tests that drive the real `baseplate-serve` binary.
 #![allow(dead_code)]
 
+pub mod thrift_clients;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -16,8 +18,13 @@ use nix::unistd::Pid;
 /// How long any readiness wait may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// The server binary under test: `baseplate-serve`, or the one named by
+/// `BASEPLATE_SERVE_BINARY` (a downstream crate's, say).
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_baseplate-serve"))
+    match std::env::var_os("BASEPLATE_SERVE_BINARY") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_baseplate-serve")),
+    }
 }
 
 /// A binary of the einhorn-sim package, built (or brought up to date) here:

@@ -1,37 +1,53 @@
-//! What a synchronous Thrift handler can learn about the request it is
-//! handling: the THeader info headers the client sent.
+//! What a handler can learn about the call it is handling without being
+//! handed the request: the THeader info headers the client sent. Sync
+//! handlers see them through a thread-local, async handlers through a
+//! task-local; [`request_header`] reads whichever is set.
 
 use std::cell::RefCell;
+use std::future::Future;
+
+use super::call::{header, Headers};
 
 thread_local! {
-    static HEADERS: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+    static THREAD: RefCell<Option<Headers>> = const { RefCell::new(None) };
 }
 
-/// The info headers of the request being handled on this thread (empty
-/// outside a handler, and for clients that do not speak THeader).
+tokio::task_local! {
+    static TASK: Headers;
+}
+
+fn current<R>(f: impl FnOnce(Option<&Headers>) -> R) -> R {
+    match TASK.try_with(|h| h.clone()) {
+        Ok(headers) => f(Some(&headers)),
+        Err(_) => THREAD.with(|t| f(t.borrow().as_ref())),
+    }
+}
+
+/// The info headers of the call being handled here (empty outside a
+/// handler, and for clients that do not speak THeader).
 pub fn request_headers() -> Vec<(String, String)> {
-    HEADERS.with(|h| h.borrow().clone())
+    current(|h| h.map(|h| h.to_vec()).unwrap_or_default())
 }
 
-/// One info header of the current request, by name (ASCII case-insensitive).
+/// One info header of the current call, by name (ASCII case-insensitive).
 pub fn request_header(name: &str) -> Option<String> {
-    HEADERS.with(|h| {
-        h.borrow()
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    })
+    current(|h| h.and_then(|h| header(h, name)).map(str::to_string))
 }
 
-/// Runs `f` with `headers` as the current request's headers.
-pub(crate) fn with_headers<R>(headers: Vec<(String, String)>, f: impl FnOnce() -> R) -> R {
+/// Runs `f` (a sync handler) with `headers` as this thread's call headers.
+pub(crate) fn with_headers<R>(headers: Headers, f: impl FnOnce() -> R) -> R {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
-            HEADERS.with(|h| h.borrow_mut().clear());
+            THREAD.with(|t| *t.borrow_mut() = None);
         }
     }
-    HEADERS.with(|h| *h.borrow_mut() = headers);
+    THREAD.with(|t| *t.borrow_mut() = Some(headers));
     let _reset = Reset;
     f()
+}
+
+/// Runs `future` (an async handler) with `headers` as its call headers.
+pub(crate) async fn scope<F: Future>(headers: Headers, future: F) -> F::Output {
+    TASK.scope(headers, future).await
 }

@@ -1,6 +1,7 @@
 //! The THeader frame: decoding requests and encoding replies, with info
 //! key/value headers and the ZLIB transform.
 
+use std::borrow::Cow;
 use std::io::{Read, Write};
 
 use super::dialect::Protocol;
@@ -10,7 +11,7 @@ pub const ZLIB: u32 = 1;
 
 /// A decoded THeader frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderFrame {
+pub struct HeaderFrame<'a> {
     /// Flags, echoed in the reply.
     pub flags: u16,
     /// The header sequence number, echoed in the reply.
@@ -21,8 +22,9 @@ pub struct HeaderFrame {
     pub transforms: Vec<u32>,
     /// Info key/value headers.
     pub info: Vec<(String, String)>,
-    /// The payload with the transforms undone.
-    pub payload: Vec<u8>,
+    /// The payload with the transforms undone: borrowed from the frame
+    /// when there were none.
+    pub payload: Cow<'a, [u8]>,
 }
 
 /// Why a frame could not be used.
@@ -79,7 +81,7 @@ impl<'a> Reader<'a> {
 
 /// Decodes a frame (the bytes after the 4-byte length). The payload may
 /// inflate to at most `max_payload` bytes.
-pub fn decode(frame: &[u8], max_payload: usize) -> Result<HeaderFrame, HeaderError> {
+pub fn decode(frame: &[u8], max_payload: usize) -> Result<HeaderFrame<'_>, HeaderError> {
     let mut r = Reader {
         bytes: frame,
         pos: 0,
@@ -136,9 +138,9 @@ pub fn decode(frame: &[u8], max_payload: usize) -> Result<HeaderFrame, HeaderErr
     }
     let protocol =
         Protocol::from_header_id(protocol_id).ok_or(HeaderError::UnknownProtocol(protocol_id))?;
-    let mut payload = payload.to_vec();
+    let mut payload = Cow::Borrowed(payload);
     for _ in transforms.iter().filter(|&&t| t == ZLIB) {
-        payload = inflate(&payload, max_payload)?;
+        payload = Cow::Owned(inflate(&payload, max_payload)?);
     }
     Ok(HeaderFrame {
         flags,
@@ -246,7 +248,7 @@ mod tests {
         assert_eq!(decoded.protocol, Protocol::Compact);
         assert_eq!((decoded.flags, decoded.seq_id), (1, 42));
         assert_eq!(decoded.info, info);
-        assert_eq!(decoded.payload, b"payload payload payload");
+        assert_eq!(&*decoded.payload, b"payload payload payload");
         assert_eq!(
             u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize,
             frame.len() - 4

@@ -1,0 +1,541 @@
+//! A Thrift IDL reader: enough of the grammar to know every service's
+//! methods, their argument, return and exception types, and skip the rest
+//! (constants, annotations, type bodies other than their names).
+
+use std::fmt;
+
+/// An IDL type as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Type {
+    /// `bool`, `byte`, `i8`, `i16`, `i32`, `i64`, `double`, `string`, `binary`.
+    Base(String),
+    /// `list<T>`.
+    List(Box<Type>),
+    /// `set<T>`.
+    Set(Box<Type>),
+    /// `map<K, V>`.
+    Map(Box<Type>, Box<Type>),
+    /// A struct, enum, exception, union or typedef by name (maybe
+    /// `module.Name` from an included file).
+    Named(String),
+}
+
+/// A field of an argument list or a `throws` clause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// The field id, if written.
+    pub id: Option<i64>,
+    /// Declared `optional`.
+    pub optional: bool,
+    /// The field's type.
+    pub ty: Type,
+    /// The field's name.
+    pub name: String,
+}
+
+/// One method of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    /// Declared `oneway`.
+    pub oneway: bool,
+    /// `None` for `void`.
+    pub returns: Option<Type>,
+    /// The method name.
+    pub name: String,
+    /// Its arguments.
+    pub args: Vec<Field>,
+    /// Its declared exceptions.
+    pub throws: Vec<Field>,
+}
+
+/// A service definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// The service name.
+    pub name: String,
+    /// The service it extends, if any.
+    pub extends: Option<String>,
+    /// Its own methods (not the inherited ones).
+    pub functions: Vec<Function>,
+}
+
+/// What the generator needs from one IDL file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Document {
+    /// Services, in order.
+    pub services: Vec<Service>,
+    /// Names of the typedefs, in order.
+    pub typedefs: Vec<String>,
+}
+
+/// A syntax error, with its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line.
+    pub line: usize,
+    /// What was expected.
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Ident(String),
+    Int(i64),
+    /// Any other literal (floats, strings): skipped.
+    Literal,
+    Punct(char),
+}
+
+fn tokenize(source: &str) -> Result<Vec<(Token, usize)>, ParseError> {
+    let chars: Vec<char> = source.chars().collect();
+    let mut tokens = Vec::new();
+    let mut line = 1;
+    let mut i = 0;
+    let error = |line, message: &str| ParseError {
+        line,
+        message: message.to_string(),
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\n' => {
+                line += 1;
+                i += 1;
+            }
+            c if c.is_whitespace() => i += 1,
+            '#' => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '/' if chars.get(i + 1) == Some(&'/') => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '/' if chars.get(i + 1) == Some(&'*') => {
+                let start = line;
+                i += 2;
+                loop {
+                    match chars.get(i) {
+                        None => return Err(error(start, "unterminated /* comment")),
+                        Some('*') if chars.get(i + 1) == Some(&'/') => {
+                            i += 2;
+                            break;
+                        }
+                        Some('\n') => line += 1,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            '"' | '\'' => {
+                let start = line;
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => return Err(error(start, "unterminated string literal")),
+                        Some('\\') => i += 1,
+                        Some(q) if *q == c => break,
+                        Some('\n') => line += 1,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                i += 1;
+                tokens.push((Token::Literal, start));
+            }
+            c if c.is_ascii_digit()
+                || ((c == '-' || c == '+')
+                    && chars.get(i + 1).is_some_and(char::is_ascii_digit)) =>
+            {
+                let start = i;
+                i += 1;
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '.' | '+' | '-'))
+                {
+                    i += 1;
+                }
+                let text: String = chars[start..i].iter().collect();
+                let token = if let Some(hex) = text.strip_prefix("0x") {
+                    i64::from_str_radix(hex, 16)
+                        .map(Token::Int)
+                        .unwrap_or(Token::Literal)
+                } else {
+                    text.parse().map(Token::Int).unwrap_or(Token::Literal)
+                };
+                tokens.push((token, line));
+            }
+            c if c.is_alphabetic() || c == '_' => {
+                let start = i;
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.')
+                {
+                    i += 1;
+                }
+                tokens.push((Token::Ident(chars[start..i].iter().collect()), line));
+            }
+            '{' | '}' | '(' | ')' | '<' | '>' | ',' | ';' | ':' | '=' | '[' | ']' | '*' => {
+                tokens.push((Token::Punct(c), line));
+                i += 1;
+            }
+            other => return Err(error(line, &format!("unexpected character {other:?}"))),
+        }
+    }
+    Ok(tokens)
+}
+
+struct Parser {
+    tokens: Vec<(Token, usize)>,
+    pos: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.pos).map(|(t, _)| t)
+    }
+
+    fn line(&self) -> usize {
+        self.tokens
+            .get(self.pos)
+            .or(self.tokens.last())
+            .map_or(1, |(_, l)| *l)
+    }
+
+    fn error<T>(&self, message: impl Into<String>) -> Result<T, ParseError> {
+        Err(ParseError {
+            line: self.line(),
+            message: message.into(),
+        })
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let token = self.tokens.get(self.pos).map(|(t, _)| t.clone());
+        self.pos += 1;
+        token
+    }
+
+    fn is_punct(&self, c: char) -> bool {
+        self.peek() == Some(&Token::Punct(c))
+    }
+
+    fn is_word(&self, word: &str) -> bool {
+        matches!(self.peek(), Some(Token::Ident(w)) if w == word)
+    }
+
+    fn eat_punct(&mut self, c: char) -> bool {
+        let found = self.is_punct(c);
+        if found {
+            self.pos += 1;
+        }
+        found
+    }
+
+    fn expect_punct(&mut self, c: char) -> Result<(), ParseError> {
+        if self.eat_punct(c) {
+            Ok(())
+        } else {
+            self.error(format!("expected '{c}'"))
+        }
+    }
+
+    fn ident(&mut self, what: &str) -> Result<String, ParseError> {
+        match self.peek() {
+            Some(Token::Ident(name)) => {
+                let name = name.clone();
+                self.pos += 1;
+                Ok(name)
+            }
+            _ => self.error(format!("expected {what}")),
+        }
+    }
+
+    /// Skips a balanced `( ... )`, `{ ... }` or `[ ... ]` starting here.
+    fn skip_group(&mut self) -> Result<(), ParseError> {
+        let mut depth = 0usize;
+        loop {
+            match self.next() {
+                Some(Token::Punct('(' | '{' | '[')) => depth += 1,
+                Some(Token::Punct(')' | '}' | ']')) => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                }
+                Some(_) => {}
+                None => return self.error("unbalanced brackets"),
+            }
+        }
+    }
+
+    fn skip_annotations(&mut self) -> Result<(), ParseError> {
+        if self.is_punct('(') {
+            self.skip_group()?;
+        }
+        Ok(())
+    }
+
+    fn skip_separator(&mut self) {
+        if !self.eat_punct(',') {
+            self.eat_punct(';');
+        }
+    }
+
+    /// Skips a constant value: a literal, a name, or a list or map.
+    fn skip_const(&mut self) -> Result<(), ParseError> {
+        match self.peek() {
+            Some(Token::Punct('[' | '{')) => self.skip_group(),
+            Some(Token::Ident(_) | Token::Int(_) | Token::Literal) => {
+                self.pos += 1;
+                Ok(())
+            }
+            _ => self.error("expected a constant value"),
+        }
+    }
+
+    fn ty(&mut self) -> Result<Type, ParseError> {
+        let name = self.ident("a type")?;
+        let ty = match name.as_str() {
+            "list" | "set" => {
+                self.expect_punct('<')?;
+                let inner = Box::new(self.ty()?);
+                self.expect_punct('>')?;
+                if name == "list" {
+                    Type::List(inner)
+                } else {
+                    Type::Set(inner)
+                }
+            }
+            "map" => {
+                self.expect_punct('<')?;
+                let key = Box::new(self.ty()?);
+                self.expect_punct(',')?;
+                let value = Box::new(self.ty()?);
+                self.expect_punct('>')?;
+                Type::Map(key, value)
+            }
+            "bool" | "byte" | "i8" | "i16" | "i32" | "i64" | "double" | "string" | "binary" => {
+                Type::Base(name)
+            }
+            _ => Type::Named(name),
+        };
+        self.skip_annotations()?;
+        Ok(ty)
+    }
+
+    /// Fields up to the closing `close`.
+    fn fields(&mut self, close: char) -> Result<Vec<Field>, ParseError> {
+        let mut fields = Vec::new();
+        while !self.eat_punct(close) {
+            if self.peek().is_none() {
+                return self.error(format!("expected '{close}'"));
+            }
+            let id = match self.peek() {
+                Some(Token::Int(n)) => {
+                    let n = *n;
+                    self.pos += 1;
+                    self.expect_punct(':')?;
+                    Some(n)
+                }
+                _ => None,
+            };
+            let mut optional = false;
+            if self.is_word("optional") || self.is_word("required") {
+                optional = self.is_word("optional");
+                self.pos += 1;
+            }
+            let ty = self.ty()?;
+            let name = self.ident("a field name")?;
+            if self.eat_punct('=') {
+                self.skip_const()?;
+            }
+            self.skip_annotations()?;
+            self.skip_separator();
+            fields.push(Field {
+                id,
+                optional,
+                ty,
+                name,
+            });
+        }
+        Ok(fields)
+    }
+
+    fn service(&mut self) -> Result<Service, ParseError> {
+        let name = self.ident("a service name")?;
+        let extends = if self.is_word("extends") {
+            self.pos += 1;
+            Some(self.ident("the name of the service it extends")?)
+        } else {
+            None
+        };
+        self.expect_punct('{')?;
+        let mut functions = Vec::new();
+        while !self.eat_punct('}') {
+            if self.peek().is_none() {
+                return self.error("expected '}' closing the service");
+            }
+            let oneway = self.is_word("oneway");
+            if oneway {
+                self.pos += 1;
+            }
+            let returns = if self.is_word("void") {
+                self.pos += 1;
+                None
+            } else {
+                Some(self.ty()?)
+            };
+            let fname = self.ident("a method name")?;
+            self.expect_punct('(')?;
+            let args = self.fields(')')?;
+            let throws = if self.is_word("throws") {
+                self.pos += 1;
+                self.expect_punct('(')?;
+                self.fields(')')?
+            } else {
+                Vec::new()
+            };
+            self.skip_annotations()?;
+            self.skip_separator();
+            functions.push(Function {
+                oneway,
+                returns,
+                name: fname,
+                args,
+                throws,
+            });
+        }
+        self.skip_annotations()?;
+        Ok(Service {
+            name,
+            extends,
+            functions,
+        })
+    }
+
+    fn document(&mut self) -> Result<Document, ParseError> {
+        let mut document = Document::default();
+        while let Some(token) = self.next() {
+            let Token::Ident(word) = token else {
+                self.pos -= 1;
+                return self.error("expected a definition (struct, service, ...)");
+            };
+            match word.as_str() {
+                "include" | "cpp_include" => match self.next() {
+                    Some(Token::Literal) => {}
+                    _ => return self.error("expected a file name"),
+                },
+                "namespace" => {
+                    if self.eat_punct('*') {
+                    } else {
+                        self.ident("a namespace scope")?;
+                    }
+                    self.ident("a namespace")?;
+                    self.skip_annotations()?;
+                }
+                "typedef" => {
+                    self.ty()?;
+                    document.typedefs.push(self.ident("a typedef name")?);
+                    self.skip_annotations()?;
+                }
+                "const" => {
+                    self.ty()?;
+                    self.ident("a constant name")?;
+                    self.expect_punct('=')?;
+                    self.skip_const()?;
+                }
+                "enum" | "senum" | "struct" | "union" | "exception" => {
+                    self.ident("a name")?;
+                    if self.is_word("xsd_all") {
+                        self.pos += 1;
+                    }
+                    if !self.is_punct('{') {
+                        return self.error("expected '{'");
+                    }
+                    self.skip_group()?;
+                    self.skip_annotations()?;
+                }
+                "service" => {
+                    let service = self.service()?;
+                    document.services.push(service);
+                }
+                other => {
+                    self.pos -= 1;
+                    return self.error(format!("unexpected {other:?}"));
+                }
+            }
+            self.skip_separator();
+        }
+        Ok(document)
+    }
+}
+
+/// Reads an IDL file's text.
+pub fn parse(source: &str) -> Result<Document, ParseError> {
+    Parser {
+        tokens: tokenize(source)?,
+        pos: 0,
+    }
+    .document()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_services_and_skips_the_rest() {
+        let doc = parse(
+            r#"
+            include "shared.thrift"
+            namespace rs example   # comment
+            /* a block
+               comment */
+            typedef i64 UserId
+            const map<string, list<i32>> X = {"a": [1, 2]}
+            enum Color { RED = 1, GREEN }
+            struct Point { 1: required double x; 2: optional double y = 0.5 } (annotated = "yes")
+            exception Oops { 1: string message }
+            service Base { void ping() }
+            service Example extends Base {
+              bool is_healthy(),
+              map<string, set<UserId>> find(1: list<Point> points, 2: optional string q) throws (1: Oops oops, 2: shared.Other other);
+              oneway void fire(1: string note)
+            }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(doc.typedefs, vec!["UserId"]);
+        assert_eq!(doc.services.len(), 2);
+        let example = &doc.services[1];
+        assert_eq!(example.extends.as_deref(), Some("Base"));
+        let find = &example.functions[1];
+        assert_eq!(find.name, "find");
+        assert_eq!(
+            find.returns,
+            Some(Type::Map(
+                Box::new(Type::Base("string".into())),
+                Box::new(Type::Set(Box::new(Type::Named("UserId".into()))))
+            ))
+        );
+        assert!(find.args[1].optional);
+        assert_eq!(find.throws[1].ty, Type::Named("shared.Other".into()));
+        assert!(example.functions[2].oneway);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse("service S {\n  void f(1: i32 a\n}\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        let e = parse("struct S { 1: i32 a }\nbogus\n").unwrap_err();
+        assert_eq!(e.to_string(), "line 2: unexpected \"bogus\"");
+    }
+}

@@ -1,0 +1,244 @@
+//! One Thrift call as a tower request, and its reply: what a Thrift app
+//! (a [`ThriftService`]) receives and returns, whatever the dialect.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use thrift::protocol::{
+    TBinaryInputProtocol, TBinaryOutputProtocol, TCompactInputProtocol, TCompactOutputProtocol,
+    TInputProtocol, TMessageIdentifier, TMessageType, TOutputProtocol,
+};
+use thrift::{ApplicationError, ApplicationErrorKind, TConfiguration};
+use tokio::time::Instant;
+use tower::util::BoxCloneService;
+
+use super::dialect::Protocol;
+use super::scanner;
+use super::timeout::Deadline;
+use crate::error::BoxError;
+use crate::trace::TraceId;
+
+/// A Thrift app as the server holds it: a boxed tower service from one call
+/// to its reply. Tower layers wrap it as they wrap HTTP apps.
+pub type ThriftService = BoxCloneService<ThriftRequest, ThriftResponse, BoxError>;
+
+/// The THeader info headers of a call, in the order sent (empty for the
+/// other dialects).
+pub type Headers = Arc<[(String, String)]>;
+
+/// The trace context a caller sent (THeader `Trace`, `Parent`, `Span`,
+/// `Sampled`, `Flags`); a fresh trace id when it sent none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TraceContext {
+    /// The caller's trace id, or a generated one.
+    pub trace_id: TraceId,
+    /// The caller's span, the parent of this call (`Parent`).
+    pub parent_id: Option<String>,
+    /// The span id the caller chose for this call (`Span`).
+    pub span_id: Option<String>,
+    /// Whether the caller samples this trace (`Sampled: 1`).
+    pub sampled: Option<bool>,
+    /// The caller's trace flags (`Flags`).
+    pub flags: Option<String>,
+}
+
+/// One call: everything the server read, and the message itself.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ThriftRequest {
+    /// The method name.
+    pub method: Arc<str>,
+    /// The caller's sequence id, echoed in the reply.
+    pub seq_id: i32,
+    /// `Call` or `OneWay`.
+    pub message_type: TMessageType,
+    /// The payload protocol; the reply uses the same.
+    pub protocol: Protocol,
+    /// THeader info headers.
+    pub headers: Headers,
+    /// Trace ids from the headers.
+    pub trace: TraceContext,
+    /// When the call must be answered by: the tighter of the app's
+    /// `server_timeout` and the caller's `Deadline-Budget`. `None` for no
+    /// limit.
+    pub deadline: Option<Deadline>,
+    /// The whole message as sent: message header, arguments, end.
+    pub message: Bytes,
+    /// Limits for decoding the arguments.
+    pub(crate) max_size: usize,
+}
+
+/// The reply to one call: an encoded message, or nothing for a one-way call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThriftResponse {
+    message: Vec<u8>,
+}
+
+impl ThriftResponse {
+    /// No reply at all: what a one-way call gets.
+    pub fn none() -> ThriftResponse {
+        ThriftResponse::default()
+    }
+
+    /// A reply message already encoded in the request's protocol.
+    pub fn encoded(message: Vec<u8>) -> ThriftResponse {
+        ThriftResponse { message }
+    }
+
+    /// The encoded reply (empty for no reply).
+    pub fn message(&self) -> &[u8] {
+        &self.message
+    }
+
+    pub(crate) fn into_message(self) -> Vec<u8> {
+        self.message
+    }
+}
+
+impl ThriftRequest {
+    /// The value of an info header, by name (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+
+    /// The time left before the deadline, if there is one.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether this is a one-way call, which gets no reply.
+    pub fn is_oneway(&self) -> bool {
+        self.message_type == TMessageType::OneWay
+    }
+
+    /// Runs `read` over an input protocol positioned at the arguments, after
+    /// the message header; used by generated async processors.
+    pub fn read_args<T>(
+        &self,
+        read: impl FnOnce(&mut dyn TInputProtocol) -> thrift::Result<T>,
+    ) -> thrift::Result<T> {
+        with_input(self.protocol, &self.message, self.max_size, |input| {
+            input.read_message_begin()?;
+            let args = read(input)?;
+            input.read_message_end()?;
+            Ok(args)
+        })
+    }
+
+    /// A `Reply` message for this call, whose body `write` writes (the
+    /// generated result struct).
+    pub fn reply(
+        &self,
+        write: impl FnOnce(&mut dyn TOutputProtocol) -> thrift::Result<()>,
+    ) -> thrift::Result<ThriftResponse> {
+        let ident = TMessageIdentifier::new(&*self.method, TMessageType::Reply, self.seq_id);
+        with_output(self.protocol, |output| {
+            output.write_message_begin(&ident)?;
+            write(output)?;
+            output.write_message_end()?;
+            output.flush()
+        })
+        .map(ThriftResponse::encoded)
+    }
+
+    /// The reply for a handler error that is not a declared exception: an
+    /// application error is sent as it is, anything else as `UNKNOWN` with
+    /// the error's text, as the Apache Thrift processors do. A one-way call
+    /// gets no reply.
+    pub fn error_reply(&self, error: thrift::Error) -> ThriftResponse {
+        if self.is_oneway() {
+            return ThriftResponse::none();
+        }
+        let error = match error {
+            thrift::Error::Application(e) => e,
+            other => ApplicationError::new(ApplicationErrorKind::Unknown, other.to_string()),
+        };
+        self.exception(error)
+    }
+
+    /// A `TApplicationException` reply.
+    pub fn exception(&self, error: ApplicationError) -> ThriftResponse {
+        exception_message(self.protocol, &self.method, self.seq_id, &error)
+    }
+}
+
+/// An info header by name, ASCII case-insensitive.
+pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Limits for decoding untrusted payloads.
+pub(crate) fn configuration(max: usize) -> TConfiguration {
+    TConfiguration::builder()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+        .max_string_size(Some(max))
+        .max_container_size(Some(max))
+        .max_recursion_depth(Some(scanner::MAX_DEPTH))
+        .build()
+        .unwrap_or_default()
+}
+
+/// Runs `f` over an input protocol reading `bytes`.
+pub(crate) fn with_input<T>(
+    protocol: Protocol,
+    bytes: &[u8],
+    max: usize,
+    f: impl FnOnce(&mut dyn TInputProtocol) -> T,
+) -> T {
+    match protocol {
+        Protocol::Binary => f(&mut TBinaryInputProtocol::with_config(
+            bytes,
+            true,
+            configuration(max),
+        )),
+        Protocol::Compact => f(&mut TCompactInputProtocol::with_config(
+            bytes,
+            configuration(max),
+        )),
+    }
+}
+
+/// Runs `f` over an output protocol; returns what it wrote.
+pub(crate) fn with_output(
+    protocol: Protocol,
+    f: impl FnOnce(&mut dyn TOutputProtocol) -> thrift::Result<()>,
+) -> thrift::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    match protocol {
+        Protocol::Binary => f(&mut TBinaryOutputProtocol::new(&mut out, true))?,
+        Protocol::Compact => f(&mut TCompactOutputProtocol::new(&mut out))?,
+    }
+    Ok(out)
+}
+
+/// A `TApplicationException` message in `protocol`.
+pub(crate) fn exception_message(
+    protocol: Protocol,
+    method: &str,
+    seq_id: i32,
+    error: &ApplicationError,
+) -> ThriftResponse {
+    let ident = TMessageIdentifier::new(method, TMessageType::Exception, seq_id);
+    let written = with_output(protocol, |o| {
+        o.write_message_begin(&ident)?;
+        thrift::Error::write_application_error_to_out_protocol(error, o)?;
+        o.write_message_end()?;
+        o.flush()
+    });
+    // Writing to a Vec cannot fail.
+    ThriftResponse::encoded(written.unwrap_or_default())
+}
+
+/// The message header at the start of a payload.
+pub(crate) fn peek_message(protocol: Protocol, payload: &[u8]) -> Option<TMessageIdentifier> {
+    with_input(protocol, payload, payload.len().max(1), |input| {
+        input.read_message_begin().ok()
+    })
+}

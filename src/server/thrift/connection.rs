@@ -1,0 +1,328 @@
+//! One Thrift connection: read bytes until a whole message is there, then
+//! answer it in four steps ([`unwrap`](super::frame::unwrap), [`context`],
+//! [`run`], [`wrap`](super::frame::wrap)) and write the reply, until the
+//! peer leaves or shutdown ends it.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use thrift::protocol::TMessageType;
+use thrift::{ApplicationError, ApplicationErrorKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+use tracing::{error, field::Empty, warn, Instrument, Span};
+
+use super::call::{header, peek_message, ThriftRequest, ThriftResponse, TraceContext};
+use super::frame::{self, Next, Unwrapped};
+use super::timeout::Budget;
+use super::{context, HandlerPanicked, MalformedCall, Served, ThriftService};
+use crate::server::listener::Stream;
+use crate::server::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
+use crate::server::tracker::{ConnectionHandle, RequestInfo};
+use crate::trace::{self, TraceId};
+
+/// The room made in a connection's buffer before each read.
+const READ_SIZE: usize = 16 * 1024;
+
+/// Serves one connection. An error closes it (and is logged by the caller).
+pub(super) async fn serve(
+    mut stream: Stream,
+    connection: ConnectionHandle,
+    mut service: ThriftService,
+    served: &Served,
+    mut shutdown: Shutdown,
+) -> Result<(), String> {
+    let max = served.max_frame_size;
+    // Reads land straight in `buf`; each whole message is split off it
+    // without a copy and handed to the app.
+    let mut buf = BytesMut::new();
+    let mut need = 1;
+    let mut dialect = None;
+    loop {
+        if buf.len() >= need {
+            match frame::next_message(&buf, max)? {
+                Next::NeedMore(n) => need = n,
+                Next::Message(found) => {
+                    if let Some(first) = dialect {
+                        if first != found.dialect {
+                            return Err(format!(
+                                "the client switched from {first:?} to {:?}",
+                                found.dialect
+                            ));
+                        }
+                    }
+                    dialect = Some(found.dialect);
+                    let message = buf.split_to(found.body.end).freeze();
+                    let body = message.slice(found.body);
+                    let reply = match frame::unwrap(body, found.dialect, max)? {
+                        Ok(unwrapped) => {
+                            answer(unwrapped, served, &mut service, &connection).await?
+                        }
+                        Err(reply) => reply,
+                    };
+                    need = 1;
+                    if !reply.is_empty() {
+                        stream
+                            .write_all(&reply)
+                            .await
+                            .map_err(|e| format!("write failed: {e}"))?;
+                    }
+                    if shutdown.is_triggered() && buf.is_empty() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
+        }
+        let idle = buf.is_empty();
+        buf.reserve(READ_SIZE);
+        let read = tokio::select! {
+            // Bytes already there win over the shutdown.
+            biased;
+            read = stream.read_buf(&mut buf) => Some(read),
+            // Idle connections close at once (a brand-new one gets a moment
+            // for its first call); a message in progress is finished.
+            _ = shutdown.wait(), if idle => None,
+        };
+        let read = match read {
+            Some(read) => read,
+            None if dialect.is_some() => return Ok(()),
+            None => {
+                match tokio::time::timeout(FIRST_REQUEST_GRACE, stream.read_buf(&mut buf)).await {
+                    Ok(read) => read,
+                    Err(_) => return Ok(()),
+                }
+            }
+        }
+        .map_err(|e| format!("read failed: {e}"))?;
+        if read == 0 {
+            return if buf.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the client closed the connection in the middle of a message ({} bytes)",
+                    buf.len()
+                ))
+            };
+        }
+    }
+}
+
+/// Answers one message: the bytes to send back (none for a one-way call).
+async fn answer(
+    unwrapped: Unwrapped,
+    served: &Served,
+    service: &mut ThriftService,
+    connection: &ConnectionHandle,
+) -> Result<Vec<u8>, String> {
+    let wrap = unwrapped.wrap.clone();
+    let protocol = unwrapped.protocol;
+    let (request, span) = context(unwrapped, served)?;
+    let _in_flight = connection.begin_request(
+        RequestInfo::Thrift(request.method.to_string()),
+        request.trace.trace_id.clone(),
+    );
+    let oneway = request.is_oneway();
+    let response = run(request, span, service, served.timeouts.debug).await?;
+    if oneway {
+        return Ok(Vec::new());
+    }
+    Ok(frame::wrap(&wrap, protocol, response.into_message()))
+}
+
+/// The call as the app sees it, and its span: method, trace ids and the
+/// deadline, from the message header and the info headers.
+fn context(unwrapped: Unwrapped, served: &Served) -> Result<(ThriftRequest, Span), String> {
+    let Unwrapped {
+        protocol,
+        message,
+        headers,
+        ..
+    } = unwrapped;
+    let ident = peek_message(protocol, &message)
+        .ok_or_else(|| "malformed message: no readable message header".to_string())?;
+    let get = |name: &str| header(&headers, name).map(str::to_string);
+    let trace = TraceContext {
+        trace_id: get("Trace").map_or_else(TraceId::generate, |t| TraceId::given(&t)),
+        parent_id: get("Parent"),
+        span_id: get("Span"),
+        sampled: get("Sampled").map(|s| s == "1"),
+        flags: get("Flags"),
+    };
+    let budget = header(&headers, "Deadline-Budget").and_then(Budget::parse);
+    let deadline = served
+        .timeouts
+        .deadline(&ident.name, budget, Instant::now());
+    let span = tracing::info_span!(
+        "thrift",
+        method = %ident.name,
+        trace_id = %trace.trace_id,
+        span_id = Empty,
+        parent_id = Empty,
+        sampled = Empty,
+        flags = Empty,
+        user_agent = Empty,
+        deadline_budget = Empty,
+    );
+    for (field, name) in [
+        ("span_id", "Span"),
+        ("parent_id", "Parent"),
+        ("sampled", "Sampled"),
+        ("flags", "Flags"),
+        ("user_agent", "User-Agent"),
+        ("deadline_budget", "Deadline-Budget"),
+    ] {
+        if let Some(value) = header(&headers, name) {
+            span.record(field, value);
+        }
+    }
+    let request = ThriftRequest {
+        method: Arc::from(ident.name.as_str()),
+        seq_id: ident.sequence_number,
+        message_type: ident.message_type,
+        protocol,
+        headers,
+        trace,
+        deadline,
+        message,
+        max_size: served.max_frame_size,
+    };
+    Ok((request, span))
+}
+
+/// Calls the app within the call's deadline. Panics, timeouts and app
+/// errors become `TApplicationException` replies; only a message the
+/// processor cannot read at all closes the connection.
+async fn run(
+    request: ThriftRequest,
+    span: Span,
+    service: &mut ThriftService,
+    debug_timeouts: bool,
+) -> Result<ThriftResponse, String> {
+    let method = Arc::clone(&request.method);
+    let started = Instant::now();
+    let deadline = request.deadline;
+    // Captured before the request moves into the service.
+    let ident = request_ident(&method, &request);
+    if deadline.is_some_and(|d| d.at <= started) {
+        span.in_scope(|| warn!("{method}: the caller's deadline had passed; not called"));
+        return Ok(request_exception(
+            &ident,
+            ApplicationErrorKind::InternalError,
+            format!("{method}: the caller's Deadline-Budget was spent before the call was read"),
+        ));
+    }
+    let headers = request.headers.clone();
+    let debug_headers = debug_timeouts.then(|| headers.clone());
+    let trace_id = request.trace.trace_id.clone();
+    let call = async {
+        service.ready().await?;
+        // `call` itself may run app code (an inline processor): catch its
+        // panics as well as the future's.
+        match catch_unwind(AssertUnwindSafe(|| service.call(request))) {
+            Ok(future) => CatchUnwind(future)
+                .await
+                .unwrap_or_else(|_| Err(HandlerPanicked.into())),
+            Err(_) => Err(HandlerPanicked.into()),
+        }
+    };
+    let call = context::scope(headers, trace::scope(trace_id, call)).instrument(span.clone());
+    let outcome = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline.at, call).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                let message = format!(
+                    "{method} timed out after {} ms ({})",
+                    deadline.timeout.as_millis(),
+                    deadline.source
+                );
+                span.in_scope(|| {
+                    if debug_timeouts {
+                        warn!(headers = ?debug_headers, "{message}");
+                    } else {
+                        warn!("{message}");
+                    }
+                });
+                return Ok(request_exception(
+                    &ident,
+                    ApplicationErrorKind::InternalError,
+                    message,
+                ));
+            }
+        },
+        None => call.await,
+    };
+    match outcome {
+        Ok(response) => Ok(response),
+        Err(e) if e.is::<MalformedCall>() => Err(format!("cannot process {method}: {e}")),
+        Err(e) if e.is::<HandlerPanicked>() => {
+            let message = format!("the handler of {method} panicked");
+            span.in_scope(|| error!("{message}"));
+            Ok(request_exception(
+                &ident,
+                ApplicationErrorKind::InternalError,
+                message,
+            ))
+        }
+        Err(e) => {
+            let message = format!("{method} failed: {e}");
+            span.in_scope(|| error!("{message}"));
+            Ok(request_exception(
+                &ident,
+                ApplicationErrorKind::InternalError,
+                message,
+            ))
+        }
+    }
+}
+
+/// What an exception reply needs to know about its call.
+struct Ident {
+    method: Arc<str>,
+    seq_id: i32,
+    protocol: super::dialect::Protocol,
+    oneway: bool,
+}
+
+fn request_ident(method: &Arc<str>, request: &ThriftRequest) -> Ident {
+    Ident {
+        method: Arc::clone(method),
+        seq_id: request.seq_id,
+        protocol: request.protocol,
+        oneway: request.message_type == TMessageType::OneWay,
+    }
+}
+
+fn request_exception(ident: &Ident, kind: ApplicationErrorKind, message: String) -> ThriftResponse {
+    if ident.oneway {
+        return ThriftResponse::none();
+    }
+    super::call::exception_message(
+        ident.protocol,
+        &ident.method,
+        ident.seq_id,
+        &ApplicationError::new(kind, message),
+    )
+}
+
+/// A future whose panics are caught, as `std::panic::catch_unwind` does for
+/// a closure.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}

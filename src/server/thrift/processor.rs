@@ -1,0 +1,143 @@
+//! A synchronous processor (code from `thrift --gen rs`) as a
+//! [`ThriftService`](super::ThriftService): each call runs on the handler
+//! threads ([`super::threads`]), never on an async worker, unless the
+//! server asks for `execution = inline`.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use thrift::server::TProcessor;
+use tokio::sync::oneshot;
+use tracing::{warn, Span};
+
+use super::call::{with_input, with_output, ThriftRequest, ThriftResponse};
+use super::context;
+use super::threads::HandlerThreads;
+use super::{Execution, HandlerPanicked, MalformedCall};
+use crate::error::BoxError;
+use crate::trace;
+
+/// A Thrift app as its factory returns it: any generated processor.
+pub type ThriftProcessor = Arc<dyn TProcessor + Send + Sync>;
+
+/// Serves calls with a sync processor (see the module docs).
+#[derive(Clone)]
+pub(crate) struct SyncProcessor {
+    processor: ThriftProcessor,
+    /// `None` for `execution = inline`: the call runs on the async worker.
+    threads: Option<HandlerThreads>,
+}
+
+impl SyncProcessor {
+    pub(crate) fn new(
+        processor: ThriftProcessor,
+        execution: Execution,
+        max_threads: usize,
+    ) -> SyncProcessor {
+        SyncProcessor {
+            processor,
+            threads: match execution {
+                Execution::Threads => Some(HandlerThreads::new(max_threads)),
+                Execution::Inline => None,
+            },
+        }
+    }
+}
+
+/// The reply of a call on a handler thread.
+pub(crate) struct Pending(PendingState);
+
+enum PendingState {
+    Ready(Option<Result<ThriftResponse, BoxError>>),
+    Waiting(oneshot::Receiver<std::thread::Result<Result<ThriftResponse, BoxError>>>),
+}
+
+impl Future for Pending {
+    type Output = Result<ThriftResponse, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            PendingState::Ready(result) => Poll::Ready(
+                result
+                    .take()
+                    .unwrap_or_else(|| Err("polled after completion".into())),
+            ),
+            PendingState::Waiting(rx) => Pin::new(rx).poll(cx).map(|received| match received {
+                Ok(Ok(result)) => result,
+                Ok(Err(_panic)) => Err(HandlerPanicked.into()),
+                Err(_) => Err("the handler thread exited without a reply".into()),
+            }),
+        }
+    }
+}
+
+impl tower::Service<ThriftRequest> for SyncProcessor {
+    type Response = ThriftResponse;
+    type Error = BoxError;
+    type Future = Pending;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: ThriftRequest) -> Pending {
+        let processor = Arc::clone(&self.processor);
+        let Some(threads) = &self.threads else {
+            // Inline: a panic unwinds into the server, which answers it.
+            return Pending(PendingState::Ready(Some(run(&*processor, &request))));
+        };
+        let (tx, rx) = oneshot::channel();
+        // The call's span, so the handler's log lines carry its trace id.
+        let span = Span::current();
+        threads.run(move || {
+            let result = span.in_scope(|| catch_unwind(AssertUnwindSafe(|| run(&*processor, &request))));
+            if tx.send(result).is_err() {
+                span.in_scope(|| {
+                    warn!(
+                        "the handler of {} finished after the call timed out; its reply was dropped",
+                        request.method
+                    )
+                });
+            }
+        });
+        Pending(PendingState::Waiting(rx))
+    }
+}
+
+/// Runs the processor over one call, with the call's headers and trace id
+/// as this thread's.
+fn run(
+    processor: &(dyn TProcessor + Send + Sync),
+    request: &ThriftRequest,
+) -> Result<ThriftResponse, BoxError> {
+    context::with_headers(request.headers.clone(), || {
+        trace::with_thread(request.trace.trace_id.clone(), || {
+            let mut failure = None;
+            let written = with_output(request.protocol, |output| {
+                with_input(
+                    request.protocol,
+                    &request.message,
+                    request.max_size,
+                    |input| {
+                        if let Err(e) = processor.process(input, output) {
+                            failure = Some(e);
+                        }
+                    },
+                );
+                Ok(())
+            });
+            let out = written.unwrap_or_default();
+            match failure {
+                // The processor answers every error it can with an
+                // exception; with nothing written, the message was unreadable.
+                Some(e) if out.is_empty() && !request.is_oneway() => {
+                    Err(MalformedCall(e.to_string()).into())
+                }
+                _ => Ok(ThriftResponse::encoded(out)),
+            }
+        })
+    })
+}

@@ -1,0 +1,351 @@
+//! Thrift calls that cannot stall each other: while 1, 8 or 64 calls sleep
+//! for 2 s (more than the runtime has workers), a fresh connection's first
+//! `is_healthy` and a kept-alive connection's next call each answer in under
+//! 50 ms. Covered for the default sync execution and the async example,
+//! with the sleepers started before the probe connects and as the second
+//! call of connections that were already open. Also: panics, timeouts and
+//! deadlines, and many async calls at once.
+//!
+//! `STALL_REPEAT=N` runs each stall scenario N times (benches/stress.sh
+//! sets it while a CPU hog runs). `STALL_SERVER_OPTIONS="execution =
+//! inline"` runs them against a mode that stalls, to see them fail.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use baseplate::examples::example_thrift::TExampleSyncClient;
+use common::thrift_clients::*;
+use common::*;
+
+const SYNC_APP: App = App::Sync;
+const ASYNC_APP: App = App::Async;
+
+/// Which example service a test runs. `THRIFT_SYNC_APP` and
+/// `THRIFT_ASYNC_APP` name other factories of the same IDL (with
+/// `BASEPLATE_SERVE_BINARY`, a downstream crate's).
+#[derive(Clone, Copy, Debug)]
+enum App {
+    Sync,
+    Async,
+}
+
+impl App {
+    fn factory(self) -> String {
+        let (var, default) = match self {
+            App::Sync => (
+                "THRIFT_SYNC_APP",
+                "baseplate.examples.thrift:make_processor",
+            ),
+            App::Async => (
+                "THRIFT_ASYNC_APP",
+                "baseplate.examples.thrift_async:make_service",
+            ),
+        };
+        std::env::var(var).unwrap_or_else(|_| default.to_string())
+    }
+}
+
+/// The bound on each probe call.
+const PROBE_LIMIT: Duration = Duration::from_millis(50);
+/// How long each sleeping call sleeps.
+const SLEEP_MS: i32 = 2000;
+
+fn config(app: App, server_options: &str, app_options: &str) -> String {
+    let app = app.factory();
+    format!(
+        "[server:main]\nfactory = baseplate.server.thrift\nstop_timeout = 10 seconds\n{server_options}\n\n\
+         [app:main]\nfactory = {app}\n{app_options}\n"
+    )
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    /// The sleepers connect and call `sleep` before the probe connects.
+    BeforeTheProbe,
+    /// The sleepers' connections, and the probe's, are open and have made
+    /// one call each; `sleep` is the second call.
+    SecondCallOnOpenConnections,
+}
+
+fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let value = f();
+    let took = started.elapsed();
+    assert!(took < PROBE_LIMIT, "{what} took {took:?}");
+    value
+}
+
+fn stall_scenario(app: App, sleepers: usize, start: Start) {
+    let repeat: usize = std::env::var("STALL_REPEAT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let options = std::env::var("STALL_SERVER_OPTIONS").unwrap_or_default();
+    let mut server = Server::start(&config(app, &options, ""), &[]);
+    let addr = server.addr();
+    for round in 0..repeat {
+        let what = format!("{app:?}, {sleepers} sleepers, {start:?}, round {round}");
+        one_round(&mut server, addr, sleepers, start, &what);
+    }
+}
+
+fn one_round(server: &mut Server, addr: SocketAddr, sleepers: usize, start: Start, what: &str) {
+    let kept_alive = matches!(start, Start::SecondCallOnOpenConnections);
+    // Each sleeper's connection; when the sleep is to be its second call,
+    // the connection makes one call first and waits for the go.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let go = std::sync::Arc::new(std::sync::Barrier::new(sleepers + 1));
+    let sleeping: Vec<_> = (0..sleepers)
+        .map(|_| {
+            let ready = ready_tx.clone();
+            let go = std::sync::Arc::clone(&go);
+            std::thread::spawn(move || {
+                let mut client = crate_client(addr, Dialect::FramedBinary);
+                if kept_alive {
+                    assert!(client.is_healthy().unwrap());
+                }
+                ready.send(()).unwrap();
+                go.wait();
+                client.sleep(SLEEP_MS)
+            })
+        })
+        .collect();
+    for _ in 0..sleepers {
+        ready_rx.recv_timeout(WAIT).expect("a sleeper connected");
+    }
+    let probe = kept_alive.then(|| {
+        let mut client = crate_client(addr, Dialect::FramedBinary);
+        assert!(client.is_healthy().unwrap());
+        client
+    });
+    go.wait();
+    let sleeping_since = Instant::now();
+    for _ in 0..sleepers {
+        server.wait_for(&format!("sleeping for {SLEEP_MS} ms"));
+    }
+
+    // Every handler sleeps now. A fresh connection, then a kept-alive one.
+    let mut fresh = crate_client(addr, Dialect::FramedBinary);
+    assert!(timed(
+        &format!("{what}: a fresh connection's first call"),
+        || { fresh.is_healthy().unwrap() }
+    ));
+    let mut open = probe.unwrap_or(fresh);
+    assert!(timed(
+        &format!("{what}: a kept-alive connection's next call"),
+        || { open.is_healthy().unwrap() }
+    ));
+    assert_eq!(
+        timed(&format!("{what}: another call"), || open
+            .add(20, 22)
+            .unwrap()),
+        42
+    );
+    assert!(
+        sleeping_since.elapsed() < Duration::from_millis(SLEEP_MS as u64),
+        "{what}: the probes finished only after the sleepers woke, so they proved nothing"
+    );
+    for s in sleeping {
+        s.join().unwrap().expect("every sleeping call completes");
+    }
+}
+
+macro_rules! stall_tests {
+    ($($name:ident: $app:expr, $n:expr, $start:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                stall_scenario($app, $n, $start);
+            }
+        )*
+    };
+}
+
+stall_tests! {
+    sync_1_sleeper_before_the_probe: SYNC_APP, 1, Start::BeforeTheProbe;
+    sync_8_sleepers_before_the_probe: SYNC_APP, 8, Start::BeforeTheProbe;
+    sync_64_sleepers_before_the_probe: SYNC_APP, 64, Start::BeforeTheProbe;
+    sync_1_sleeper_on_open_connections: SYNC_APP, 1, Start::SecondCallOnOpenConnections;
+    sync_8_sleepers_on_open_connections: SYNC_APP, 8, Start::SecondCallOnOpenConnections;
+    sync_64_sleepers_on_open_connections: SYNC_APP, 64, Start::SecondCallOnOpenConnections;
+    async_1_sleeper_before_the_probe: ASYNC_APP, 1, Start::BeforeTheProbe;
+    async_8_sleepers_before_the_probe: ASYNC_APP, 8, Start::BeforeTheProbe;
+    async_64_sleepers_before_the_probe: ASYNC_APP, 64, Start::BeforeTheProbe;
+    async_1_sleeper_on_open_connections: ASYNC_APP, 1, Start::SecondCallOnOpenConnections;
+    async_8_sleepers_on_open_connections: ASYNC_APP, 8, Start::SecondCallOnOpenConnections;
+    async_64_sleepers_on_open_connections: ASYNC_APP, 64, Start::SecondCallOnOpenConnections;
+}
+
+/// The `TApplicationException` a call failed with.
+fn application_error<T: std::fmt::Debug>(result: thrift::Result<T>) -> thrift::ApplicationError {
+    match result {
+        Err(thrift::Error::Application(e)) => e,
+        other => panic!("expected a TApplicationException, got {other:?}"),
+    }
+}
+
+fn a_panic_is_answered_and_the_connection_lives(app: App, server_options: &str) {
+    let mut server = Server::start(&config(app, server_options, ""), &[]);
+    let mut client = header_client(server.addr(), false, false, &[("Trace", "777000777")]);
+    let e = application_error(client.crash("boom".into()));
+    assert_eq!(e.kind, thrift::ApplicationErrorKind::InternalError, "{e:?}");
+    assert_eq!(e.message, "the handler of crash panicked");
+    assert!(
+        client.is_healthy().unwrap(),
+        "the same connection serves on"
+    );
+    let line = server.wait_for("crash requested: boom");
+    let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(value["level"], "ERROR", "{line}");
+    assert_eq!(value["trace_id"], "777000777", "{line}");
+    // Framed binary too.
+    let mut framed = crate_client(server.addr(), Dialect::FramedBinary);
+    application_error(framed.crash("again".into()));
+    assert_eq!(framed.add(1, 2).unwrap(), 3);
+}
+
+#[test]
+fn a_panicking_sync_handler_gets_internal_error() {
+    a_panic_is_answered_and_the_connection_lives(SYNC_APP, "");
+}
+
+#[test]
+fn a_panicking_inline_handler_gets_internal_error() {
+    a_panic_is_answered_and_the_connection_lives(SYNC_APP, "execution = inline");
+}
+
+#[test]
+fn a_panicking_async_handler_gets_internal_error() {
+    a_panic_is_answered_and_the_connection_lives(ASYNC_APP, "");
+}
+
+fn server_timeout_cuts_a_call_off(app: App) {
+    let mut server = Server::start(
+        &config(app, "", "server_timeout.default = 200 milliseconds"),
+        &[],
+    );
+    let mut client = crate_client(server.addr(), Dialect::FramedBinary);
+    let started = Instant::now();
+    let e = application_error(client.sleep(2000));
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "the timeout took {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(200),
+        "answered after {took:?}"
+    );
+    assert_eq!(e.kind, thrift::ApplicationErrorKind::InternalError, "{e:?}");
+    assert_eq!(e.message, "sleep timed out after 200 ms (server_timeout)");
+    assert!(client.is_healthy().unwrap(), "the connection serves on");
+    server.wait_for("sleep timed out after 200 ms");
+}
+
+#[test]
+fn server_timeout_cuts_off_a_sync_call() {
+    server_timeout_cuts_a_call_off(SYNC_APP);
+}
+
+#[test]
+fn server_timeout_cuts_off_an_async_call() {
+    server_timeout_cuts_a_call_off(ASYNC_APP);
+}
+
+#[test]
+fn a_sync_call_past_its_deadline_finishes_in_the_background_and_is_logged() {
+    let mut server = Server::start(
+        &config(
+            SYNC_APP,
+            "",
+            "server_timeout.by_endpoint.sleep = 100 milliseconds",
+        ),
+        &[],
+    );
+    let mut client = crate_client(server.addr(), Dialect::FramedBinary);
+    application_error(client.sleep(600));
+    assert_eq!(client.add(2, 2).unwrap(), 4);
+    server
+        .wait_for("the handler of sleep finished after the call timed out; its reply was dropped");
+}
+
+fn a_deadline_budget_narrows_the_deadline(app: App) {
+    let server = Server::start(&config(app, "", ""), &[]);
+    let mut client = header_client(server.addr(), false, false, &[("Deadline-Budget", "100")]);
+    let started = Instant::now();
+    let e = application_error(client.sleep(1000));
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(400),
+        "the budget took {took:?}"
+    );
+    assert_eq!(e.message, "sleep timed out after 100 ms (Deadline-Budget)");
+    assert!(client.is_healthy().unwrap());
+}
+
+#[test]
+fn a_deadline_budget_cuts_off_a_sync_call() {
+    a_deadline_budget_narrows_the_deadline(SYNC_APP);
+}
+
+#[test]
+fn a_deadline_budget_cuts_off_an_async_call() {
+    a_deadline_budget_narrows_the_deadline(ASYNC_APP);
+}
+
+fn a_spent_budget_never_runs_the_handler(app: App) {
+    let mut server = Server::start(&config(app, "", ""), &[]);
+    let mut spent = header_client(server.addr(), false, false, &[("Deadline-Budget", "0")]);
+    let e = application_error(spent.sleep(7));
+    assert!(e.message.contains("Deadline-Budget was spent"), "{e:?}");
+    server.wait_for("the caller's deadline had passed; not called");
+    // A call with time left runs; the spent one never logged its sleep.
+    let mut fine = header_client(server.addr(), false, false, &[("Deadline-Budget", "5000")]);
+    fine.sleep(8).unwrap();
+    server.wait_for("sleeping for 8 ms");
+    assert!(
+        !server.output().contains("sleeping for 7 ms"),
+        "the spent call reached its handler"
+    );
+}
+
+#[test]
+fn a_spent_budget_never_runs_a_sync_handler() {
+    a_spent_budget_never_runs_the_handler(SYNC_APP);
+}
+
+#[test]
+fn a_spent_budget_never_runs_an_async_handler() {
+    a_spent_budget_never_runs_the_handler(ASYNC_APP);
+}
+
+#[test]
+fn a_hundred_async_calls_sleep_at_once() {
+    let server = Server::start(&config(ASYNC_APP, "", ""), &[]);
+    let addr = server.addr();
+    // Everyone connects first, so only the calls are timed.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(101));
+    let calls: Vec<_> = (0..100)
+        .map(|_| {
+            let barrier = std::sync::Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                let mut c = crate_client(addr, Dialect::FramedBinary);
+                assert!(c.is_healthy().unwrap());
+                barrier.wait();
+                c.sleep(500)
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    for call in calls {
+        call.join().unwrap().expect("every sleep succeeds");
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "100 concurrent sleep(500) calls took {took:?}"
+    );
+}

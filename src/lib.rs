@@ -39,6 +39,12 @@ pub mod signals;
 pub mod systemd;
 pub mod trace;
 
+/// The `thrift` crate baseplate is built on: use it (or the same version)
+/// for generated code, so its `TProcessor` is the one baseplate serves.
+pub use thrift;
+/// The `tower` crate baseplate's apps and layers are built on.
+pub use tower;
+
 pub use body::RequestBody;
 pub use config::{AppConfig, ServerConfig};
 pub use error::{BoxError, Error};

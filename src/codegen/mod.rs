@@ -38,7 +38,9 @@ pub fn generate(source: &str, options: &Options) -> Result<String, String> {
         let functions = all_functions(&document, service)?;
         emit_service(&mut out, service, &functions, options);
     }
-    Ok(out)
+    // The `thrift` crate through baseplate's re-export, so the generated
+    // code and baseplate agree on its version.
+    Ok(out.replace("__THRIFT__::", &format!("{}::thrift::", options.crate_path)))
 }
 
 /// A service's own methods and those it inherits, with the service that
@@ -135,7 +137,7 @@ fn rust_type(ty: &Type) -> String {
             "i16" => "i16".into(),
             "i32" => "i32".into(),
             "i64" => "i64".into(),
-            "double" => "::thrift::OrderedFloat<f64>".into(),
+            "double" => "__THRIFT__::OrderedFloat<f64>".into(),
             "binary" => "Vec<u8>".into(),
             _ => "String".into(),
         },
@@ -184,7 +186,7 @@ fn emit_service(
             .map_or("()".to_string(), rust_type);
         let _ = writeln!(
             out,
-            "  /// `{}`.\n  fn handle_{}(&self{args}) -> impl ::std::future::Future<Output = ::thrift::Result<{returns}>> + Send;",
+            "  /// `{}`.\n  fn handle_{}(&self{args}) -> impl ::std::future::Future<Output = __THRIFT__::Result<{returns}>> + Send;",
             function.name,
             snake(&function.name)
         );
@@ -202,7 +204,7 @@ fn emit_service(
     );
     let _ = writeln!(
         out,
-        "impl<H: {handler}> ::tower::Service<{thrift}::ThriftRequest> for {processor}<H> {{\n\
+        "impl<H: {handler}> {krate}::tower::Service<{thrift}::ThriftRequest> for {processor}<H> {{\n\
          \x20 type Response = {thrift}::ThriftResponse;\n\
          \x20 type Error = {krate}::BoxError;\n\
          \x20 type Future = ::std::pin::Pin<Box<dyn ::std::future::Future<Output = Result<{thrift}::ThriftResponse, {krate}::BoxError>> + Send>>;\n\n\
@@ -219,8 +221,8 @@ fn emit_service(
     }
     let _ = writeln!(
         out,
-        "        method => Ok(request.exception(::thrift::ApplicationError::new(\n\
-         \x20         ::thrift::ApplicationErrorKind::UnknownMethod,\n\
+        "        method => Ok(request.exception(__THRIFT__::ApplicationError::new(\n\
+         \x20         __THRIFT__::ApplicationErrorKind::UnknownMethod,\n\
          \x20         format!(\"unknown method {{}}\", method),\n\
          \x20       ))),\n\
          \x20     }}\n\
@@ -267,12 +269,11 @@ fn emit_dispatch(out: &mut String, service: &str, function: &Function, thrift: &
     if function.oneway {
         let _ = writeln!(
             out,
-            "          if let Err(e) = outcome {{\n\
-             \x20           ::tracing::error!(\"one-way call {} failed: {{}}\", e);\n\
+            "          match outcome {{\n\
+             \x20           Ok(()) => Ok({thrift}::ThriftResponse::none()),\n\
+             \x20           Err(e) => Ok(request.oneway_failed(&e)),\n\
              \x20         }}\n\
-             \x20         Ok({thrift}::ThriftResponse::none())\n\
-             \x20       }}",
-            function.name
+             \x20       }}"
         );
         return;
     }
@@ -308,7 +309,7 @@ fn emit_dispatch(out: &mut String, service: &str, function: &Function, thrift: &
          \x20           }}"
     );
     if !function.throws.is_empty() {
-        out.push_str("            Err(::thrift::Error::User(e)) => {\n");
+        out.push_str("            Err(__THRIFT__::Error::User(e)) => {\n");
         for throw in &function.throws {
             let ty = rust_type(&throw.ty);
             let set = result(Some((&field_name(&throw.name), "*declared")));
@@ -321,7 +322,7 @@ fn emit_dispatch(out: &mut String, service: &str, function: &Function, thrift: &
             );
         }
         out.push_str(
-            "              Ok(request.error_reply(::thrift::Error::User(e)))\n            }\n",
+            "              Ok(request.error_reply(__THRIFT__::Error::User(e)))\n            }\n",
         );
     }
     out.push_str("            Err(e) => Ok(request.error_reply(e)),\n          }\n        }\n");

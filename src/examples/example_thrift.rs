@@ -1349,19 +1349,19 @@ impl ExampleCrashResult {
 /// with `async fn`, and serve them with [`ExampleAsyncProcessor`].
 pub trait ExampleAsyncHandler: Send + Sync + 'static {
   /// `is_healthy`.
-  fn handle_is_healthy(&self) -> impl ::std::future::Future<Output = ::thrift::Result<bool>> + Send;
+  fn handle_is_healthy(&self) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<bool>> + Send;
   /// `echo`.
-  fn handle_echo(&self, message: String) -> impl ::std::future::Future<Output = ::thrift::Result<String>> + Send;
+  fn handle_echo(&self, message: String) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<String>> + Send;
   /// `sleep`.
-  fn handle_sleep(&self, ms: i32) -> impl ::std::future::Future<Output = ::thrift::Result<()>> + Send;
+  fn handle_sleep(&self, ms: i32) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<()>> + Send;
   /// `add`.
-  fn handle_add(&self, a: i32, b: i32) -> impl ::std::future::Future<Output = ::thrift::Result<i32>> + Send;
+  fn handle_add(&self, a: i32, b: i32) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<i32>> + Send;
   /// `fail`.
-  fn handle_fail(&self, message: String) -> impl ::std::future::Future<Output = ::thrift::Result<()>> + Send;
+  fn handle_fail(&self, message: String) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<()>> + Send;
   /// `fire`.
-  fn handle_fire(&self, note: String) -> impl ::std::future::Future<Output = ::thrift::Result<()>> + Send;
+  fn handle_fire(&self, note: String) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<()>> + Send;
   /// `crash`.
-  fn handle_crash(&self, message: String) -> impl ::std::future::Future<Output = ::thrift::Result<()>> + Send;
+  fn handle_crash(&self, message: String) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<()>> + Send;
 }
 
 /// Serves a [`ExampleAsyncHandler`]: a tower service over Thrift calls, for
@@ -1389,7 +1389,7 @@ impl<H: ExampleAsyncHandler> ExampleAsyncProcessor<H> {
   }
 }
 
-impl<H: ExampleAsyncHandler> ::tower::Service<::baseplate::server::thrift::ThriftRequest> for ExampleAsyncProcessor<H> {
+impl<H: ExampleAsyncHandler> ::baseplate::tower::Service<::baseplate::server::thrift::ThriftRequest> for ExampleAsyncProcessor<H> {
   type Response = ::baseplate::server::thrift::ThriftResponse;
   type Error = ::baseplate::BoxError;
   type Future = ::std::pin::Pin<Box<dyn ::std::future::Future<Output = Result<::baseplate::server::thrift::ThriftResponse, ::baseplate::BoxError>> + Send>>;
@@ -1469,12 +1469,12 @@ impl<H: ExampleAsyncHandler> ::tower::Service<::baseplate::server::thrift::Thrif
               let _ = &value;
               request.reply(|o| ExampleFailResult { oops: None }.write_to_out_protocol(o)).map_err(Into::into)
             }
-            Err(::thrift::Error::User(e)) => {
+            Err(::baseplate::thrift::Error::User(e)) => {
               let e = match e.downcast::<Oops>() {
                 Ok(declared) => return request.reply(|o| ExampleFailResult { oops: Some(*declared) }.write_to_out_protocol(o)).map_err(Into::into),
                 Err(e) => e,
               };
-              Ok(request.error_reply(::thrift::Error::User(e)))
+              Ok(request.error_reply(::baseplate::thrift::Error::User(e)))
             }
             Err(e) => Ok(request.error_reply(e)),
           }
@@ -1485,10 +1485,10 @@ impl<H: ExampleAsyncHandler> ::tower::Service<::baseplate::server::thrift::Thrif
             Err(e) => return Ok(request.error_reply(e)),
           };
           let outcome = handler.handle_fire(args.note).await;
-          if let Err(e) = outcome {
-            ::tracing::error!("one-way call fire failed: {}", e);
+          match outcome {
+            Ok(()) => Ok(::baseplate::server::thrift::ThriftResponse::none()),
+            Err(e) => Ok(request.oneway_failed(&e)),
           }
-          Ok(::baseplate::server::thrift::ThriftResponse::none())
         }
         "crash" => {
           let args = match request.read_args(|i| ExampleCrashArgs::read_from_in_protocol(i)) {
@@ -1504,8 +1504,8 @@ impl<H: ExampleAsyncHandler> ::tower::Service<::baseplate::server::thrift::Thrif
             Err(e) => Ok(request.error_reply(e)),
           }
         }
-        method => Ok(request.exception(::thrift::ApplicationError::new(
-          ::thrift::ApplicationErrorKind::UnknownMethod,
+        method => Ok(request.exception(::baseplate::thrift::ApplicationError::new(
+          ::baseplate::thrift::ApplicationErrorKind::UnknownMethod,
           format!("unknown method {}", method),
         ))),
       }

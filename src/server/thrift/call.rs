@@ -159,6 +159,13 @@ impl ThriftRequest {
         self.exception(error)
     }
 
+    /// Logs the error of a one-way call's handler (which no one receives)
+    /// and gives the call its empty reply.
+    pub fn oneway_failed(&self, error: &thrift::Error) -> ThriftResponse {
+        tracing::error!("one-way call {} failed: {error}", self.method);
+        ThriftResponse::none()
+    }
+
     /// A `TApplicationException` reply.
     pub fn exception(&self, error: ApplicationError) -> ThriftResponse {
         exception_message(self.protocol, &self.method, self.seq_id, &error)

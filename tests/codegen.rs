@@ -41,7 +41,7 @@ fn async_only_output_and_errors() {
     let code = std::fs::read_to_string(&out).unwrap();
     assert!(code.contains("pub trait SvcAsyncHandler"), "{code}");
     assert!(
-        code.contains("fn handle_count(&self, words: Vec<String>) -> impl ::std::future::Future<Output = ::thrift::Result<i64>> + Send;"),
+        code.contains("fn handle_count(&self, words: Vec<String>) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<i64>> + Send;"),
         "{code}"
     );
     assert!(code.contains("e.downcast::<Nope>()"), "{code}");

@@ -3,7 +3,8 @@
 # server pinned to CPU 0 and the load generator to CPU 1. Prints a table of
 # medians, min–max and ratios, and records it in docs/performance.md.
 #
-#   bash benches/run.sh            # about 6 minutes on 2 cores
+#   bash benches/run.sh            # about 10 minutes on 2 cores
+#   SUITES="async-framed sync-vs-tserver" bash benches/run.sh   # only these
 #   ROUNDS=5 SECONDS_PER_RUN=8 bash benches/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,9 +22,14 @@ fi
 
 cargo build --release --workspace --quiet
 cargo build --release --benches --quiet
+# The volo-thrift peer is a crate of its own (its dependencies never touch
+# the workspace or CI).
+(cd benches/volo-peer && cargo build --release --quiet)
 bench_bin() { ls -t "target/release/deps/$1-"* | grep -v '\.d$' | head -1; }
 BARE_HYPER=$(bench_bin bare_hyper)
 BARE_THRIFT=$(bench_bin bare_thrift)
+TSERVER=$(bench_bin thrift_tserver)
+VOLO=benches/volo-peer/target/release/volo-peer
 THRIFTLOAD=$(bench_bin thriftload)
 MEASURE=$(bench_bin measure)
 SERVE=target/release/baseplate-serve
@@ -31,9 +37,7 @@ SIM=target/release/einhorn-sim
 
 WORK=$(mktemp -d)
 trap 'pkill -P $$ >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-for mode in inline blocking; do
-  sed "s/^stop_timeout.*/&\nexecution = $mode/" fixtures/thrift.ini > "$WORK/thrift-$mode.ini"
-done
+sed "s/^stop_timeout.*/&\nexecution = inline/" fixtures/thrift.ini > "$WORK/thrift-inline.ini"
 RESULTS="$WORK/results.txt"   # lines: SUITE SIDE METRIC VALUE
 
 free_port() { echo $((20000 + RANDOM % 30000)); }
@@ -66,16 +70,22 @@ start_server() {
                     -n 2 -m manual -b "127.0.0.1:$port,r" -- "$SERVE" fixtures/example.ini ;;
     serve-thrift) exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" fixtures/thrift.ini ;;
     serve-inline) exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" "$WORK/thrift-inline.ini" ;;
-    serve-blocking) exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" "$WORK/thrift-blocking.ini" ;;
+    serve-async)  exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" fixtures/thrift-async.ini ;;
     bare-thrift)  exec taskset -c 0 "$BARE_THRIFT" "127.0.0.1:$port" ;;
+    tserver)      exec taskset -c 0 "$TSERVER" "127.0.0.1:$port" 64 ;;
+    volo)         exec taskset -c 0 "$VOLO" "127.0.0.1:$port" ;;
   esac >"$WORK/server-$port.log" 2>&1 &
   echo $!
 }
 
 stop_server() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
+# Whether SUITE is to run: all of them, or those named in $SUITES.
+want() { [ -z "${SUITES:-}" ] || [[ " $SUITES " == *" $1 "* ]]; }
+
 # http_run SUITE SIDE KIND
 http_run() {
+  want "$1" || return 0
   local port; port=$(free_port)
   local pid; pid=$(start_server "$3" "$port")
   wait_http "$port"
@@ -90,6 +100,7 @@ http_run() {
 
 # thrift_run SUITE SIDE KIND MODE METHOD
 thrift_run() {
+  want "$1" || return 0
   local port; port=$(free_port)
   local pid; pid=$(start_server "$3" "$port")
   wait_tcp "$port"
@@ -109,12 +120,21 @@ for round in $(seq "$ROUNDS"); do
   thrift_run thrift-header A serve-thrift header is_healthy;  thrift_run thrift-header B bare-thrift framed is_healthy
   thrift_run thrift-echo1k A serve-thrift framed echo1k;      thrift_run thrift-echo1k B bare-thrift framed echo1k
   thrift_run thrift-inline A serve-inline framed is_healthy;  thrift_run thrift-inline B bare-thrift framed is_healthy
-  thrift_run thrift-blocking A serve-blocking framed is_healthy;  thrift_run thrift-blocking B bare-thrift framed is_healthy
+  thrift_run sync-vs-tserver A serve-thrift framed is_healthy;  thrift_run sync-vs-tserver B tserver framed is_healthy
+  thrift_run sync-echo1k-vs-tserver A serve-thrift framed echo1k;  thrift_run sync-echo1k-vs-tserver B tserver framed echo1k
+  thrift_run async-framed A serve-async framed is_healthy;  thrift_run async-framed B bare-thrift framed is_healthy
+  thrift_run async-header A serve-async header is_healthy;  thrift_run async-header B bare-thrift framed is_healthy
+  thrift_run async-echo1k A serve-async framed echo1k;      thrift_run async-echo1k B bare-thrift framed echo1k
+  thrift_run async-vs-volo A serve-async framed is_healthy;  thrift_run async-vs-volo B volo framed is_healthy
+  thrift_run async-echo1k-vs-volo A serve-async framed echo1k;  thrift_run async-echo1k-vs-volo B volo framed echo1k
 done
-"$MEASURE" startup "$SERVE" fixtures/example.ini > "$WORK/measure.txt"
-"$MEASURE" ack "$SERVE" fixtures/example.ini >> "$WORK/measure.txt"
-"$MEASURE" rss "$SERVE" fixtures/example.ini >> "$WORK/measure.txt"
-"$MEASURE" shutdown "$SERVE" fixtures/example.ini >> "$WORK/measure.txt"
+: > "$WORK/measure.txt"
+if [ -z "${SUITES:-}" ]; then
+  "$MEASURE" startup "$SERVE" fixtures/example.ini > "$WORK/measure.txt"
+  "$MEASURE" ack "$SERVE" fixtures/example.ini >> "$WORK/measure.txt"
+  "$MEASURE" rss "$SERVE" fixtures/example.ini >> "$WORK/measure.txt"
+  "$MEASURE" shutdown "$SERVE" fixtures/example.ini >> "$WORK/measure.txt"
+fi
 
 TABLE="$WORK/table.md"
 {
@@ -129,7 +149,7 @@ TABLE="$WORK/table.md"
       return sprintf("%s (%s–%s)", med, a[1], a[n]) "|" med
     }
     END {
-      order="http-hello http-einhorn logging thrift-framed thrift-header thrift-echo1k thrift-inline thrift-blocking"
+      order="http-hello http-einhorn logging thrift-framed thrift-header thrift-echo1k thrift-inline sync-vs-tserver sync-echo1k-vs-tserver async-framed async-header async-echo1k async-vs-volo async-echo1k-vs-volo"
       split(order, suites, " ")
       for (s=1; s in suites; s++) for (m=1; m<=2; m++) {
         metric = (m==1) ? "throughput" : "p99_ms"
@@ -147,7 +167,11 @@ TABLE="$WORK/table.md"
 } > "$TABLE"
 cat "$TABLE"
 
-# Record the run in docs/performance.md, keeping the previous one.
+# Record a full run in docs/performance.md, keeping the previous one.
+if [ -n "${SUITES:-}" ]; then
+  echo "SUITES was set: not recorded" >&2
+  exit 0
+fi
 DOC=docs/performance.md
 STAMP="$(date -u +%Y-%m-%d) on $(nproc) cores, $(uname -r), ${ROUNDS} rounds of ${SECONDS_PER_RUN}s"
 awk -v table="$TABLE" -v stamp="$STAMP" '

@@ -53,22 +53,33 @@ impl TraceId {
         TraceId(Repr::Given(id.into()))
     }
 
-    /// A new random 128-bit id.
+    /// A new random 128-bit id: a per-process random key mixed with a
+    /// counter (splitmix64, a bijection, so ids never repeat within a
+    /// process), cheap enough to make for every request.
     pub fn generate() -> TraceId {
-        static KEYS: OnceLock<RandomState> = OnceLock::new();
+        static KEY: OnceLock<(u64, u64)> = OnceLock::new();
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let keys = KEYS.get_or_init(RandomState::new);
+        let &(k1, k2) = KEY.get_or_init(|| {
+            let random = |salt: u64| {
+                let mut h = RandomState::new().build_hasher();
+                h.write_u64(salt);
+                h.finish()
+            };
+            (random(1), random(2))
+        });
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let half = |salt: u64| {
-            let mut h = keys.build_hasher();
-            h.write_u64(n);
-            h.write_u64(salt);
-            h.finish()
-        };
-        TraceId(Repr::Generated(
-            u128::from(half(1)) << 64 | u128::from(half(2)),
-        ))
+        let high = splitmix64(n ^ k1);
+        let low = splitmix64(high ^ k2);
+        TraceId(Repr::Generated(u128::from(high) << 64 | u128::from(low)))
     }
+}
+
+/// The splitmix64 finalizer: a bijection on u64 that scatters its bits.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 impl fmt::Display for TraceId {

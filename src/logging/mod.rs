@@ -67,6 +67,7 @@ pub fn init(debug: bool, file: Option<&FileLogging>) -> Result<(), Error> {
         .and_then(|f| f.handler_level)
         .unwrap_or(LevelFilter::TRACE);
     let output = tracing_subscriber::fmt::layer()
+        .fmt_fields(NoFields)
         .event_format(format)
         .with_writer(writer)
         .with_filter(handler_level);
@@ -120,6 +121,21 @@ impl Visit for Fields {
             self.rest
                 .push((field.name(), Value::Text(format!("{value:?}"))));
         }
+    }
+}
+
+/// The fmt layer's own field formatting, turned off: it would format every
+/// span's fields into a string on creation, and [`LineFormat`] reads the
+/// fields from [`SpanFields`] instead.
+struct NoFields;
+
+impl<'writer> FormatFields<'writer> for NoFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        _writer: Writer<'writer>,
+        _fields: R,
+    ) -> fmt::Result {
+        Ok(())
     }
 }
 

@@ -3,11 +3,7 @@
 //! tracker.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -17,13 +13,13 @@ use hyper_util::server::conn::auto;
 use tower::Service;
 use tracing::{debug, error};
 
+use super::catch_unwind::CatchUnwind;
 use super::listener::Stream;
 use super::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
 use super::tracker::{ConnectionHandle, RequestInfo};
 use super::{ConnectionFuture, ConnectionHandler, ServerOptions};
 use crate::app::{full_body, HttpRequest, HttpResponse, HttpService};
 use crate::body::RequestBody;
-use crate::error::BoxError;
 use crate::trace::{self, TraceId};
 
 /// Serves an [`HttpService`] on each connection.
@@ -152,7 +148,9 @@ async fn dispatch(
     request.extensions_mut().insert(trace_id.clone());
     let mut response = trace::scope(trace_id, async move {
         let outcome = match std::future::poll_fn(|cx| app.poll_ready(cx)).await {
-            Ok(()) => CatchPanic(app.call(request)).await,
+            Ok(()) => CatchUnwind(app.call(request))
+                .await
+                .unwrap_or_else(|panic| Err(format!("the app panicked: {}", panic.0).into())),
             Err(e) => Err(e),
         };
         outcome.unwrap_or_else(|e| {
@@ -179,29 +177,4 @@ fn internal_server_error() -> HttpResponse {
         http::HeaderValue::from_static("text/plain"),
     );
     response
-}
-
-/// Turns a panic while polling the app's future into an error.
-struct CatchPanic<F>(F);
-
-impl<F> Future for CatchPanic<Pin<Box<F>>>
-where
-    F: Future<Output = Result<HttpResponse, BoxError>> + ?Sized,
-{
-    type Output = Result<HttpResponse, BoxError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.0.as_mut();
-        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(poll) => poll,
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "(no message)".to_string());
-                Poll::Ready(Err(format!("the app panicked: {message}").into()))
-            }
-        }
-    }
 }

@@ -2,6 +2,7 @@
 //! sequence they share ([`lifecycle`]), and the per-connection protocol
 //! handlers that differ ([`http`]).
 
+pub(crate) mod catch_unwind;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;

@@ -19,7 +19,7 @@ pub enum RequestInfo {
     /// An HTTP request: method and target.
     Http(http::Method, http::Uri),
     /// A Thrift call: the method name.
-    Thrift(String),
+    Thrift(std::sync::Arc<str>),
 }
 
 impl fmt::Display for RequestInfo {

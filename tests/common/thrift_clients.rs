@@ -33,6 +33,9 @@ pub fn crate_client(addr: SocketAddr, dialect: Dialect) -> Client {
     let stream = TcpStream::connect(addr).unwrap();
     // A stalled server fails the test instead of hanging it.
     stream.set_read_timeout(Some(WAIT)).unwrap();
+    // The framed transport writes the length and the message separately:
+    // with Nagle, the second write would wait for the server's delayed ACK.
+    stream.set_nodelay(true).unwrap();
     let (r, w) = TTcpChannel::with_stream(stream).split().unwrap();
     let (input, output): (Box<dyn TInputProtocol>, Box<dyn TOutputProtocol>) = match dialect {
         Dialect::FramedBinary => (
@@ -222,6 +225,7 @@ impl Write for Shared {
 pub fn header_client(addr: SocketAddr, compact: bool, zlib: bool, info: &[(&str, &str)]) -> Client {
     let stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.set_nodelay(true).unwrap();
     let shared = Shared(Rc::new(RefCell::new(Header {
         stream,
         compact,

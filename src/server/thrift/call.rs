@@ -172,6 +172,12 @@ impl ThriftRequest {
     }
 }
 
+/// The headers of a call that has none, shared rather than allocated per call.
+pub(crate) fn no_headers() -> Headers {
+    static EMPTY: std::sync::OnceLock<Headers> = std::sync::OnceLock::new();
+    Arc::clone(EMPTY.get_or_init(|| Arc::from(Vec::new())))
+}
+
 /// An info header by name, ASCII case-insensitive.
 pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers

@@ -3,11 +3,7 @@
 //! [`run`], [`wrap`](super::frame::wrap)) and write the reply, until the
 //! peer leaves or shutdown ends it.
 
-use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use thrift::protocol::TMessageType;
@@ -21,6 +17,7 @@ use super::call::{header, peek_message, ThriftRequest, ThriftResponse, TraceCont
 use super::frame::{self, Next, Unwrapped};
 use super::timeout::Budget;
 use super::{context, HandlerPanicked, MalformedCall, Served, ThriftService};
+use crate::server::catch_unwind::{self, CatchUnwind};
 use crate::server::listener::Stream;
 use crate::server::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
 use crate::server::tracker::{ConnectionHandle, RequestInfo};
@@ -43,6 +40,11 @@ pub(super) async fn serve(
     let mut buf = BytesMut::new();
     let mut need = 1;
     let mut dialect = None;
+    // One registration with the shutdown signal for the connection's life,
+    // instead of one per read.
+    let triggered = shutdown.clone();
+    let stopping = shutdown.wait();
+    tokio::pin!(stopping);
     loop {
         if buf.len() >= need {
             match frame::next_message(&buf, max)? {
@@ -72,7 +74,7 @@ pub(super) async fn serve(
                             .await
                             .map_err(|e| format!("write failed: {e}"))?;
                     }
-                    if shutdown.is_triggered() && buf.is_empty() {
+                    if triggered.is_triggered() && buf.is_empty() {
                         return Ok(());
                     }
                     continue;
@@ -87,7 +89,7 @@ pub(super) async fn serve(
             read = stream.read_buf(&mut buf) => Some(read),
             // Idle connections close at once (a brand-new one gets a moment
             // for its first call); a message in progress is finished.
-            _ = shutdown.wait(), if idle => None,
+            _ = &mut stopping, if idle => None,
         };
         let read = match read {
             Some(read) => read,
@@ -124,7 +126,7 @@ async fn answer(
     let protocol = unwrapped.protocol;
     let (request, span) = context(unwrapped, served)?;
     let _in_flight = connection.begin_request(
-        RequestInfo::Thrift(request.method.to_string()),
+        RequestInfo::Thrift(Arc::clone(&request.method)),
         request.trace.trace_id.clone(),
     );
     let oneway = request.is_oneway();
@@ -224,7 +226,7 @@ async fn run(
         service.ready().await?;
         // `call` itself may run app code (an inline processor): catch its
         // panics as well as the future's.
-        match catch_unwind(AssertUnwindSafe(|| service.call(request))) {
+        match catch_unwind::call(|| service.call(request)) {
             Ok(future) => CatchUnwind(future)
                 .await
                 .unwrap_or_else(|_| Err(HandlerPanicked.into())),
@@ -308,21 +310,4 @@ fn request_exception(ident: &Ident, kind: ApplicationErrorKind, message: String)
         ident.seq_id,
         &ApplicationError::new(kind, message),
     )
-}
-
-/// A future whose panics are caught, as `std::panic::catch_unwind` does for
-/// a closure.
-struct CatchUnwind<F>(F);
-
-impl<F: Future + Unpin> Future for CatchUnwind<F> {
-    type Output = std::thread::Result<F::Output>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = &mut self.0;
-        match catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
-    }
 }

@@ -88,7 +88,7 @@ pub(super) fn unwrap(
     dialect: Dialect,
     max: usize,
 ) -> Result<Result<Unwrapped, Vec<u8>>, String> {
-    let no_headers = || Headers::from(Vec::new());
+    let no_headers = super::call::no_headers;
     Ok(Ok(match dialect {
         Dialect::Framed(protocol) => Unwrapped {
             protocol,

@@ -4,7 +4,6 @@
 //! server asks for `execution = inline`.
 
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,6 +17,7 @@ use super::context;
 use super::threads::HandlerThreads;
 use super::{Execution, HandlerPanicked, MalformedCall};
 use crate::error::BoxError;
+use crate::server::catch_unwind;
 use crate::trace;
 
 /// A Thrift app as its factory returns it: any generated processor.
@@ -52,7 +52,7 @@ pub(crate) struct Pending(PendingState);
 
 enum PendingState {
     Ready(Option<Result<ThriftResponse, BoxError>>),
-    Waiting(oneshot::Receiver<std::thread::Result<Result<ThriftResponse, BoxError>>>),
+    Waiting(oneshot::Receiver<Result<Result<ThriftResponse, BoxError>, catch_unwind::Panicked>>),
 }
 
 impl Future for Pending {
@@ -93,7 +93,7 @@ impl tower::Service<ThriftRequest> for SyncProcessor {
         // The call's span, so the handler's log lines carry its trace id.
         let span = Span::current();
         threads.run(move || {
-            let result = span.in_scope(|| catch_unwind(AssertUnwindSafe(|| run(&*processor, &request))));
+            let result = span.in_scope(|| catch_unwind::call(|| run(&*processor, &request)));
             if tx.send(result).is_err() {
                 span.in_scope(|| {
                     warn!(

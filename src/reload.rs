@@ -125,26 +125,7 @@ impl Reloader {
     /// arguments, `listener` passed across. Returns only if exec failed,
     /// handing the socket back.
     pub fn exec(&self, listener: OwnedFd) -> (OwnedFd, Error) {
-        if let Err(e) = fcntl(&listener, FcntlArg::F_SETFD(FdFlag::empty())) {
-            return (
-                listener,
-                Error::new(format!("--reload: cannot pass the socket on: {e}")),
-            );
-        }
-        let fd = listener.as_raw_fd();
-        let error = Command::new(&self.exe)
-            .args(self.args.iter().skip(1))
-            .env(LISTEN_FD_VAR, fd.to_string())
-            .exec();
-        let _ = fcntl(&listener, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
-        (
-            listener,
-            Error::new(format!(
-                "--reload: cannot run {} again: {}",
-                self.exe.display(),
-                io_reason(&error)
-            )),
-        )
+        exec_with_listener(&self.exe, &self.args, listener)
     }
 
     /// After a failed start: keeps the socket open (clients queue), waits
@@ -179,6 +160,45 @@ impl Reloader {
             listener = back;
             eprintln!("error: {error}");
         }
+    }
+}
+
+/// Replaces this process with a fresh run of `exe` with `args` (program name
+/// first), `listener` passed across in [`LISTEN_FD_VAR`]. Returns only if
+/// exec failed, handing the socket back.
+fn exec_with_listener(exe: &Path, args: &[OsString], listener: OwnedFd) -> (OwnedFd, Error) {
+    if let Err(e) = fcntl(&listener, FcntlArg::F_SETFD(FdFlag::empty())) {
+        return (
+            listener,
+            Error::new(format!("cannot pass the listening socket on: {e}")),
+        );
+    }
+    let fd = listener.as_raw_fd();
+    let error = Command::new(exe)
+        .args(args.iter().skip(1))
+        .env(LISTEN_FD_VAR, fd.to_string())
+        .exec();
+    let _ = fcntl(&listener, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    (
+        listener,
+        Error::new(format!(
+            "cannot run {} again: {}",
+            exe.display(),
+            io_reason(&error)
+        )),
+    )
+}
+
+/// SIGHUP without `--reload`: runs this executable again with the same
+/// arguments in this process, `listener` passed across. Returns only on
+/// failure.
+pub fn restart_in_place(args: &[OsString], listener: OwnedFd) -> Error {
+    match std::env::current_exe() {
+        Ok(exe) => exec_with_listener(&exe, args, listener).1,
+        Err(e) => Error::new(format!(
+            "cannot find the running executable to restart: {}",
+            io_reason(&e)
+        )),
     }
 }
 

@@ -214,7 +214,24 @@ impl Serve {
     /// Serves once, or with `--reload` until a change, then runs again.
     fn run(self, args: Args, argv: Vec<OsString>) -> Result<(), Error> {
         if !args.reload {
-            return self.serve_once(&args, &mut Handover::default()).map(|_| ());
+            // The socket of a run that SIGHUP restarted, if this is one.
+            let mut handover = Handover {
+                changes: None,
+                inherited: reload::inherited_listener(),
+            };
+            return match self.serve_once(&args, &mut handover)? {
+                Outcome::Stopped => Ok(()),
+                // SIGHUP: drained; the same process runs again on the same socket.
+                Outcome::Reload(listener) => {
+                    let fd = listener.into_fd().map_err(|e| {
+                        Error::new(format!(
+                            "cannot keep the listening socket for the restart: {}",
+                            io_reason(&e)
+                        ))
+                    })?;
+                    Err(reload::restart_in_place(&argv, fd))
+                }
+            };
         }
         let mut reloader = Reloader::start(&args.config_file, &args.reload_watch, argv)?;
         let mut handover = Handover {

@@ -1,5 +1,6 @@
 //! The signals `baseplate-serve` reacts to: SIGTERM, SIGINT and SIGUSR2
-//! shut down gracefully, SIGUSR1 dumps what the server is doing.
+//! shut down gracefully, SIGUSR1 dumps what the server is doing, SIGHUP
+//! restarts in place.
 
 use std::io;
 
@@ -12,6 +13,8 @@ pub enum SignalEvent {
     Shutdown(&'static str),
     /// Log a report of connections and requests (SIGUSR1).
     Dump,
+    /// Restart in place, as a `--reload` change does (SIGHUP).
+    Restart,
 }
 
 /// The installed handlers. Installing them replaces the default actions, so
@@ -21,6 +24,7 @@ pub struct Signals {
     int: Signal,
     usr2: Signal,
     usr1: Signal,
+    hup: Signal,
 }
 
 impl Signals {
@@ -31,6 +35,7 @@ impl Signals {
             int: signal(SignalKind::interrupt())?,
             usr2: signal(SignalKind::user_defined2())?,
             usr1: signal(SignalKind::user_defined1())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
@@ -41,6 +46,7 @@ impl Signals {
             _ = self.int.recv() => SignalEvent::Shutdown("SIGINT"),
             _ = self.usr2.recv() => SignalEvent::Shutdown("SIGUSR2"),
             _ = self.usr1.recv() => SignalEvent::Dump,
+            _ = self.hup.recv() => SignalEvent::Restart,
         }
     }
 }

@@ -32,11 +32,7 @@ impl TraceId {
         let x_trace = headers
             .get("x-trace")
             .and_then(|v| v.to_str().ok())
-            .filter(|v| {
-                (1..=64).contains(&v.len())
-                    && v.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
+            .filter(|v| is_valid_id(v));
         if let Some(id) = x_trace {
             return TraceId::given(id);
         }
@@ -72,6 +68,20 @@ impl TraceId {
         let low = splitmix64(high ^ k2);
         TraceId(Repr::Generated(u128::from(high) << 64 | u128::from(low)))
     }
+}
+
+/// The longest trace, span or parent id taken from a request.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Whether a trace, span or parent id from the wire is usable: 1 to
+/// [`MAX_ID_LEN`] ASCII letters, digits, `-` or `_`. Anything else is
+/// treated as absent, so a client cannot put arbitrary bytes, or 100 KB, on
+/// every log line of its request.
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=MAX_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The splitmix64 finalizer: a bijection on u64 that scatters its bits.

@@ -4,17 +4,20 @@
 //! replies back.
 
 use std::io::ErrorKind;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::stat::{umask, Mode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::Notify;
 
-use crate::master::{ConnId, Input, Outgoing};
-use crate::protocol::{Line, LineReader};
+use crate::master::{ClientHandle, ConnId, Input, Outgoing};
+use crate::protocol::{self, Line, LineReader, Request};
 use crate::report::{Level, Log};
 
 /// Creates the command socket at `path`, holding `lockfile` meanwhile. With
@@ -26,13 +29,7 @@ pub fn open(
     group: Option<&str>,
     log: &Log,
 ) -> Result<UnixListener, String> {
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(lockfile)
-        .map_err(|e| format!("cannot open the lockfile {}: {e}", lockfile.display()))?;
+    let lock = crate::private_file::open_lockfile(lockfile)?;
     lock.try_lock().map_err(|_| {
         format!(
             "the lockfile {} is held by another process (another einhorn starting?)",
@@ -116,6 +113,12 @@ pub async fn serve(listener: UnixListener, master: UnboundedSender<Input>) {
         };
         next += 1;
         let (tx, rx) = unbounded_channel();
+        let client = ClientHandle {
+            tx,
+            pending: Arc::new(AtomicUsize::new(0)),
+            abort: Arc::new(Notify::new()),
+            handled: Arc::new(Notify::new()),
+        };
         // Who is on the other end, for the log of commands that change the pool.
         let peer = stream
             .peer_cred()
@@ -128,10 +131,34 @@ pub async fn serve(listener: UnixListener, master: UnboundedSender<Input>) {
                 )
             })
             .unwrap_or_else(|_| "an unknown peer".to_string());
-        if master.send(Input::Connected(next, tx, peer)).is_err() {
+        if master
+            .send(Input::Connected(next, client.clone(), peer))
+            .is_err()
+        {
             return;
         }
-        tokio::spawn(connection(next, stream, master.clone(), rx));
+        tokio::spawn(connection(next, stream, master.clone(), rx, client));
+    }
+}
+
+/// Lines longer than this are decoded on a blocking thread, so that no
+/// line holds up the master's event loop (SIGCHLD, respawns, other
+/// clients) while it is parsed.
+const DECODE_INLINE_MAX: usize = 16 * 1024;
+
+/// Decodes one request line, refusing deep nesting before parsing.
+async fn decode_line(bytes: Vec<u8>) -> Option<Request> {
+    let inline = bytes.len() <= DECODE_INLINE_MAX;
+    let run = move || {
+        if protocol::too_deep(&bytes) {
+            return None;
+        }
+        protocol::decode(&bytes).and_then(Request::from_value)
+    };
+    if inline {
+        run()
+    } else {
+        tokio::task::spawn_blocking(run).await.ok().flatten()
     }
 }
 
@@ -140,6 +167,7 @@ async fn connection(
     stream: UnixStream,
     master: UnboundedSender<Input>,
     mut outgoing: UnboundedReceiver<Outgoing>,
+    client: ClientHandle,
 ) {
     let (mut read, mut write) = stream.into_split();
     let reader = async {
@@ -154,7 +182,11 @@ async fn connection(
             while let Some(line) = lines.next_line() {
                 match line {
                     Line::Complete(bytes) => {
-                        let _ = master.send(Input::Line(id, bytes));
+                        let request = decode_line(bytes).await;
+                        let _ = master.send(Input::Line(id, request));
+                        // One line in the master's queue per client: a
+                        // client that floods commands waits its turn.
+                        client.handled.notified().await;
                     }
                     Line::TooLong => break 'reading Input::TooLong(id),
                 }
@@ -168,7 +200,9 @@ async fn connection(
         while let Some(message) = outgoing.recv().await {
             match message {
                 Outgoing::Line(line) => {
-                    if write.write_all(line.as_bytes()).await.is_err() {
+                    let written = write.write_all(line.as_bytes()).await;
+                    client.pending.fetch_sub(line.len(), Ordering::Relaxed);
+                    if written.is_err() {
                         return;
                     }
                 }
@@ -179,6 +213,7 @@ async fn connection(
     tokio::select! {
         _ = reader => {}
         _ = writer => {}
+        _ = client.abort.notified() => {}
     }
     let _ = write.shutdown().await;
     let _ = master.send(Input::Closed(id));

@@ -12,6 +12,7 @@ pub mod client;
 pub mod command_server;
 pub mod conformance;
 pub mod master;
+mod private_file;
 pub mod protocol;
 pub mod report;
 pub mod spawn;
@@ -43,14 +44,20 @@ pub fn run_with(
         .socket_path
         .clone()
         .unwrap_or_else(|| options.default_path("sock"));
+    // With -d, the pidfile and lockfile go beside the socket (a directory
+    // the user chose), not into a shared $TMPDIR.
+    let beside_socket = |extension: &str| match &options.socket_path {
+        Some(socket) => socket.with_extension(extension),
+        None => options.default_path(extension),
+    };
     let pidfile = options
         .pidfile
         .clone()
-        .unwrap_or_else(|| options.default_path("pid"));
+        .unwrap_or_else(|| beside_socket("pid"));
     let lockfile = options
         .lockfile
         .clone()
-        .unwrap_or_else(|| options.default_path("lock"));
+        .unwrap_or_else(|| beside_socket("lock"));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -78,9 +85,9 @@ pub fn run_with(
             &log,
         )?;
         log.write(Level::Info, &format!("Writing PID to {}", pidfile.display()));
-        if let Err(e) = std::fs::write(&pidfile, std::process::id().to_string()) {
+        if let Err(e) = private_file::write_pidfile(&pidfile, std::process::id()) {
             let _ = std::fs::remove_file(&sock_path);
-            return Err(format!("cannot write the pidfile {}: {e}", pidfile.display()));
+            return Err(e);
         }
         let bound: Vec<serde_json::Value> = sockets
             .iter()

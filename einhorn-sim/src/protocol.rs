@@ -57,6 +57,55 @@ pub fn encode(value: &Value) -> String {
     line
 }
 
+/// The deepest nesting a request may have. Real requests nest two levels
+/// (`{command: ..., args: [...]}`); YAML parse time grows with the square
+/// of the depth, so deeper lines are refused before parsing.
+pub const MAX_NESTING: usize = 16;
+
+/// The deepest block indentation a request may have, in columns.
+const MAX_INDENT: usize = 4 * MAX_NESTING;
+
+/// Whether a (still escaped) line nests flow collections deeper than
+/// [`MAX_NESTING`] or indents blocks past [`MAX_INDENT`]: one linear pass.
+pub fn too_deep(line: &[u8]) -> bool {
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < line.len() {
+        let b = line[i];
+        match quote {
+            Some(q) => {
+                if b == b'\\' && q == b'"' {
+                    i += 1;
+                } else if b == q {
+                    quote = None;
+                }
+            }
+            None => match b {
+                b'"' | b'\'' => quote = Some(b),
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > MAX_NESTING {
+                        return true;
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                // An escaped newline, then the next line's indentation.
+                b'%' if line[i..].starts_with(b"%0A") => {
+                    let indent = line[i + 3..].iter().take_while(|&&c| c == b' ').count();
+                    if indent > MAX_INDENT {
+                        return true;
+                    }
+                    i += 2;
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    false
+}
+
 /// Decodes one line (without its LF) into a YAML value. `None` when it is
 /// not valid UTF-8 or not a YAML document.
 pub fn decode(line: &[u8]) -> Option<Value> {
@@ -176,6 +225,14 @@ mod tests {
             .unwrap();
         assert_eq!(ack.get("pid").and_then(Value::as_i64), Some(1234));
         assert!(decode(b"\xff\xfe").is_none());
+        assert!(!too_deep(br#"{"command":"upgrade","args":["a[{"]}"#));
+        assert!(too_deep("{a: ".repeat(17).as_bytes()));
+        assert!(!too_deep("{a: ".repeat(16).as_bytes()));
+        assert!(too_deep(format!("a:%0A{}b: 1", " ".repeat(65)).as_bytes()));
+        assert!(!too_deep(br#"{"command":"upgrade","args":["a[{"]}"#));
+        assert!(too_deep("{a: ".repeat(17).as_bytes()));
+        assert!(!too_deep("{a: ".repeat(16).as_bytes()));
+        assert!(too_deep(format!("a:%0A{}b: 1", " ".repeat(65)).as_bytes()));
         assert!(Request::from_value(decode(b"just text").unwrap()).is_none());
     }
 

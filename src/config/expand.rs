@@ -5,10 +5,22 @@
 /// using `lookup`. Unknown variables are left as written; there is no
 /// escape, so `$$` and a lone `$` stay as they are.
 pub fn expand_vars(value: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    let mut unlimited = usize::MAX;
+    expand_within(value, lookup, &mut unlimited).unwrap_or_default()
+}
+
+/// [`expand_vars`], spending at most `budget` bytes of output (what is
+/// left is written back); `None` when the expansion would exceed it.
+pub fn expand_within(
+    value: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+    budget: &mut usize,
+) -> Option<String> {
     if !value.contains('$') {
-        return value.to_string();
+        *budget = budget.checked_sub(value.len())?;
+        return Some(value.to_string());
     }
-    let mut out = String::with_capacity(value.len());
+    let mut out = String::with_capacity(value.len().min(*budget));
     let mut rest = value;
     while let Some(dollar) = rest.find('$') {
         out.push_str(&rest[..dollar]);
@@ -27,6 +39,9 @@ pub fn expand_vars(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Stri
         if len == 0 {
             // Not a reference: keep the `$` and look again right after it.
             out.push('$');
+            if out.len() > *budget {
+                return None;
+            }
             rest = after;
             continue;
         }
@@ -35,15 +50,19 @@ pub fn expand_vars(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Stri
             // Unset: keep the whole reference and do not look inside it.
             None => out.push_str(&rest[dollar..dollar + 1 + len]),
         }
+        if out.len() > *budget {
+            return None;
+        }
         rest = &after[len..];
     }
     out.push_str(rest);
-    out
+    *budget = budget.checked_sub(out.len())?;
+    Some(out)
 }
 
-/// Expands against the process environment.
-pub fn expand_env(value: &str) -> String {
-    expand_vars(value, |name| std::env::var(name).ok())
+/// Expands against the process environment, within `budget` bytes.
+pub fn expand_env(value: &str, budget: &mut usize) -> Option<String> {
+    expand_within(value, |name| std::env::var(name).ok(), budget)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! thing to this crate as it does to baseplate.py; `tests/ini_differential.rs`
 //! checks it against `python3` on generated files.
 
+use super::{KeyMap, KeySet};
 use std::fmt;
 
 /// One `key = value` entry, with the 1-based line its key is on.
@@ -53,10 +54,21 @@ impl Ini {
     /// CPython's `items()` gives them: defaults first, then the section's own
     /// keys; a key the section overrides keeps its default's position.
     pub fn merged_entries(&self, section: &RawSection) -> Vec<RawEntry> {
+        if self.defaults.is_empty() {
+            return section.entries.clone();
+        }
         let mut merged = self.defaults.clone();
+        // A section's keys are unique (duplicates are errors), so only the
+        // defaults need looking up.
+        let slots: KeyMap<&str, usize> = self
+            .defaults
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.key.as_str(), i))
+            .collect();
         for entry in &section.entries {
-            match merged.iter_mut().find(|e| e.key == entry.key) {
-                Some(slot) => *slot = entry.clone(),
+            match slots.get(entry.key.as_str()) {
+                Some(&i) => merged[i] = entry.clone(),
                 None => merged.push(entry.clone()),
             }
         }
@@ -226,8 +238,11 @@ fn section_header(line: &str) -> Option<&str> {
 /// malformed line is only reported at the end of the file.
 pub fn parse(text: &str) -> Result<Ini, IniError> {
     let mut reader = Reader::default();
-    let mut seen_sections: Vec<String> = Vec::new();
-    let mut seen_options: Vec<(String, String)> = Vec::new();
+    // Hashed, so a file of many sections or keys loads in linear time.
+    let mut section_index: KeyMap<String, usize> = KeyMap::default();
+    // The keys seen so far in [DEFAULT] and in each section.
+    let mut default_keys: KeySet<String> = KeySet::default();
+    let mut section_keys: Vec<KeySet<String>> = Vec::new();
     let mut target: Option<Target> = None;
     let mut section_name = String::new();
     // Index of the entry that continuation lines extend, within `target`.
@@ -260,20 +275,18 @@ pub fn parse(text: &str) -> Result<Ini, IniError> {
         if let Some(name) = section_header(value) {
             if name == DEFAULT_SECTION {
                 target = Some(Target::Defaults);
-            } else if let Some(pos) = reader.sections.iter().position(|s| s.0 == name) {
-                if seen_sections.iter().any(|s| s == name) {
-                    return Err(IniError {
-                        kind: IniErrorKind::DuplicateSection {
-                            section: name.to_string(),
-                        },
-                        line: lineno,
-                        text: value.to_string(),
-                    });
-                }
-                target = Some(Target::Section(pos));
+            } else if section_index.contains_key(name) {
+                return Err(IniError {
+                    kind: IniErrorKind::DuplicateSection {
+                        section: name.to_string(),
+                    },
+                    line: lineno,
+                    text: value.to_string(),
+                });
             } else {
                 reader.sections.push((name.to_string(), lineno, Vec::new()));
-                seen_sections.push(name.to_string());
+                section_keys.push(KeySet::default());
+                section_index.insert(name.to_string(), reader.sections.len() - 1);
                 target = Some(Target::Section(reader.sections.len() - 1));
             }
             section_name = name.to_string();
@@ -297,8 +310,11 @@ pub fn parse(text: &str) -> Result<Ini, IniError> {
                     });
                 }
                 let key = key.to_lowercase();
-                let pair = (section_name.clone(), key.clone());
-                if seen_options.contains(&pair) {
+                let seen = match t {
+                    Target::Defaults => &mut default_keys,
+                    Target::Section(i) => &mut section_keys[i],
+                };
+                if !seen.insert(key.clone()) {
                     return Err(IniError {
                         kind: IniErrorKind::DuplicateOption {
                             section: section_name.clone(),
@@ -308,7 +324,6 @@ pub fn parse(text: &str) -> Result<Ini, IniError> {
                         text: value.to_string(),
                     });
                 }
-                seen_options.push(pair);
                 // Duplicates were rejected above, so this key is new here.
                 let entries = reader.entries(t);
                 entries.push(PendingEntry {

@@ -100,25 +100,35 @@ struct Leaf {
 #[derive(Debug, Default, Clone)]
 struct Tree {
     leaf: Option<Leaf>,
+    /// In the order the keys first appear.
     children: Vec<(String, Tree)>,
+    /// Where each child is in `children`, so a section of many keys builds
+    /// in linear time.
+    index: super::KeyMap<String, usize>,
     /// Already reported: stands in with a value its type accepts.
     poisoned: bool,
 }
 
 impl Tree {
+    /// The child called `part`, created (last) if missing.
+    fn child(&mut self, part: &str) -> &mut Tree {
+        let i = match self.index.get(part) {
+            Some(&i) => i,
+            None => {
+                self.children.push((part.to_string(), Tree::default()));
+                self.index.insert(part.to_string(), self.children.len() - 1);
+                self.children.len() - 1
+            }
+        };
+        &mut self.children[i].1
+    }
+
     fn build(section: &Section) -> Tree {
         let mut root = Tree::default();
         for entry in section.entries() {
             let mut node = &mut root;
             for part in entry.key.split('.') {
-                let i = match node.children.iter().position(|(k, _)| k == part) {
-                    Some(i) => i,
-                    None => {
-                        node.children.push((part.to_string(), Tree::default()));
-                        node.children.len() - 1
-                    }
-                };
-                node = &mut node.children[i].1;
+                node = node.child(part);
             }
             node.leaf = Some(Leaf {
                 value: entry.value.clone(),
@@ -138,29 +148,29 @@ impl Tree {
         let mut node = self;
         if let Some(parent) = parent {
             for part in parent.split('.') {
-                match node.children.iter_mut().find(|(k, _)| k == part) {
-                    Some((_, child)) => node = child,
+                match node.index.get(part) {
+                    Some(&i) => node = &mut node.children[i].1,
                     None => return false,
                 }
             }
         }
-        let before = node.children.len();
-        node.children.retain(|(k, _)| k != last);
-        before != node.children.len()
+        let Some(i) = node.index.remove(last) else {
+            return false;
+        };
+        node.children.remove(i);
+        for slot in node.index.values_mut() {
+            if *slot > i {
+                *slot -= 1;
+            }
+        }
+        true
     }
 
     /// Marks the node at a dotted path (created if missing) as reported.
     fn poison(&mut self, path: &str) {
         let mut node = self;
         for part in path.split('.') {
-            let i = match node.children.iter().position(|(k, _)| k == part) {
-                Some(i) => i,
-                None => {
-                    node.children.push((part.to_string(), Tree::default()));
-                    node.children.len() - 1
-                }
-            };
-            node = &mut node.children[i].1;
+            node = node.child(part);
         }
         node.poisoned = true;
     }

@@ -16,11 +16,63 @@ use tracing::{debug, error};
 use super::catch_unwind::CatchUnwind;
 use super::listener::Stream;
 use super::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
-use super::tracker::{ConnectionHandle, RequestInfo};
+use super::tracker::{Activity, ConnectionHandle, RequestInfo};
 use super::{ConnectionFuture, ConnectionHandler, ServerOptions};
 use crate::app::{full_body, HttpRequest, HttpResponse, HttpService};
 use crate::body::RequestBody;
 use crate::trace::{self, TraceId};
+
+/// How often an HTTP/2 connection is pinged, and how long a ping may go
+/// unanswered before the connection is closed.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+
+/// How long a connection closing for idleness may take to finish.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Why the watchdog ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expired {
+    /// No whole request head within `header_timeout` of accept.
+    FirstRequest,
+    /// Idle for `idle_timeout`.
+    Idle,
+}
+
+/// Waits until `connection` overstays: no first request head within
+/// `header_timeout` of accept (silent clients, half-sent prefaces), or idle
+/// between requests for `idle_timeout` (HTTP/1.1 keep-alive, HTTP/2 with no
+/// open stream).
+async fn watchdog(
+    connection: ConnectionHandle,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+) -> Expired {
+    // Requests change the state without waking this task (that would cost
+    // every request a wake-up), so look again at least this often: a
+    // connection is closed at most a quarter of a timeout late.
+    let recheck = header_timeout.min(idle_timeout) / 4;
+    loop {
+        let now = tokio::time::Instant::now();
+        let deadline = match connection.activity() {
+            Activity::NoRequestYet(opened) => {
+                let deadline = tokio::time::Instant::from_std(opened) + header_timeout;
+                if deadline <= now {
+                    return Expired::FirstRequest;
+                }
+                deadline
+            }
+            Activity::IdleSince(since) => {
+                let deadline = tokio::time::Instant::from_std(since) + idle_timeout;
+                if deadline <= now {
+                    return Expired::Idle;
+                }
+                deadline
+            }
+            Activity::Busy => now + recheck,
+        };
+        tokio::time::sleep_until(deadline.min(now + recheck)).await;
+    }
+}
 
 /// Serves an [`HttpService`] on each connection.
 pub struct HttpHandler {
@@ -28,6 +80,10 @@ pub struct HttpHandler {
     builder: Arc<auto::Builder<TokioExecutor>>,
     max_body_size: u64,
     body_timeout: Duration,
+    /// A new connection's first request head must be in by then.
+    header_timeout: Duration,
+    /// An idle connection is closed after this long.
+    idle_timeout: Duration,
 }
 
 impl HttpHandler {
@@ -43,12 +99,17 @@ impl HttpHandler {
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(options.max_header_size).unwrap_or(u32::MAX));
+            .max_header_list_size(u32::try_from(options.max_header_size).unwrap_or(u32::MAX))
+            // Pings find peers that vanished without closing.
+            .keep_alive_interval(Some(H2_PING_INTERVAL))
+            .keep_alive_timeout(H2_PING_INTERVAL);
         HttpHandler {
             app,
             builder: Arc::new(builder),
             max_body_size: options.max_body_size,
             body_timeout: options.body_timeout,
+            header_timeout: options.header_timeout,
+            idle_timeout: options.idle_timeout,
         }
     }
 }
@@ -66,9 +127,11 @@ impl ConnectionHandler for HttpHandler {
             max_size: self.max_body_size,
             timeout: self.body_timeout,
         };
+        let (header_timeout, idle_timeout) = (self.header_timeout, self.idle_timeout);
         Box::pin(async move {
             let peer = connection.peer().clone();
             let first_request = connection.clone();
+            let watched = connection.clone();
             let closing = shutdown.clone();
             let service = service_fn(move |request| {
                 dispatch(
@@ -83,6 +146,20 @@ impl ConnectionHandler for HttpHandler {
             tokio::pin!(conn);
             let result = tokio::select! {
                 result = conn.as_mut() => result,
+                expired = watchdog(watched, header_timeout, idle_timeout) => {
+                    match expired {
+                        Expired::FirstRequest => {
+                            debug!(peer = %peer, "closing a connection that sent no request head within header_timeout");
+                            return;
+                        }
+                        Expired::Idle => {
+                            debug!(peer = %peer, "closing a connection idle for idle_timeout");
+                            conn.as_mut().graceful_shutdown();
+                            // A peer that never lets it finish is cut off.
+                            tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await.unwrap_or(Ok(()))
+                        }
+                    }
+                }
                 _ = shutdown.wait() => 'shutdown: {
                     if first_request.requests_seen() == 0 {
                         // A brand-new connection: let its first request

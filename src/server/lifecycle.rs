@@ -142,6 +142,14 @@ async fn watch_signals(mut signals: Signals, tracker: Tracker, stop: Arc<watch::
     loop {
         match signals.recv().await {
             SignalEvent::Dump => dump(&tracker),
+            SignalEvent::Restart => {
+                // A terminal hangup or a stray `kill -HUP` must not drop
+                // requests: drain, keep the socket, and run again.
+                if *stop.borrow() == Stop::Running {
+                    info!("Received SIGHUP: restarting in place (same pid, the listening socket kept open)");
+                    stop.send_replace(Stop::Reload);
+                }
+            }
             SignalEvent::Shutdown(name) => {
                 if *stop.borrow() == Stop::Shutdown {
                     error!("Received {name} again during shutdown; exiting now with status 1");

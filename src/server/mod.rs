@@ -46,6 +46,7 @@ fn kind_keys(kind: ServerKind) -> &'static [&'static str] {
         ServerKind::Http => &[
             "handler",
             "header_timeout",
+            "idle_timeout",
             "body_timeout",
             "max_header_size",
             "max_body_size",
@@ -58,6 +59,12 @@ fn kind_keys(kind: ServerKind) -> &'static [&'static str] {
         ],
     }
 }
+
+/// The default `idle_timeout`: longer than the 60 s idle timeout common to
+/// load balancers, so that the balancer, not the server, closes an idle
+/// pooled connection (a server closing first races the balancer's next
+/// request on it).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// The default `max_frame_size`: 16 MiB.
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024 * 1024;
@@ -85,6 +92,8 @@ pub struct ServerOptions {
     pub max_handler_threads: usize,
     /// How long a client may take to send a request's headers (HTTP).
     pub header_timeout: Duration,
+    /// How long a connection may sit idle between requests (HTTP).
+    pub idle_timeout: Duration,
     /// The largest request head accepted, in bytes; larger gets 431 (HTTP).
     pub max_header_size: usize,
     /// The largest request body, in bytes: a larger declared one gets 413,
@@ -165,6 +174,7 @@ impl ServerOptions {
                     usize::try_from(n).unwrap_or(usize::MAX)
                 }),
             header_timeout: raw.header_timeout.map_or(Duration::from_secs(30), |t| t.0),
+            idle_timeout: raw.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |t| t.0),
             max_header_size: raw.max_header_size.map_or(64 * 1024, |Positive(n)| {
                 usize::try_from(n).unwrap_or(usize::MAX)
             }),
@@ -186,6 +196,7 @@ struct RawOptions {
     execution: Option<thrift::Execution>,
     max_handler_threads: Option<Positive>,
     header_timeout: Option<Timespan>,
+    idle_timeout: Option<Timespan>,
     max_header_size: Option<Positive>,
     max_body_size: Option<Positive>,
     body_timeout: Option<Timespan>,

@@ -57,11 +57,23 @@ struct Connection {
     requests: Mutex<Requests>,
 }
 
-#[derive(Default)]
 struct Requests {
     next_id: u64,
     served: u64,
     in_flight: Vec<(u64, RequestInfo, TraceId, Instant)>,
+    /// When the last request finished (or the connection opened).
+    idle_since: Instant,
+}
+
+/// What a connection is doing, for idle and first-request deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// No request has started yet; the connection opened then.
+    NoRequestYet(Instant),
+    /// Requests are in flight.
+    Busy,
+    /// Idle between requests since then.
+    IdleSince(Instant),
 }
 
 impl Tracker {
@@ -71,7 +83,12 @@ impl Tracker {
         let connection = Arc::new(Connection {
             peer,
             opened: Instant::now(),
-            requests: Mutex::new(Requests::default()),
+            requests: Mutex::new(Requests {
+                next_id: 0,
+                served: 0,
+                in_flight: Vec::new(),
+                idle_since: Instant::now(),
+            }),
         });
         let mut state = lock(&self.state);
         state.next_id += 1;
@@ -174,6 +191,18 @@ impl ConnectionHandle {
         r.served + r.in_flight.len() as u64
     }
 
+    /// Whether the connection has started a request, is busy, or is idle.
+    pub fn activity(&self) -> Activity {
+        let r = lock(&self.inner.connection.requests);
+        if !r.in_flight.is_empty() {
+            Activity::Busy
+        } else if r.served == 0 {
+            Activity::NoRequestYet(self.inner.connection.opened)
+        } else {
+            Activity::IdleSince(r.idle_since)
+        }
+    }
+
     /// Records a request in flight on this connection until the guard drops.
     pub fn begin_request(&self, info: RequestInfo, trace_id: TraceId) -> RequestGuard {
         let mut r = lock(&self.inner.connection.requests);
@@ -198,6 +227,9 @@ impl Drop for RequestGuard {
         let mut r = lock(&self.connection.requests);
         r.in_flight.retain(|(id, ..)| *id != self.id);
         r.served += 1;
+        if r.in_flight.is_empty() {
+            r.idle_since = Instant::now();
+        }
     }
 }
 

@@ -8,6 +8,8 @@ pub mod signals;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::{kill, Signal};
@@ -16,6 +18,7 @@ use nix::unistd::Pid;
 use serde_json::json;
 use serde_norway::Value;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::Notify;
 
 use crate::bind::BoundSocket;
 use crate::cli::{AckMode, Options};
@@ -34,17 +37,36 @@ pub type ConnId = u64;
 /// What a connection task tells the master.
 #[derive(Debug)]
 pub enum Input {
-    /// A client connected; replies go to the sender. The text says who
-    /// it is (peer credentials).
-    Connected(ConnId, UnboundedSender<Outgoing>, String),
-    /// A complete line (without its LF).
-    Line(ConnId, Vec<u8>),
+    /// A client connected; replies go through the handle. The text says
+    /// who it is (peer credentials).
+    Connected(ConnId, ClientHandle, String),
+    /// A complete line, decoded (`None`: not a request). The connection
+    /// sends its next line only once the master has handled this one.
+    Line(ConnId, Option<Request>),
     /// The client sent a line longer than the limit.
     TooLong(ConnId),
     /// The client will send nothing more.
     ReadDone(ConnId),
     /// The connection is gone.
     Closed(ConnId),
+}
+
+/// The most reply bytes a client may leave unread. Past it the client is
+/// disconnected, so one that sends commands and never reads cannot grow
+/// the master's memory.
+pub const MAX_PENDING_OUTPUT: usize = 8 << 20;
+
+/// The master's side of a client connection.
+#[derive(Debug, Clone)]
+pub struct ClientHandle {
+    /// Replies to write.
+    pub tx: UnboundedSender<Outgoing>,
+    /// Bytes sent to `tx` and not yet written.
+    pub pending: Arc<AtomicUsize>,
+    /// Ends the connection at once, whatever is queued.
+    pub abort: Arc<Notify>,
+    /// Signalled after each line is handled: the connection's next may come.
+    pub handled: Arc<Notify>,
 }
 
 /// What the master tells a connection task.
@@ -111,7 +133,7 @@ pub struct Master {
     has_outstanding_spinup_timer: bool,
     drop_env_active: bool,
     timers: Vec<(Instant, Timer)>,
-    connections: HashMap<ConnId, UnboundedSender<Outgoing>>,
+    connections: HashMap<ConnId, ClientHandle>,
     /// Who each connection is (peer credentials).
     peers: HashMap<ConnId, String>,
     /// Connections streaming an upgrade, with the request id to answer.
@@ -217,6 +239,7 @@ impl Master {
             self.signal_all(Signal::SIGUSR2, &pids, true);
         }
         let _ = std::fs::remove_file(&self.config.pidfile);
+        let _ = std::fs::remove_file(&self.config.lockfile);
         let _ = std::fs::remove_file(&self.config.sock_path);
         self.events.emit("master_exit", json!({}));
     }
@@ -252,33 +275,50 @@ impl Master {
     // ----- connections -----
 
     fn send(&mut self, conn: ConnId, value: Value) {
-        if let Some(tx) = self.connections.get(&conn) {
-            let _ = tx.send(Outgoing::Line(protocol::encode(&value)));
+        let Some(client) = self.connections.get(&conn) else {
+            return;
+        };
+        let line = protocol::encode(&value);
+        let pending = client.pending.fetch_add(line.len(), Ordering::Relaxed) + line.len();
+        if pending > MAX_PENDING_OUTPUT {
+            let who = self.peers.get(&conn).cloned().unwrap_or_default();
+            self.error(&format!(
+                "Disconnecting command socket client {conn} ({who}): it left more than {} MiB of replies unread",
+                MAX_PENDING_OUTPUT >> 20
+            ));
+            client.abort.notify_one();
+            self.connections.remove(&conn);
+            self.subscribers.retain(|(c, _)| *c != conn);
+            return;
         }
+        let _ = client.tx.send(Outgoing::Line(line));
     }
 
     fn close(&mut self, conn: ConnId) {
-        if let Some(tx) = self.connections.remove(&conn) {
-            let _ = tx.send(Outgoing::Close);
+        if let Some(client) = self.connections.remove(&conn) {
+            let _ = client.tx.send(Outgoing::Close);
         }
         self.subscribers.retain(|(c, _)| *c != conn);
     }
 
     fn on_input(&mut self, input: Input) {
         match input {
-            Input::Connected(conn, tx, peer) => {
-                self.connections.insert(conn, tx);
+            Input::Connected(conn, client, peer) => {
+                self.connections.insert(conn, client);
                 self.peers.insert(conn, peer);
             }
-            Input::Line(conn, bytes) => {
+            Input::Line(conn, request) => {
                 // Lines after a worker:ack on the same connection are still
                 // run, but nobody hears their replies (as in Einhorn).
-                match protocol::decode(&bytes).and_then(Request::from_value) {
+                match request {
                     Some(request) => self.process(conn, request),
                     None => self.send(
                         conn,
                         protocol::reply("Could not parse command", None, false),
                     ),
+                }
+                if let Some(client) = self.connections.get(&conn) {
+                    client.handled.notify_one();
                 }
             }
             Input::TooLong(conn) => {

@@ -23,6 +23,21 @@ use crate::server::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
 use crate::server::tracker::{ConnectionHandle, RequestInfo};
 use crate::trace::{self, TraceId};
 
+/// The longest free-form header value copied into a call's log lines.
+const MAX_LOGGED_HEADER: usize = 256;
+
+/// `value` cut to at most `max` bytes, at a character boundary.
+fn truncate(value: &str, max: usize) -> &str {
+    if value.len() <= max {
+        return value;
+    }
+    let mut end = max;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
+
 /// The room made in a connection's buffer before each read.
 const READ_SIZE: usize = 16 * 1024;
 
@@ -40,6 +55,7 @@ pub(super) async fn serve(
     let mut buf = BytesMut::new();
     let mut need = 1;
     let mut dialect = None;
+    let mut scanning = None;
     // One registration with the shutdown signal for the connection's life,
     // instead of one per read.
     let triggered = shutdown.clone();
@@ -47,7 +63,7 @@ pub(super) async fn serve(
     tokio::pin!(stopping);
     loop {
         if buf.len() >= need {
-            match frame::next_message(&buf, max)? {
+            match frame::next_message(&buf, max, &mut scanning)? {
                 Next::NeedMore(n) => need = n,
                 Next::Message(found) => {
                     if let Some(first) = dialect {
@@ -148,13 +164,18 @@ fn context(unwrapped: Unwrapped, served: &Served) -> Result<(ThriftRequest, Span
     } = unwrapped;
     let ident = peek_message(protocol, &message)
         .ok_or_else(|| "malformed message: no readable message header".to_string())?;
-    let get = |name: &str| header(&headers, name).map(str::to_string);
+    // Ids from the wire are used only when well formed and short.
+    let id = |name: &str| {
+        header(&headers, name)
+            .filter(|v| trace::is_valid_id(v))
+            .map(str::to_string)
+    };
     let trace = TraceContext {
-        trace_id: get("Trace").map_or_else(TraceId::generate, |t| TraceId::given(&t)),
-        parent_id: get("Parent"),
-        span_id: get("Span"),
-        sampled: get("Sampled").map(|s| s == "1"),
-        flags: get("Flags"),
+        trace_id: id("Trace").map_or_else(TraceId::generate, |t| TraceId::given(&t)),
+        parent_id: id("Parent"),
+        span_id: id("Span"),
+        sampled: header(&headers, "Sampled").map(|s| s == "1"),
+        flags: id("Flags"),
     };
     let budget = header(&headers, "Deadline-Budget").and_then(Budget::parse);
     let deadline = served
@@ -171,16 +192,23 @@ fn context(unwrapped: Unwrapped, served: &Served) -> Result<(ThriftRequest, Span
         user_agent = Empty,
         deadline_budget = Empty,
     );
+    for (field, value) in [
+        ("span_id", trace.span_id.as_deref()),
+        ("parent_id", trace.parent_id.as_deref()),
+        ("flags", trace.flags.as_deref()),
+    ] {
+        if let Some(value) = value {
+            span.record(field, value);
+        }
+    }
+    // Free-form headers reach the log lines cut to a bounded length.
     for (field, name) in [
-        ("span_id", "Span"),
-        ("parent_id", "Parent"),
         ("sampled", "Sampled"),
-        ("flags", "Flags"),
         ("user_agent", "User-Agent"),
         ("deadline_budget", "Deadline-Budget"),
     ] {
         if let Some(value) = header(&headers, name) {
-            span.record(field, value);
+            span.record(field, truncate(value, MAX_LOGGED_HEADER));
         }
     }
     let request = ThriftRequest {

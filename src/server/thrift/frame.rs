@@ -10,7 +10,7 @@ use thrift::ApplicationErrorKind;
 use super::call::{exception_message, Headers};
 use super::dialect::{classify_frame, detect, Dialect, Protocol, Start};
 use super::header::{self, HeaderError};
-use super::scanner::{self, Scan};
+use super::scanner::{Scan, Scanner};
 
 /// A complete message found at the start of the buffer.
 pub(super) struct Found {
@@ -28,17 +28,29 @@ pub(super) enum Next {
 
 /// Finds the next complete message at the start of `buf`. An error means
 /// the bytes are not Thrift (or over `max`): the connection must close.
-pub(super) fn next_message(buf: &[u8], max: usize) -> Result<Next, String> {
+/// `scanning` keeps an unframed message's scan between calls, so it goes on
+/// where it stopped; it is reset once the message is found.
+pub(super) fn next_message(
+    buf: &[u8],
+    max: usize,
+    scanning: &mut Option<Scanner>,
+) -> Result<Next, String> {
     match detect(buf)? {
         Start::NeedMore => Ok(Next::NeedMore(4)),
-        Start::Unframed(protocol) => match scanner::scan(protocol, buf, max) {
-            Ok(Scan::Complete(n)) => Ok(Next::Message(Found {
-                dialect: Dialect::Unframed(protocol),
-                body: 0..n,
-            })),
-            Ok(Scan::NeedMore(n)) => Ok(Next::NeedMore(n)),
-            Err(e) => Err(format!("malformed unframed message: {}", e.0)),
-        },
+        Start::Unframed(protocol) => {
+            let scanner = scanning.get_or_insert_with(|| Scanner::new(protocol));
+            match scanner.resume(buf, max) {
+                Ok(Scan::Complete(n)) => {
+                    *scanning = None;
+                    Ok(Next::Message(Found {
+                        dialect: Dialect::Unframed(protocol),
+                        body: 0..n,
+                    }))
+                }
+                Ok(Scan::NeedMore(n)) => Ok(Next::NeedMore(n)),
+                Err(e) => Err(format!("malformed unframed message: {}", e.0)),
+            }
+        }
         Start::Frame(length) => {
             let length = length as usize;
             if length > max {

@@ -9,6 +9,10 @@ use super::dialect::Protocol;
 /// The ZLIB transform id.
 pub const ZLIB: u32 = 1;
 
+/// The most transform ids a frame may list. Real clients send at most one
+/// (ZLIB); every transform multiplies the work a small frame can cause.
+pub const MAX_TRANSFORMS: usize = 4;
+
 /// A decoded THeader frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderFrame<'a> {
@@ -103,9 +107,9 @@ pub fn decode(frame: &[u8], max_payload: usize) -> Result<HeaderFrame<'_>, Heade
     };
     let protocol_id = h.varint()?;
     let transform_count = h.varint()? as usize;
-    if transform_count > block.len() {
+    if transform_count > MAX_TRANSFORMS {
         return Err(HeaderError::Malformed(format!(
-            "{transform_count} transforms in a {header_len} byte header"
+            "{transform_count} transforms in one frame (at most {MAX_TRANSFORMS})"
         )));
     }
     let mut transforms = Vec::with_capacity(transform_count);
@@ -133,15 +137,24 @@ pub fn decode(frame: &[u8], max_payload: usize) -> Result<HeaderFrame<'_>, Heade
             _ => break,
         }
     }
+    if transforms.iter().filter(|&&t| t == ZLIB).count() > 1 {
+        // Inflating twice could turn one small frame into max_frame_size of
+        // work twice over; no client compresses twice.
+        return Err(HeaderError::Malformed(
+            "ZLIB applied more than once".to_string(),
+        ));
+    }
     if let Some(&unknown) = transforms.iter().find(|&&t| t != ZLIB) {
         return Err(HeaderError::UnknownTransform(unknown));
     }
     let protocol =
         Protocol::from_header_id(protocol_id).ok_or(HeaderError::UnknownProtocol(protocol_id))?;
-    let mut payload = Cow::Borrowed(payload);
-    for _ in transforms.iter().filter(|&&t| t == ZLIB) {
-        payload = Cow::Owned(inflate(&payload, max_payload)?);
-    }
+    let payload = if transforms.contains(&ZLIB) {
+        // Bounded while inflating: at most max_payload bytes are ever made.
+        Cow::Owned(inflate(payload, max_payload)?)
+    } else {
+        Cow::Borrowed(payload)
+    };
     Ok(HeaderFrame {
         flags,
         seq_id,
@@ -271,5 +284,18 @@ mod tests {
             decode(&bomb[4..], 1000),
             Err(HeaderError::Malformed(_))
         ));
+        // Compressed twice, or too many transforms: refused before any work.
+        let twice = encode(Protocol::Binary, 0, 1, &[ZLIB, ZLIB], &[], b"x");
+        assert_eq!(
+            decode(&twice[4..], 1000),
+            Err(HeaderError::Malformed("ZLIB applied more than once".into()))
+        );
+        let many = encode(Protocol::Binary, 0, 1, &[3; 5], &[], b"x");
+        assert_eq!(
+            decode(&many[4..], 1000),
+            Err(HeaderError::Malformed(
+                "5 transforms in one frame (at most 4)".into()
+            ))
+        );
     }
 }

@@ -236,3 +236,63 @@ fn a_100kb_trace_header_never_reaches_the_logs() {
     assert_eq!(trace.len(), 32, "a generated id replaces the oversized one");
     assert_eq!(value["user_agent"].as_str().unwrap().len(), 256);
 }
+
+// 8. An early 413 for clients that send the whole body before reading.
+
+#[test]
+fn python_http_client_posting_64_mib_reads_the_413() {
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    }
+    let server = Server::start(&config_with(""), &[]);
+    let script = format!(
+        "import http.client\n\
+         c = http.client.HTTPConnection('127.0.0.1', {}, timeout=60)\n\
+         c.request('POST', '/echo', body=b'x' * (64 << 20))\n\
+         print(c.getresponse().status)\n",
+        server.addr().port()
+    );
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stdout.trim(), "413", "python said: {stderr}");
+}
+
+#[test]
+fn a_client_that_expects_100_continue_is_refused_before_it_sends() {
+    let server = Server::start(&config_with(""), &[]);
+    let mut stream = connect(server.addr());
+    stream
+        .write_all(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 67108864\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .unwrap();
+    let started = Instant::now();
+    let response = read_response(&mut stream).unwrap();
+    assert_eq!(response.status, 413);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn more_than_100_header_fields_get_431() {
+    let server = Server::start(&config_with(""), &[]);
+    let many: Vec<(String, String)> = (0..101).map(|i| (format!("X-H{i}"), "1".into())).collect();
+    let headers: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        request(server.addr(), "GET", "/", &headers, b"").status,
+        431
+    );
+    assert_eq!(
+        request(server.addr(), "GET", "/", &headers[..90], b"").status,
+        200
+    );
+}

@@ -95,7 +95,11 @@ impl Spawn<'_> {
         let master = Pid::from_raw(self.master_pid as i32);
         // SAFETY: between fork and exec only async-signal-safe calls are made
         // (setpgid, sigprocmask, sigaction, fcntl, prctl, getppid), and
-        // nothing allocates.
+        // nothing allocates: the master may be embedded in a threaded
+        // program (the conformance kit), where a child that allocates can
+        // deadlock on an allocator lock another thread held at the fork.
+        // Every error is a raw errno (`io::Error` of an OS code allocates
+        // nothing), which std sends to the parent through its exec pipe.
         unsafe {
             command.pre_exec(move || {
                 setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
@@ -119,7 +123,7 @@ impl Spawn<'_> {
                 if kill_on_master_death {
                     nix::sys::prctl::set_pdeathsig(Signal::SIGUSR2)?;
                     if getppid() != master {
-                        return Err(std::io::Error::other("the master exited"));
+                        return Err(master_gone());
                     }
                 }
                 Ok(())
@@ -127,6 +131,12 @@ impl Spawn<'_> {
         }
         command.spawn().map(|child| child.id())
     }
+}
+
+/// The error of a child whose master exited before it could exec: a raw
+/// errno (ESRCH), so making it allocates nothing after fork.
+fn master_gone() -> std::io::Error {
+    std::io::Error::from_raw_os_error(nix::errno::Errno::ESRCH as i32)
 }
 
 /// Ruby's `inspect` of the worker's argv, for the `About to exec` line.
@@ -137,4 +147,15 @@ pub fn inspect_argv(program: &Path, args: &[String]) -> String {
         .map(|w| format!("{w:?}"))
         .collect();
     format!("[{}]", words.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_errors_are_raw_errno_values() {
+        let e = master_gone();
+        assert_eq!(e.raw_os_error(), Some(nix::errno::Errno::ESRCH as i32));
+    }
 }

@@ -74,6 +74,10 @@ fn a_client_that_never_reads_is_cut_off_and_others_are_answered() {
             sim.log()
         );
     }
+    eprintln!(
+        "cut off after {:?}; ehlo took up to {slowest:?}",
+        started.elapsed()
+    );
     assert!(
         slowest < Duration::from_secs(1),
         "ehlo took up to {slowest:?}"
@@ -86,4 +90,32 @@ fn a_client_that_never_reads_is_cut_off_and_others_are_answered() {
     let mut sink = Vec::new();
     let _ = (&flooder).read_to_end(&mut sink);
     assert!(sim.command("ehlo", &[])[0].starts_with("Welcome"));
+}
+
+#[test]
+fn inc_stops_where_set_workers_does() {
+    // 1000 workers wanted, but growth after startup spawns one per 30 s:
+    // only a couple of processes exist while the counts are checked.
+    let sim = Sim::start(&["-n", "1", "-m", "manual", "-s", "30"], &[]);
+    sim.wait_count("ack", 1);
+    assert_eq!(
+        sim.command("set_workers", &["1000"]),
+        vec!["Altering worker count, 1 -> 1000. Will spin up additional workers."]
+    );
+    assert_eq!(
+        sim.command("inc", &[]),
+        vec!["Can't increase number of workers (already at 1000, the most set_workers allows)."]
+    );
+    assert_eq!(
+        sim.command("set_workers", &["1001"]),
+        vec!["Invalid count: '1001'. Must be an integer in [1,1000)."]
+    );
+    assert_eq!(
+        sim.command("dec", &[]),
+        vec!["Decrementing number of workers from 1000 -> 999"]
+    );
+    assert_eq!(
+        sim.command("inc", &[]),
+        vec!["Incrementing number of workers from 999 -> 1000"]
+    );
 }

@@ -206,6 +206,19 @@ async fn dispatch(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_size) {
+        // A client that asked `Expect: 100-continue` has sent nothing yet
+        // and reads the refusal at once. Others (Python's http.client,
+        // requests) send the whole body before reading: closing on them
+        // mid-send makes them see a broken pipe instead of the 413, so the
+        // body is read and discarded first, within bounds (as nginx's
+        // lingering close).
+        let waits_for_continue = request
+            .headers()
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !waits_for_continue {
+            discard_body(request.into_body()).await;
+        }
         let mut response = HttpResponse::new(full_body("Payload Too Large"));
         *response.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
         response.headers_mut().insert(
@@ -244,6 +257,31 @@ async fn dispatch(
         );
     }
     Ok(response)
+}
+
+/// How much of a refused body is read and discarded before the refusal is
+/// sent, at most.
+pub const LINGER_BYTES: u64 = 128 << 20;
+
+/// How long reading a refused body may take, at most.
+pub const LINGER_TIME: Duration = Duration::from_secs(5);
+
+/// Reads and drops `body` until it ends, [`LINGER_BYTES`] have come, or
+/// [`LINGER_TIME`] has passed.
+async fn discard_body(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    let mut seen = 0u64;
+    while seen < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    seen += data.len() as u64;
+                }
+            }
+            _ => return,
+        }
+    }
 }
 
 fn internal_server_error() -> HttpResponse {

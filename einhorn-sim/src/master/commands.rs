@@ -13,6 +13,10 @@ use crate::protocol::{self, Request};
 use crate::report::{format_time, Level};
 
 /// `help` text: commands with a description, sorted by name.
+/// The most workers `set_workers` and `inc` allow (Einhorn's `set_workers`
+/// bound, 1000 included).
+pub const MAX_WORKERS: u32 = 1000;
+
 const DESCRIPTIONS: &[(&str, &str)] = &[
     ("config", "Merge in a new set of config options. (Note: this will likely be subsumed by config file reloading at some point.)"),
     ("dec", "Decrement the number of Einhorn child processes"),
@@ -240,6 +244,14 @@ impl Master {
     }
 
     fn inc(&mut self) -> String {
+        // Einhorn's inc has no cap; this one stops where set_workers does,
+        // so a loop of `inc` cannot fork without bound.
+        if self.number >= MAX_WORKERS {
+            return format!(
+                "Can't increase number of workers (already at {}, the most set_workers allows).",
+                self.number
+            );
+        }
         let old = self.number;
         self.number += 1;
         let message = format!(
@@ -274,7 +286,7 @@ impl Master {
         };
         let given = args.first().cloned().unwrap_or_default();
         let count = ruby_to_i(&given);
-        if !(1..=1000).contains(&count) {
+        if !(1..=i64::from(MAX_WORKERS)).contains(&count) {
             return format!("Invalid count: '{given}'. Must be an integer in [1,1000).");
         }
         let (old, new) = (self.number, count as u32);

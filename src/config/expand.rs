@@ -60,9 +60,14 @@ pub fn expand_within(
     Some(out)
 }
 
-/// Expands against the process environment, within `budget` bytes.
-pub fn expand_env(value: &str, budget: &mut usize) -> Option<String> {
-    expand_within(value, |name| std::env::var(name).ok(), budget)
+/// Expands against the process environment, within `budget` bytes. A
+/// value without `$` is returned as it is, without a copy.
+pub fn expand_env(value: String, budget: &mut usize) -> Option<String> {
+    if !value.contains('$') {
+        *budget = budget.checked_sub(value.len())?;
+        return Some(value);
+    }
+    expand_within(&value, |name| std::env::var(name).ok(), budget)
 }
 
 #[cfg(test)]

@@ -351,10 +351,19 @@ pub fn parse(text: &str) -> Result<Ini, IniError> {
     let finish = |entries: Vec<PendingEntry>| -> Vec<RawEntry> {
         entries
             .into_iter()
-            .map(|e| RawEntry {
-                key: e.key,
-                value: e.lines.join("\n").trim_end_matches(is_py_space).to_string(),
-                line: e.line,
+            .map(|e| {
+                let mut value = if e.lines.len() == 1 {
+                    e.lines.into_iter().next().unwrap_or_default()
+                } else {
+                    e.lines.join("\n")
+                };
+                let kept = value.trim_end_matches(is_py_space).len();
+                value.truncate(kept);
+                RawEntry {
+                    key: e.key,
+                    value,
+                    line: e.line,
+                }
             })
             .collect()
     };

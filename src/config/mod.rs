@@ -134,8 +134,8 @@ impl ConfigFile {
         };
         let mut budget = MAX_EXPANDED_SIZE;
         let mut entries = Vec::new();
-        for e in self.ini.merged_entries(raw) {
-            let Some(value) = expand::expand_env(&e.value, &mut budget) else {
+        for mut e in self.ini.merged_entries(raw) {
+            let Some(value) = expand::expand_env(std::mem::take(&mut e.value), &mut budget) else {
                 return Err(ConfigError {
                     file: self.path.to_path_buf(),
                     line: Some(e.line),

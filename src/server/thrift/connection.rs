@@ -241,9 +241,8 @@ async fn run(
     let ident = request_ident(&method, &request);
     if deadline.is_some_and(|d| d.at <= started) {
         span.in_scope(|| warn!("{method}: the caller's deadline had passed; not called"));
-        return Ok(request_exception(
+        return Ok(internal_error(
             &ident,
-            ApplicationErrorKind::InternalError,
             format!("{method}: the caller's Deadline-Budget was spent before the call was read"),
         ));
     }
@@ -278,11 +277,7 @@ async fn run(
                         warn!("{message}");
                     }
                 });
-                return Ok(request_exception(
-                    &ident,
-                    ApplicationErrorKind::InternalError,
-                    message,
-                ));
+                return Ok(internal_error(&ident, message));
             }
         },
         None => call.await,
@@ -290,23 +285,14 @@ async fn run(
     match outcome {
         Ok(response) => Ok(response),
         Err(e) if e.is::<MalformedCall>() => Err(format!("cannot process {method}: {e}")),
-        Err(e) if e.is::<HandlerPanicked>() => {
-            let message = format!("the handler of {method} panicked");
-            span.in_scope(|| error!("{message}"));
-            Ok(request_exception(
-                &ident,
-                ApplicationErrorKind::InternalError,
-                message,
-            ))
-        }
         Err(e) => {
-            let message = format!("{method} failed: {e}");
+            let message = if e.is::<HandlerPanicked>() {
+                format!("the handler of {method} panicked")
+            } else {
+                format!("{method} failed: {e}")
+            };
             span.in_scope(|| error!("{message}"));
-            Ok(request_exception(
-                &ident,
-                ApplicationErrorKind::InternalError,
-                message,
-            ))
+            Ok(internal_error(&ident, message))
         }
     }
 }
@@ -328,7 +314,8 @@ fn request_ident(method: &Arc<str>, request: &ThriftRequest) -> Ident {
     }
 }
 
-fn request_exception(ident: &Ident, kind: ApplicationErrorKind, message: String) -> ThriftResponse {
+/// An `INTERNAL_ERROR` reply for the call (none for a one-way call).
+fn internal_error(ident: &Ident, message: String) -> ThriftResponse {
     if ident.oneway {
         return ThriftResponse::none();
     }
@@ -336,6 +323,6 @@ fn request_exception(ident: &Ident, kind: ApplicationErrorKind, message: String)
         ident.protocol,
         &ident.method,
         ident.seq_id,
-        &ApplicationError::new(kind, message),
+        &ApplicationError::new(ApplicationErrorKind::InternalError, message),
     )
 }

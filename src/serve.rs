@@ -357,6 +357,15 @@ impl Serve {
         {
             debug!("serving on the socket inherited from Einhorn; --bind is ignored");
             listener
+        } else if worker.is_some() {
+            warn!(
+                "running under Einhorn, but the master passed no socket: binding {} with \
+                 SO_REUSEPORT so sibling workers share it. Give the master `-b ADDR` instead: \
+                 a socket the master holds stays open while workers restart and upgrade, so no \
+                 connection is ever refused",
+                args.bind
+            );
+            Listener::bind_shared(&args.bind)?
         } else if let Some(fd) = systemd::listen_fd()? {
             debug!("serving on the socket from systemd (LISTEN_FDS); --bind is ignored");
             Listener::adopt(fd, "LISTEN_FDS (fd 3)")?

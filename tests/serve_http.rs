@@ -197,6 +197,14 @@ fn logs_are_text_lines_on_a_terminal() {
     command.args(["-qefc", &command_line, "/dev/null"]);
     let mut server = Server::spawn(command, TempDir::new());
     let line = server.wait_for("Listening on");
+    // The guard kills `script`; the server under it is killed here too.
+    let pid: i32 = line
+        .split('[')
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line}"));
+    let _server_itself = KillPid(pid);
     assert!(!line.contains('{'), "expected a text line, got {line}");
     assert!(line.contains(" INFO  ["), "{line}");
     assert!(line.contains("] Listening on 127.0.0.1:"), "{line}");
@@ -251,4 +259,16 @@ fn the_example_app_reads_typed_settings() {
         lines[2].ends_with("app.ini:7: [app:main] tags: no values provided"),
         "{stderr}"
     );
+}
+
+/// SIGKILLs a process that is not this test's child when dropped.
+struct KillPid(i32);
+
+impl Drop for KillPid {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }

@@ -137,3 +137,77 @@ fn baseplate_serve_workers_under_einhorn_sim() {
     assert_eq!(exits.len(), 4, "{all:?}");
     assert!(exits.iter().all(|e| e["status"] == 0), "{exits:?}");
 }
+
+/// `einhorn-sim -n 4 -- baseplate-serve --bind ADDR app.ini`, as a new user
+/// types it: no `-b`, the default (timer) ACK mode. Four workers share the
+/// port and answer, and the master logs no ERROR.
+#[test]
+fn the_development_command_as_users_type_it() {
+    let dir = TempDir::new();
+    let events_path = dir.path().join("events.jsonl");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/example.ini");
+    // A free port for all four workers to share.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(workspace_binary("einhorn-sim"))
+        .arg("-d")
+        .arg(dir.path().join("cmd.sock"))
+        .arg("--events")
+        .arg(&events_path)
+        .args(["-k", "-n", "4", "--"])
+        .arg(binary())
+        .arg("--bind")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(fixture)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let collected = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut log = collected.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let _master = KillOnDrop(child);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let started = Instant::now();
+    let mut seen = BTreeSet::new();
+    while seen.len() < 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "only {seen:?} answered within 5 s; master log:\n{}",
+            log.lock().unwrap()
+        );
+        if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
+            stream.set_read_timeout(Some(WAIT)).unwrap();
+            send(
+                &mut stream,
+                "GET",
+                "/health",
+                &[("Connection", "close")],
+                b"",
+            );
+            if let Ok(response) = read_response(&mut stream) {
+                let value: serde_json::Value = serde_json::from_str(&response.text()).unwrap();
+                seen.insert(value["pid"].as_i64().unwrap());
+            }
+        }
+    }
+    // Every worker ACKed at once (manual ACK in timer mode).
+    wait_events(&events_path, |e| (acked_pids(e).len() >= 4).then_some(()));
+    let log = log.lock().unwrap().clone();
+    assert!(!log.contains("ERROR"), "the master logged an ERROR:\n{log}");
+    assert!(log.contains("No -b given"), "{log}");
+}

@@ -67,6 +67,14 @@ pub fn run_with(
         let signals = signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let log = Log::new(options.verbosity());
         let mut sockets = Vec::new();
+        if options.bind.is_empty() {
+            log.write(
+                Level::Info,
+                "No -b given: workers bind their own sockets. With -b ADDR:PORT the master \
+                 holds the socket and passes it to every worker, so restarts and upgrades \
+                 never refuse a connection",
+            );
+        }
         for spec in &options.bind {
             log.write(
                 Level::Info,

@@ -124,3 +124,76 @@ fn einhornsh_is_interactive_on_a_terminal() {
     // terminal; end of input ends the session either way.)
     assert!(output.status.success(), "{screen}");
 }
+
+/// Runs `einhornsh -e COMMANDS` against `sim`; returns its exit code.
+fn exit_code(sim: &Sim, commands: &str) -> Option<i32> {
+    Command::new(einhornsh_binary())
+        .arg("-d")
+        .arg(sim.socket())
+        .args(["-e", commands])
+        .output()
+        .unwrap()
+        .status
+        .code()
+}
+
+#[test]
+fn exit_status_0_when_every_command_succeeds() {
+    let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
+    sim.wait_count("ack", 1);
+    assert_eq!(exit_code(&sim, "ehlo; inc; dec"), Some(0));
+}
+
+#[test]
+fn exit_status_3_for_an_unknown_command_or_refused_arguments() {
+    let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
+    sim.wait_count("ack", 1);
+    assert_eq!(exit_code(&sim, "ehlo; no_such_command"), Some(3));
+    assert_eq!(exit_code(&sim, "set_workers zero"), Some(3));
+}
+
+#[test]
+fn exit_status_3_for_an_abandoned_upgrade() {
+    let sim = Sim::start(
+        &[
+            "-n",
+            "1",
+            "-m",
+            "manual",
+            "--ack-timeout",
+            "0.4",
+            "-s",
+            "0.1",
+        ],
+        &[],
+    );
+    sim.wait_count("ack", 1);
+    sim.set_worker_config("TEST_WORKER_ACK=never\n");
+    assert_eq!(exit_code(&sim, "upgrade"), Some(3));
+}
+
+#[test]
+fn exit_status_3_for_an_upgrade_while_shutting_down() {
+    let sim = Sim::start(
+        &["-n", "1", "-m", "manual"],
+        &[("TEST_WORKER_IGNORE_USR2", "1")],
+    );
+    sim.wait_count("ack", 1);
+    sim.signal(nix::sys::signal::Signal::SIGUSR2);
+    sim.wait_count("signal", 1);
+    assert_eq!(exit_code(&sim, "upgrade"), Some(3));
+}
+
+#[test]
+fn exit_status_1_when_the_master_cannot_be_reached() {
+    let dir = TempDir::new();
+    let code = Command::new(einhornsh_binary())
+        .arg("-d")
+        .arg(dir.0.join("nobody.sock"))
+        .args(["-e", "ehlo"])
+        .output()
+        .unwrap()
+        .status
+        .code();
+    assert_eq!(code, Some(1));
+}

@@ -118,8 +118,8 @@ fn yaml_acks_and_ack_errors() {
 }
 
 #[test]
-fn timer_acks_and_manual_acks_in_timer_mode() {
-    let sim = Sim::start(&["-n", "1", "-m", "0.2"], &[]);
+fn timer_acks_for_workers_that_send_none() {
+    let sim = Sim::start(&["-n", "1", "-m", "0.2"], &[("TEST_WORKER_ACK", "never")]);
     let spawn = sim.wait_count("spawn", 1);
     let ack = sim.wait_count("ack", 1);
     let waited = ack[0]["time"].as_f64().unwrap() - spawn[0]["time"].as_f64().unwrap();
@@ -133,11 +133,25 @@ fn timer_acks_and_manual_acks_in_timer_mode() {
         "{log}"
     );
     assert!(log.contains("Up to 1 / 1 timer ACKs"), "{log}");
-    // The worker also sent a manual ACK, which timer mode rejects.
+}
+
+#[test]
+fn a_manual_ack_in_timer_mode_counts_at_once() {
+    // Einhorn logs an ERROR and ignores it; einhorn-sim counts the worker.
+    let sim = Sim::start(&["-n", "1", "-m", "5.0"], &[]);
+    let spawn = sim.wait_count("spawn", 1);
+    let ack = sim.wait_count("ack", 1);
+    let waited = ack[0]["time"].as_f64().unwrap() - spawn[0]["time"].as_f64().unwrap();
+    assert!(waited < 4.0, "counted only by the timer, after {waited}s");
+    let pid = ack[0]["pid"].as_i64().unwrap();
+    let log = sim.log();
     assert!(
-        log.contains(&format!("ERROR: Received a manual ACK for {pid}, but ack_mode is {{:type=>:timer, :timeout=>0.2}}. Ignoring ACK.")),
+        log.contains(&format!(
+            "Received a manual ACK from {pid} in ack mode {{:type=>:timer, :timeout=>5.0}}: counting the worker as up now"
+        )),
         "{log}"
     );
+    assert!(!log.contains("ERROR"), "{log}");
 }
 
 #[test]

@@ -97,6 +97,23 @@ impl Listener {
         }
     }
 
+    /// Binds `endpoint` so that sibling processes may bind it too (TCP with
+    /// `SO_REUSEPORT`): for Einhorn workers whose master passed no socket.
+    pub fn bind_shared(endpoint: &Endpoint) -> Result<Listener, Error> {
+        match endpoint {
+            Endpoint::Tcp { host, port } => {
+                let addr = resolve(host, *port)?;
+                bind_tcp_with(addr, true).map_err(|e| {
+                    Error::new(format!(
+                        "cannot listen on {addr} (--bind {endpoint}, shared with sibling workers): {}",
+                        io_reason(&e)
+                    ))
+                })
+            }
+            Endpoint::Unix(_) => Listener::bind(endpoint),
+        }
+    }
+
     /// Takes over an inherited listening socket. `what` names where the fd
     /// number came from (like `EINHORN_FD_0=7`) for error messages.
     pub fn adopt(fd: RawFd, what: &str) -> Result<Listener, Error> {
@@ -239,12 +256,19 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, Error> {
 }
 
 fn bind_tcp(addr: SocketAddr) -> io::Result<Listener> {
+    bind_tcp_with(addr, false)
+}
+
+fn bind_tcp_with(addr: SocketAddr, shared: bool) -> io::Result<Listener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    if shared {
+        socket.set_reuseport(true)?;
+    }
     socket.bind(addr)?;
     Ok(Listener::Tcp(socket.listen(BACKLOG)?))
 }

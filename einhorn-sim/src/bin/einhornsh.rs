@@ -63,8 +63,31 @@ fn print_reply(reply: &Value) {
     }
 }
 
-/// Runs one input line (possibly several `;`-separated commands).
-fn run_line(client: &mut Client, line: &str, interactive: bool) -> Result<Flow, String> {
+/// Whether a command's final reply says it failed: an `ERROR:` message (an
+/// abandoned upgrade, `not upgrading`), an unknown command, a request the
+/// master could not parse, or arguments it refused.
+fn is_failure(message: &str) -> bool {
+    [
+        "ERROR:",
+        "Unrecognized command",
+        "Could not parse command",
+        "Invalid ",
+    ]
+    .iter()
+    .any(|start| message.starts_with(start))
+}
+
+/// The exit status when a command's final reply was a failure.
+const COMMAND_FAILED: u8 = 3;
+
+/// Runs one input line (possibly several `;`-separated commands). `failed`
+/// becomes true when a command's final reply is a failure.
+fn run_line(
+    client: &mut Client,
+    line: &str,
+    interactive: bool,
+    failed: &mut bool,
+) -> Result<Flow, String> {
     for part in line.split(';') {
         let words = shell_words(part).ok_or_else(|| format!("unbalanced quotes in {part:?}"))?;
         let Some((command, args)) = words.split_first() else {
@@ -76,9 +99,20 @@ fn run_line(client: &mut Client, line: &str, interactive: bool) -> Result<Flow, 
             }
             return Ok(Flow::Quit);
         }
+        let mut last = String::new();
         client
-            .run(command, args, print_reply)
+            .run(command, args, |reply| {
+                print_reply(reply);
+                last = reply
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+            })
             .map_err(|e| format!("{e}"))?;
+        if is_failure(&last) {
+            *failed = true;
+        }
     }
     Ok(Flow::Continue)
 }
@@ -102,7 +136,8 @@ fn interactive(client: &mut Client) -> Result<(), String> {
         match editor.readline("> ") {
             Ok(line) => {
                 let _ = editor.add_history_entry(line.as_str());
-                if let Flow::Quit = run_line(client, &line, true)? {
+                let mut failed = false;
+                if let Flow::Quit = run_line(client, &line, true, &mut failed)? {
                     return Ok(());
                 }
             }
@@ -138,15 +173,16 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let mut failed = false;
     let result = if let Some(commands) = &args.execute {
-        run_line(&mut client, commands, false).map(|_| ())
+        run_line(&mut client, commands, false, &mut failed).map(|_| ())
     } else if std::io::stdin().is_terminal() {
         interactive(&mut client)
     } else {
         let mut result = Ok(());
         for line in std::io::stdin().lock().lines() {
             let Ok(line) = line else { break };
-            match run_line(&mut client, &line, false) {
+            match run_line(&mut client, &line, false, &mut failed) {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Quit) => break,
                 Err(e) => {
@@ -158,6 +194,7 @@ fn main() -> ExitCode {
         result
     };
     match result {
+        Ok(()) if failed => ExitCode::from(COMMAND_FAILED),
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");

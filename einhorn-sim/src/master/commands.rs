@@ -431,11 +431,18 @@ impl Master {
                     }
                 }
                 mode => {
+                    // Einhorn logs an ERROR and ignores it; a worker that
+                    // says it is ready is ready, so count it now.
                     let mode = mode.inspect();
-                    self.error(&format!(
-                        "Received a manual ACK for {}, but ack_mode is {mode}. Ignoring ACK.",
+                    self.info(&format!(
+                        "Received a manual ACK from {} in ack mode {mode}: counting the worker as up now",
                         ruby_inspect(pid)
                     ));
+                    if let Some(pid) = pid.as_i64().and_then(|p| i32::try_from(p).ok()) {
+                        if self.pool.get(pid).is_some_and(|w| !w.acked) {
+                            self.register_ack(pid);
+                        }
+                    }
                 }
             },
         }

@@ -871,6 +871,10 @@ impl Master {
         for (_, timer) in due {
             match timer {
                 Timer::Ack(pid, spinup) => {
+                    // Already counted: it sent a manual ACK first.
+                    if self.pool.get(pid).is_some_and(|w| w.acked) {
+                        continue;
+                    }
                     if self.pool.get(pid).is_some_and(|w| w.spinup_time == spinup) {
                         if let AckMode::Timer { text, .. } = &self.ack_mode {
                             self.info(&format!(

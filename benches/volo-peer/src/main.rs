@@ -58,16 +58,24 @@ impl Example for Handlers {
 
 #[volo::main]
 async fn main() {
-    let addr: SocketAddr = std::env::args()
+    let text = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9094".to_string())
-        .parse()
-        .expect("an address like 127.0.0.1:9094");
+        .unwrap_or_else(|| "127.0.0.1:9094".to_string());
+    let addr: SocketAddr = match text.parse() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("volo-peer: {text:?} is not an address like 127.0.0.1:9094: {e}");
+            std::process::exit(2);
+        }
+    };
     println!("Listening on {addr}");
-    ExampleServer::new(Handlers)
+    let served = ExampleServer::new(Handlers)
         // Plain framed binary, as baseplate's example is benchmarked with.
         .make_codec(DefaultMakeCodec::framed())
         .run(volo::net::Address::from(addr))
-        .await
-        .expect("serve");
+        .await;
+    if let Err(e) = served {
+        eprintln!("volo-peer: cannot serve on {addr}: {e}");
+        std::process::exit(1);
+    }
 }

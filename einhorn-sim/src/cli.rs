@@ -108,6 +108,12 @@ pub struct Options {
     #[arg(short = 'k', long = "kill-children-on-exit")]
     pub kill_children_on_exit: bool,
 
+    /// The signal `-k` workers get from the kernel if the master dies
+    /// (PDEATHSIG): SIGUSR2 as in Einhorn. Not a flag: the conformance kit
+    /// sets SIGKILL, since the program it tests may ignore SIGUSR2.
+    #[arg(skip = nix::sys::signal::Signal::SIGUSR2)]
+    pub master_death_signal: nix::sys::signal::Signal,
+
     /// Listen backlog of bound sockets
     #[arg(short = 'l', long = "backlog", value_name = "N", default_value_t = 100)]
     pub backlog: i32,

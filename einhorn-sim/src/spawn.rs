@@ -59,8 +59,8 @@ pub struct Spawn<'a> {
     pub sockets: &'a [BoundSocket],
     /// `EINHORN_CHILD_INDEX`.
     pub index: u32,
-    /// `-k`: the worker gets SIGUSR2 if the master dies.
-    pub kill_on_master_death: bool,
+    /// `-k`: the signal the worker gets if the master dies (PDEATHSIG).
+    pub kill_on_master_death: Option<Signal>,
     /// Variables removed from the worker's environment (`--drop-env-var` after an upgrade).
     pub dropped_env: &'a [String],
 }
@@ -120,8 +120,8 @@ impl Spawn<'_> {
                         FcntlArg::F_SETFD(FdFlag::empty()),
                     )?;
                 }
-                if kill_on_master_death {
-                    nix::sys::prctl::set_pdeathsig(Signal::SIGUSR2)?;
+                if let Some(signal) = kill_on_master_death {
+                    nix::sys::prctl::set_pdeathsig(signal)?;
                     if getppid() != master {
                         return Err(master_gone());
                     }

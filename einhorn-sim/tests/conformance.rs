@@ -311,3 +311,45 @@ fn usage_errors() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// However the kit dies (here SIGKILL, so none of its cleanup runs), the
+/// kernel kills its workers, including ones that ignore SIGUSR2.
+#[test]
+fn workers_die_with_the_kit_even_when_they_ignore_usr2() {
+    let dir = TempDir::new();
+    let reports = dir.0.join("workers.jsonl");
+    let mut kit = Command::new(kit_binary())
+        .args(["--only", "ack", "--"])
+        .arg(worker_binary())
+        .env("TEST_WORKER_HTTP", "1")
+        .env("TEST_WORKER_IGNORE_USR2", "1")
+        .env("TEST_WORKER_REPORT", &reports)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let started = loop {
+        let pids: Vec<i32> = read_jsonl(&reports)
+            .iter()
+            .filter(|r| r["event"] == "start")
+            .filter_map(|r| r["pid"].as_i64())
+            .map(|p| p as i32)
+            .collect();
+        if !pids.is_empty() || Instant::now() >= deadline {
+            break pids;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = kit.kill();
+    let _ = kit.wait();
+    assert!(!started.is_empty(), "no worker started within 30 s");
+    assert_everything_killed(&Run {
+        status: -1,
+        stdout: String::new(),
+        report: Value::Null,
+        junit: String::new(),
+        worker_pids: started,
+    });
+}

@@ -68,7 +68,11 @@ impl Pool {
         args.extend(["-f".into(), dir.0.join("lock").display().to_string()]);
         args.push("--".into());
         args.extend(command.iter().cloned());
-        let options = Options::try_parse_from(&args).map_err(|e| e.to_string())?;
+        let mut options = Options::try_parse_from(&args).map_err(|e| e.to_string())?;
+        // The master runs on a thread of this process: when the process
+        // exits, however it exits, the kernel kills every worker, including
+        // one that ignores SIGUSR2 and one respawned after the last cleanup.
+        options.master_death_signal = Signal::SIGKILL;
 
         let (tx, rx) = mpsc::channel::<Value>();
         let log = Arc::clone(&events);
@@ -193,6 +197,8 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        // `die` first, so that the master stops respawning what we kill.
+        let _ = self.command_within("die", &[], Some(Duration::from_secs(2)));
         kill_all(&self.events);
     }
 }
@@ -202,11 +208,21 @@ pub fn kill_all_from(pool: &Pool) {
     kill_all(&pool.events);
 }
 
-/// SIGKILLs every worker that has not exited (also continues stopped ones).
+/// SIGKILLs every worker that has not exited (stopped ones too), again
+/// until the master has reported them all gone (it may respawn meanwhile),
+/// for at most 5 s. Workers left after that die with this process
+/// (PDEATHSIG, see [`Pool::start`]).
 pub fn kill_all(events: &EventLog) {
-    let events = events.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for pid in live(&events) {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let live = live(&events.lock().unwrap_or_else(|e| e.into_inner()));
+        if live.is_empty() || Instant::now() >= deadline {
+            return;
+        }
+        for pid in live {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -508,7 +508,11 @@ impl Master {
             sock_path: &self.config.sock_path,
             sockets: &self.sockets,
             index,
-            kill_on_master_death: self.config.options.kill_children_on_exit,
+            kill_on_master_death: self
+                .config
+                .options
+                .kill_children_on_exit
+                .then_some(self.config.options.master_death_signal),
             dropped_env: dropped,
         }
         .run();

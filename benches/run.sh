@@ -110,6 +110,32 @@ thrift_run() {
   echo "$1 $2 p99_ms $(echo "$out" | awk '{print $6}')" >> "$RESULTS"
 }
 
+# A config of 1M keys in [app:main], for config_run.
+CONFIG_1M="$WORK/1m-keys.ini"
+awk 'BEGIN {
+  print "[server:main]\nfactory = baseplate.server.wsgi\n[app:main]\nfactory = baseplate.examples.http:make_app"
+  for (i = 0; i < 1000000; i++) print "key_" i " = value " i
+}' > "$CONFIG_1M"
+
+# seconds COMMAND...: its wall-clock time, output discarded.
+seconds() { local TIMEFORMAT=%R; { time "$@" >/dev/null 2>&1; } 2>&1; }
+
+# config_run SUITE: loading the 1M-key config, `baseplate-serve --check`
+# (A) against CPython's configparser reading it and its [app:main] (B).
+config_run() {
+  want "$1" || return 0
+  if ! command -v python3 >/dev/null 2>&1; then
+    echo "python3 is missing: suite $1 skipped" >&2
+    return 0
+  fi
+  echo "$1 A seconds $(seconds taskset -c 0 "$SERVE" --check "$CONFIG_1M")" >> "$RESULTS"
+  echo "$1 B seconds $(seconds taskset -c 0 python3 -c '
+import configparser, sys
+parser = configparser.ConfigParser()
+parser.read(sys.argv[1])
+dict(parser.items("app:main"))' "$CONFIG_1M")" >> "$RESULTS"
+}
+
 echo "running $ROUNDS rounds of ${SECONDS_PER_RUN}s per side..." >&2
 for round in $(seq "$ROUNDS"); do
   echo "round $round" >&2
@@ -127,6 +153,7 @@ for round in $(seq "$ROUNDS"); do
   thrift_run async-echo1k A serve-async framed echo1k;      thrift_run async-echo1k B bare-thrift framed echo1k
   thrift_run async-vs-volo A serve-async framed is_healthy;  thrift_run async-vs-volo B volo framed is_healthy
   thrift_run async-echo1k-vs-volo A serve-async framed echo1k;  thrift_run async-echo1k-vs-volo B volo framed echo1k
+  config_run config-1m-keys
 done
 : > "$WORK/measure.txt"
 if [ -z "${SUITES:-}" ]; then
@@ -149,10 +176,11 @@ TABLE="$WORK/table.md"
       return sprintf("%s (%s–%s)", med, a[1], a[n]) "|" med
     }
     END {
-      order="http-hello http-einhorn logging thrift-framed thrift-header thrift-echo1k thrift-inline sync-vs-tserver sync-echo1k-vs-tserver async-framed async-header async-echo1k async-vs-volo async-echo1k-vs-volo"
+      order="http-hello http-einhorn logging thrift-framed thrift-header thrift-echo1k thrift-inline sync-vs-tserver sync-echo1k-vs-tserver async-framed async-header async-echo1k async-vs-volo async-echo1k-vs-volo config-1m-keys"
       split(order, suites, " ")
-      for (s=1; s in suites; s++) for (m=1; m<=2; m++) {
-        metric = (m==1) ? "throughput" : "p99_ms"
+      split("throughput p99_ms seconds", metrics, " ")
+      for (s=1; s in suites; s++) for (m=1; m<=3; m++) {
+        metric = metrics[m]
         key=suites[s]" "metric
         if (!(key in keys)) continue
         split(stats(vals[key" A"]), A, "|"); split(stats(vals[key" B"]), B, "|")

@@ -8,6 +8,7 @@
 //! checks it against `python3` on generated files.
 
 use super::{KeyMap, KeySet};
+use std::borrow::Cow;
 use std::fmt;
 
 /// One `key = value` entry, with the 1-based line its key is on.
@@ -195,20 +196,25 @@ enum Target {
     Section(usize),
 }
 
-struct PendingEntry {
-    key: String,
-    lines: Vec<String>,
+/// An entry while its continuation lines are read: text borrowed from the
+/// file until the end, so a key costs one allocation for its key and one
+/// for its value.
+struct PendingEntry<'t> {
+    key: Cow<'t, str>,
+    first: &'t str,
+    /// Continuation lines (`""` for a blank one).
+    more: Vec<&'t str>,
     line: usize,
 }
 
 #[derive(Default)]
-struct Reader {
-    defaults: Vec<PendingEntry>,
-    sections: Vec<(String, usize, Vec<PendingEntry>)>,
+struct Reader<'t> {
+    defaults: Vec<PendingEntry<'t>>,
+    sections: Vec<(String, usize, Vec<PendingEntry<'t>>)>,
 }
 
-impl Reader {
-    fn entries(&mut self, target: Target) -> &mut Vec<PendingEntry> {
+impl<'t> Reader<'t> {
+    fn entries(&mut self, target: Target) -> &mut Vec<PendingEntry<'t>> {
         match target {
             Target::Defaults => &mut self.defaults,
             Target::Section(i) => &mut self.sections[i].2,
@@ -241,8 +247,8 @@ pub fn parse(text: &str) -> Result<Ini, IniError> {
     // Hashed, so a file of many sections or keys loads in linear time.
     let mut section_index: KeyMap<String, usize> = KeyMap::default();
     // The keys seen so far in [DEFAULT] and in each section.
-    let mut default_keys: KeySet<String> = KeySet::default();
-    let mut section_keys: Vec<KeySet<String>> = Vec::new();
+    let mut default_keys: KeySet<Cow<str>> = KeySet::default();
+    let mut section_keys: Vec<KeySet<Cow<str>>> = Vec::new();
     let mut target: Option<Target> = None;
     let mut section_name = String::new();
     // Index of the entry that continuation lines extend, within `target`.
@@ -258,7 +264,7 @@ pub fn parse(text: &str) -> Result<Ini, IniError> {
             // A blank line inside a value is kept; a comment line is skipped.
             if !is_comment {
                 if let (Some(t), Some(i)) = (target, current) {
-                    reader.entries(t)[i].lines.push(String::new());
+                    reader.entries(t)[i].more.push("");
                 }
             }
             continue;
@@ -267,7 +273,7 @@ pub fn parse(text: &str) -> Result<Ini, IniError> {
         let cur_indent = raw_line.chars().take_while(|&c| is_py_space(c)).count();
         if let (Some(t), Some(i)) = (target, current) {
             if cur_indent > indent_level {
-                reader.entries(t)[i].lines.push(value.to_string());
+                reader.entries(t)[i].more.push(value);
                 continue;
             }
         }
@@ -309,7 +315,12 @@ pub fn parse(text: &str) -> Result<Ini, IniError> {
                         text: value.to_string(),
                     });
                 }
-                let key = key.to_lowercase();
+                // Most keys are lowercase ASCII already: borrow those.
+                let key = if key.is_ascii() && !key.bytes().any(|b| b.is_ascii_uppercase()) {
+                    Cow::Borrowed(key)
+                } else {
+                    Cow::Owned(key.to_lowercase())
+                };
                 let seen = match t {
                     Target::Defaults => &mut default_keys,
                     Target::Section(i) => &mut section_keys[i],
@@ -318,7 +329,7 @@ pub fn parse(text: &str) -> Result<Ini, IniError> {
                     return Err(IniError {
                         kind: IniErrorKind::DuplicateOption {
                             section: section_name.clone(),
-                            key,
+                            key: key.into_owned(),
                         },
                         line: lineno,
                         text: value.to_string(),
@@ -328,7 +339,8 @@ pub fn parse(text: &str) -> Result<Ini, IniError> {
                 let entries = reader.entries(t);
                 entries.push(PendingEntry {
                     key,
-                    lines: vec![val.to_string()],
+                    first: val,
+                    more: Vec::new(),
                     line: lineno,
                 });
                 // An empty key (already an error) takes no continuation lines.
@@ -352,15 +364,20 @@ pub fn parse(text: &str) -> Result<Ini, IniError> {
         entries
             .into_iter()
             .map(|e| {
-                let mut value = if e.lines.len() == 1 {
-                    e.lines.into_iter().next().unwrap_or_default()
+                let value = if e.more.is_empty() {
+                    e.first.trim_end_matches(is_py_space).to_string()
                 } else {
-                    e.lines.join("\n")
+                    let mut value = e.first.to_string();
+                    for line in &e.more {
+                        value.push('\n');
+                        value.push_str(line);
+                    }
+                    let kept = value.trim_end_matches(is_py_space).len();
+                    value.truncate(kept);
+                    value
                 };
-                let kept = value.trim_end_matches(is_py_space).len();
-                value.truncate(kept);
                 RawEntry {
-                    key: e.key,
+                    key: e.key.into_owned(),
                     value,
                     line: e.line,
                 }
@@ -458,5 +475,21 @@ mod tests {
     fn header_is_greedy_to_last_bracket() {
         let ini = parse("[a]]x\nk=1\n").unwrap();
         assert_eq!(ini.sections[0].name, "a]");
+    }
+
+    #[test]
+    fn keys_are_lowercased_as_python_does_and_duplicates_found_across_cases() {
+        // str.lower() also maps titlecase letters, which are not uppercase.
+        let ini = parse("[a]\nKey_A = 1\n\u{1c5}x = 2\nplain = 3\n   more\n\n").unwrap();
+        assert_eq!(
+            values(&ini, "a"),
+            [
+                ("key_a".to_string(), "1".to_string()),
+                ("\u{1c6}x".to_string(), "2".to_string()),
+                ("plain".to_string(), "3\nmore".to_string()),
+            ]
+        );
+        let e = parse("[a]\nkey = 1\nKEY = 2\n").unwrap_err();
+        assert_eq!(e.line, 3);
     }
 }

@@ -22,6 +22,7 @@
 //! assert_eq!(settings.retries, None);
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{
@@ -90,48 +91,50 @@ pub fn from_section<T: DeserializeOwned>(section: &Section) -> Result<T, ConfigE
 
 /// A value with its place in the file.
 #[derive(Debug, Clone)]
-struct Leaf {
-    value: String,
+struct Leaf<'s> {
+    /// Borrowed from the section; owned for stand-ins and list items.
+    value: Cow<'s, str>,
     line: usize,
     inherited: bool,
 }
 
 /// The section's keys split at dots.
 #[derive(Debug, Default, Clone)]
-struct Tree {
-    leaf: Option<Leaf>,
+struct Tree<'s> {
+    leaf: Option<Leaf<'s>>,
     /// In the order the keys first appear.
-    children: Vec<(String, Tree)>,
+    children: Vec<(Cow<'s, str>, Tree<'s>)>,
     /// Where each child is in `children`, so a section of many keys builds
     /// in linear time.
-    index: super::KeyMap<String, usize>,
+    index: super::KeyMap<Cow<'s, str>, usize>,
     /// Already reported: stands in with a value its type accepts.
     poisoned: bool,
 }
 
-impl Tree {
+impl<'s> Tree<'s> {
     /// The child called `part`, created (last) if missing.
-    fn child(&mut self, part: &str) -> &mut Tree {
-        let i = match self.index.get(part) {
+    fn child(&mut self, part: Cow<'s, str>) -> &mut Tree<'s> {
+        let i = match self.index.get(part.as_ref()) {
             Some(&i) => i,
             None => {
-                self.children.push((part.to_string(), Tree::default()));
-                self.index.insert(part.to_string(), self.children.len() - 1);
+                self.children.push((part.clone(), Tree::default()));
+                self.index.insert(part, self.children.len() - 1);
                 self.children.len() - 1
             }
         };
         &mut self.children[i].1
     }
 
-    fn build(section: &Section) -> Tree {
+    /// The tree of `section`'s keys, borrowing its keys and values.
+    fn build(section: &'s Section) -> Tree<'s> {
         let mut root = Tree::default();
         for entry in section.entries() {
             let mut node = &mut root;
             for part in entry.key.split('.') {
-                node = node.child(part);
+                node = node.child(Cow::Borrowed(part));
             }
             node.leaf = Some(Leaf {
-                value: entry.value.clone(),
+                value: Cow::Borrowed(&entry.value),
                 line: entry.line,
                 inherited: entry.inherited,
             });
@@ -170,7 +173,7 @@ impl Tree {
     fn poison(&mut self, path: &str) {
         let mut node = self;
         for part in path.split('.') {
-            node = node.child(part);
+            node = node.child(Cow::Owned(part.to_string()));
         }
         node.poisoned = true;
     }
@@ -269,13 +272,13 @@ impl de::Error for DeError {
 /// Deserializes one node: a struct or map for keys with children, a value
 /// for a leaf.
 struct NodeDe<'a> {
-    node: &'a Tree,
+    node: &'a Tree<'a>,
     path: String,
     section: &'a Section,
 }
 
 impl<'a> NodeDe<'a> {
-    fn child(&self, key: &str, node: &'a Tree) -> NodeDe<'a> {
+    fn child(&self, key: &str, node: &'a Tree<'a>) -> NodeDe<'a> {
         NodeDe {
             node,
             path: if self.path.is_empty() {
@@ -294,7 +297,7 @@ impl<'a> NodeDe<'a> {
     /// The leaf's text, or an error if this key has no value of its own.
     fn text(&self) -> Result<&'a str, DeError> {
         match &self.node.leaf {
-            Some(leaf) => Ok(leaf.value.as_str()),
+            Some(leaf) => Ok(leaf.value.as_ref()),
             None => Err(DeError::custom(format!(
                 "expected a value, but only keys below it are set ({})",
                 self.node
@@ -320,7 +323,7 @@ impl<'a> NodeDe<'a> {
     /// names this node.
     fn visit_entries<'de, V: Visitor<'de>>(
         self,
-        entries: Vec<&'a (String, Tree)>,
+        entries: Vec<&'a (Cow<'a, str>, Tree<'a>)>,
         visitor: V,
     ) -> Result<V::Value, DeError> {
         let result = visitor.visit_map(Entries {
@@ -504,7 +507,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
             if let Some(text) = stand_in(name) {
                 let leaf = Tree {
                     leaf: Some(Leaf {
-                        value: text.to_string(),
+                        value: Cow::Borrowed(text),
                         line: 0,
                         inherited: false,
                     }),
@@ -557,7 +560,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
-        let entries: Vec<&'a (String, Tree)> = self.node.children.iter().collect();
+        let entries: Vec<&'a (Cow<'a, str>, Tree<'a>)> = self.node.children.iter().collect();
         self.visit_entries(entries, visitor)
     }
 
@@ -569,11 +572,11 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     ) -> Result<V::Value, DeError> {
         // Keys inherited from [DEFAULT] reach a struct only if it asks for
         // them, so `deny_unknown_fields` catches typos, not shared settings.
-        let entries: Vec<&'a (String, Tree)> = self
+        let entries: Vec<&'a (Cow<'a, str>, Tree<'a>)> = self
             .node
             .children
             .iter()
-            .filter(|(k, child)| !child.inherited() || fields.contains(&k.as_str()))
+            .filter(|(k, child)| !child.inherited() || fields.contains(&k.as_ref()))
             .collect();
         self.visit_entries(entries, visitor)
     }
@@ -623,8 +626,8 @@ fn stand_in(type_name: &str) -> Option<&'static str> {
 /// The children of a node, as a map.
 struct Entries<'p, 'a> {
     parent: &'p NodeDe<'a>,
-    entries: std::vec::IntoIter<&'a (String, Tree)>,
-    current: Option<&'a (String, Tree)>,
+    entries: std::vec::IntoIter<&'a (Cow<'a, str>, Tree<'a>)>,
+    current: Option<&'a (Cow<'a, str>, Tree<'a>)>,
 }
 
 impl<'de, 'a> MapAccess<'de> for Entries<'_, 'a> {
@@ -639,7 +642,7 @@ impl<'de, 'a> MapAccess<'de> for Entries<'_, 'a> {
         };
         self.current = Some(entry);
         let child = self.parent.child(&entry.0, &entry.1);
-        seed.deserialize(entry.0.as_str().into_deserializer())
+        seed.deserialize(entry.0.as_ref().into_deserializer())
             .map(Some)
             .map_err(|e: DeError| e.located(&child.path, child.line()))
     }
@@ -673,7 +676,7 @@ impl<'de> SeqAccess<'de> for Items<'_, '_> {
         };
         let leaf = Tree {
             leaf: Some(Leaf {
-                value: item,
+                value: Cow::Owned(item),
                 line: self.template.line().unwrap_or(0),
                 inherited: false,
             }),

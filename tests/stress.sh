@@ -36,13 +36,16 @@ failed=0
 for run in $(seq "$runs"); do
   log="target/stress/$mode-$run.log"
   started=$(date +%s)
-  if "${command[@]}" >"$log" 2>&1; then
+  # A hung run is a failed run: 10 minutes is four times a run's length
+  # under the hog here.
+  if timeout --kill-after=10 600 "${command[@]}" >"$log" 2>&1; then
     passed=$((passed + 1))
     rm -f "$log"
     echo "run $run: passed ($(( $(date +%s) - started )) s)" >&2
   else
     failed=$((failed + 1))
     echo "run $run: FAILED ($(( $(date +%s) - started )) s), output in $log:" >&2
+    tail -3 "$log" | grep -q . || echo "  (no output: hung?)" >&2
     grep -E "^test .* FAILED|panicked at|^    [a-z_]+$" "$log" | head -20 >&2 || true
   fi
 done

@@ -2,13 +2,38 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use std::ffi::OsString;
+
+use clap::{Args as _, FromArgMatches as _};
 
 use crate::config::values::{parse_endpoint, Endpoint};
 
-/// The baseplate server: serves the app described by CONFIG_FILE.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "baseplate-serve", version, about, long_about = None)]
+/// The `baseplate-serve` arguments. A binary with flags of its own flattens
+/// them into its parser and hands them to [`Serve::main_with`] or
+/// [`Serve::run`]:
+///
+/// ```
+/// use clap::Parser;
+///
+/// /// My service.
+/// #[derive(Parser)]
+/// #[command(version)]
+/// struct Cli {
+///     #[command(flatten)]
+///     serve: baseplate::Args,
+///     /// Greet with this word
+///     #[arg(long, default_value = "hello")]
+///     greeting: String,
+/// }
+///
+/// let cli = Cli::parse_from(["my-service", "--greeting", "hi", "app.ini"]);
+/// assert_eq!(cli.greeting, "hi");
+/// assert_eq!(cli.serve.config_file, std::path::Path::new("app.ini"));
+/// ```
+///
+/// [`Serve::main_with`]: crate::Serve::main_with
+/// [`Serve::run`]: crate::Serve::run
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Path to the INI config file
     #[arg(value_name = "CONFIG_FILE")]
@@ -46,4 +71,27 @@ pub struct Args {
     /// Print the server and app sections as JSON (DEFAULT merged, $VARs expanded) and exit
     #[arg(long)]
     pub print_config: bool,
+}
+
+impl Args {
+    /// Parses a whole command line (program name first) as
+    /// [`Serve::main`](crate::Serve::main) does: the program is named after
+    /// `argv[0]`, with baseplate's description and version.
+    pub fn parse_command_line<I, T>(argv: I) -> Result<Args, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+        let name = argv
+            .first()
+            .and_then(|p| std::path::Path::new(p).file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "baseplate-serve".to_string());
+        let command = clap::Command::new(name)
+            .version(env!("CARGO_PKG_VERSION"))
+            .about("The baseplate server: serves the app described by CONFIG_FILE.");
+        let matches = Args::augment_args(command).try_get_matches_from(argv)?;
+        Args::from_arg_matches(&matches)
+    }
 }

@@ -46,6 +46,7 @@ pub use thrift;
 pub use tower;
 
 pub use body::RequestBody;
+pub use cli::Args;
 pub use config::{AppConfig, ServerConfig};
 pub use error::{BoxError, Error};
-pub use serve::Serve;
+pub use serve::{Serve, Served};

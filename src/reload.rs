@@ -130,28 +130,23 @@ impl Reloader {
 
     /// After a failed start: keeps the socket open (clients queue), waits
     /// for the next change and tries again; returns on SIGTERM/SIGINT.
-    pub fn wait_and_retry(mut self, mut listener: OwnedFd) -> Result<(), Error> {
+    pub async fn wait_and_retry(mut self, mut listener: OwnedFd) -> Result<(), Error> {
+        use tokio::signal::unix::{signal, SignalKind};
         let Some(mut changes) = self.changes.take() else {
             return Ok(());
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                Error::new(format!("cannot start the async runtime: {}", io_reason(&e)))
-            })?;
+        let signal_error = |e: std::io::Error| {
+            Error::new(format!("cannot install signal handlers: {}", io_reason(&e)))
+        };
+        let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
         loop {
             eprintln!("baseplate-serve: not serving; waiting for a change to reload (the port stays open)");
-            let changed = runtime.block_on(async {
-                use tokio::signal::unix::{signal, SignalKind};
-                let mut term = signal(SignalKind::terminate()).ok()?;
-                let mut int = signal(SignalKind::interrupt()).ok()?;
-                tokio::select! {
-                    path = changes.recv() => path,
-                    _ = term.recv() => None,
-                    _ = int.recv() => None,
-                }
-            });
+            let changed = tokio::select! {
+                path = changes.recv() => path,
+                _ = term.recv() => None,
+                _ = int.recv() => None,
+            };
             let Some(path) = changed else {
                 return Ok(());
             };

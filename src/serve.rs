@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use hyper::body::Bytes;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tower::{Layer, Service};
@@ -24,7 +23,7 @@ use crate::logging::file_config::FileLogging;
 use crate::registry::{AppFactory, Registry, ThriftApp};
 use crate::reload::{self, Reloader};
 use crate::server::http::HttpHandler;
-use crate::server::lifecycle::{self, Outcome};
+use crate::server::lifecycle::{self, Outcome, ShutdownFuture, Triggers};
 use crate::server::listener::Listener;
 use crate::server::thrift::{
     processor_service, ServerTimeouts, ThriftHandler, ThriftProcessor, ThriftRequest,
@@ -186,22 +185,43 @@ impl Serve {
         self.main_from(std::env::args_os())
     }
 
-    /// Runs the command line from `args` (the first is the program name).
+    /// Runs the command line from `args` (the first is the program name,
+    /// which `--help` shows).
     pub fn main_from<I, T>(self, args: I) -> ExitCode
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let argv: Vec<OsString> = args.into_iter().map(Into::into).collect();
-        let args = match Args::try_parse_from(&argv) {
-            Ok(args) => args,
+        match Args::parse_command_line(args) {
+            Ok(args) => self.main_with(args),
             Err(e) => {
                 let _ = e.print();
-                return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+                ExitCode::from(e.exit_code().clamp(0, 255) as u8)
+            }
+        }
+    }
+
+    /// Runs with arguments the caller parsed, for a binary with flags of its
+    /// own that flattens [`Args`] into its clap parser. Builds the runtime,
+    /// serves until shutdown, and returns the exit status: 0 after a
+    /// graceful shutdown, 1 on errors or a second shutdown signal.
+    pub fn main_with(self, args: Args) -> ExitCode {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {}", io_reason(&e));
+                return ExitCode::from(1);
             }
         };
-        match self.run(args, argv) {
-            Ok(()) => ExitCode::SUCCESS,
+        let served = runtime.block_on(self.run(args, std::future::pending()));
+        // What a second signal abandoned is dropped here.
+        runtime.shutdown_timeout(Duration::from_millis(100));
+        match served {
+            Ok(Served::Stopped) => ExitCode::SUCCESS,
+            Ok(Served::Interrupted) => ExitCode::from(1),
             Err(e) => {
                 for line in e.lines() {
                     eprintln!("error: {line}");
@@ -211,16 +231,40 @@ impl Serve {
         }
     }
 
-    /// Serves once, or with `--reload` until a change, then runs again.
-    fn run(self, args: Args, argv: Vec<OsString>) -> Result<(), Error> {
+    /// The whole `baseplate-serve` lifecycle inside the caller's tokio
+    /// runtime: config, logging, the Einhorn/systemd/`--bind` listener,
+    /// serving, then the drain and `stop_timeout` once `shutdown`
+    /// completes or a shutdown signal comes (the signal handlers are
+    /// installed as in [`Serve::main`]). Nothing it spawned is left running
+    /// when it returns.
+    ///
+    /// SIGHUP and `--reload` restart the process in place, as with
+    /// [`Serve::main`]: the same executable and arguments are executed
+    /// again, with the listening socket passed across.
+    ///
+    /// ```no_run
+    /// # async fn example(serve: baseplate::Serve, args: baseplate::Args) {
+    /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    /// let served = serve.run(args, async { let _ = stopped.await; }).await;
+    /// # drop(stop);
+    /// # }
+    /// ```
+    pub async fn run<F>(self, args: Args, shutdown: F) -> Result<Served, Error>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let argv: Vec<OsString> = std::env::args_os().collect();
+        let shutdown: ShutdownFuture = Box::pin(shutdown);
         if !args.reload {
             // The socket of a run that SIGHUP restarted, if this is one.
             let mut handover = Handover {
                 changes: None,
                 inherited: reload::inherited_listener(),
+                shutdown: Some(shutdown),
             };
-            return match self.serve_once(&args, &mut handover)? {
-                Outcome::Stopped => Ok(()),
+            return match self.serve_once(&args, &mut handover).await? {
+                Outcome::Stopped => Ok(Served::Stopped),
+                Outcome::Interrupted => Ok(Served::Interrupted),
                 // SIGHUP: drained; the same process runs again on the same socket.
                 Outcome::Reload(listener) => {
                     let fd = listener.into_fd().map_err(|e| {
@@ -237,11 +281,13 @@ impl Serve {
         let mut handover = Handover {
             changes: reloader.changes.take(),
             inherited: reload::inherited_listener(),
+            shutdown: Some(shutdown),
         };
-        let outcome = self.serve_once(&args, &mut handover);
+        let outcome = self.serve_once(&args, &mut handover).await;
         reloader.changes = handover.changes.take();
         match outcome {
-            Ok(Outcome::Stopped) => Ok(()),
+            Ok(Outcome::Stopped) => Ok(Served::Stopped),
+            Ok(Outcome::Interrupted) => Ok(Served::Interrupted),
             Ok(Outcome::Reload(listener)) => {
                 let fd = listener.into_fd().map_err(|e| {
                     Error::new(format!(
@@ -251,7 +297,7 @@ impl Serve {
                 })?;
                 let (fd, error) = reloader.exec(fd);
                 eprintln!("error: {error}");
-                reloader.wait_and_retry(fd)
+                reloader.wait_and_retry(fd).await.map(|()| Served::Stopped)
             }
             // A reloaded run that cannot start keeps the port open and waits
             // for the next change, instead of leaving it dead.
@@ -260,7 +306,7 @@ impl Serve {
                     for line in e.lines() {
                         eprintln!("error: {line}");
                     }
-                    reloader.wait_and_retry(fd)
+                    reloader.wait_and_retry(fd).await.map(|()| Served::Stopped)
                 }
                 None => Err(e),
             },
@@ -269,7 +315,7 @@ impl Serve {
 
     /// Reads the config, builds everything, and serves until shutdown (or a
     /// reload). What `handover` holds is taken only once serving starts.
-    fn serve_once(&self, args: &Args, handover: &mut Handover) -> Result<Outcome, Error> {
+    async fn serve_once(&self, args: &Args, handover: &mut Handover) -> Result<Outcome, Error> {
         let file = ConfigFile::read(&args.config_file)?;
         let server_section = file.section("server", &args.server_name)?;
         let app_section = file.section("app", &args.app_name)?;
@@ -284,23 +330,15 @@ impl Serve {
         }
         let options = ServerOptions::from_section(&server_section)?;
         let file_logging = FileLogging::from_config(&file)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                Error::new(format!("cannot start the async runtime: {}", io_reason(&e)))
-            })?;
-        let result = runtime.block_on(self.start(
+        self.start(
             args,
             &options,
             file_logging.as_ref(),
             &server_section,
             &app_section,
             handover,
-        ));
-        // Connections still open past stop_timeout are dropped here.
-        runtime.shutdown_timeout(Duration::from_millis(100));
-        result
+        )
+        .await
     }
 
     async fn start(
@@ -385,15 +423,22 @@ impl Serve {
         info!("Listening on {address}");
         systemd::notify("READY=1");
         let tracker = Tracker::default();
-        let changes = handover.changes.take();
+        let triggers = Triggers {
+            signals,
+            reload: handover.changes.take(),
+            shutdown: handover
+                .shutdown
+                .take()
+                .unwrap_or_else(|| Box::pin(std::future::pending())),
+        };
         let outcome = match app {
             App::Http(service) => {
                 let handler = HttpHandler::new(service, options);
-                lifecycle::run(listener, handler, options, tracker, signals, changes).await
+                lifecycle::run(listener, handler, options, tracker, triggers).await
             }
             App::Thrift(service, timeouts) => {
                 let handler = ThriftHandler::new(service, options.max_frame_size, timeouts);
-                lifecycle::run(listener, handler, options, tracker, signals, changes).await
+                lifecycle::run(listener, handler, options, tracker, triggers).await
             }
         };
         Ok(outcome)
@@ -487,12 +532,25 @@ impl Serve {
     }
 }
 
-/// What `--reload` hands a run: the file changes to watch for, and the
-/// socket the previous run left open.
+/// How [`Serve::run`] ended (errors aside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Served {
+    /// Shut down gracefully, by a signal or the shutdown future (or only
+    /// checked, with `--check` or `--print-config`): exit 0.
+    Stopped,
+    /// A second shutdown signal came during the shutdown, and connections
+    /// still open were abandoned: `baseplate-serve` exits 1.
+    Interrupted,
+}
+
+/// What a run is handed: the file changes to watch for (`--reload`), the
+/// socket the previous run left open, and the embedding program's shutdown.
 #[derive(Default)]
 struct Handover {
     changes: Option<UnboundedReceiver<PathBuf>>,
     inherited: Option<OwnedFd>,
+    shutdown: Option<ShutdownFuture>,
 }
 
 /// A built app, by the kind of server that serves it.
@@ -513,4 +571,14 @@ where
             .map_err(Into::into)
             .service(service),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_run_future_can_be_spawned() {
+        fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
+        let args = crate::Args::parse_command_line(["my-service", "app.ini"]).unwrap();
+        spawnable(super::Serve::new().run(args, async {}));
+    }
 }

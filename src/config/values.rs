@@ -149,6 +149,15 @@ impl fmt::Display for Endpoint {
     }
 }
 
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+
+    /// Parses an endpoint with baseplate's rules ([`parse_endpoint`]).
+    fn from_str(text: &str) -> Result<Endpoint, String> {
+        parse_endpoint(text)
+    }
+}
+
 /// Parses baseplate's `Endpoint`: a path if it contains `/`, else
 /// `host:port` split at the first `:`, or `[v6-address]:port`.
 pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
@@ -184,6 +193,22 @@ pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_parse_with_from_str() {
+        let tcp: Endpoint = "[::1]:9090".parse().unwrap();
+        assert_eq!(
+            tcp,
+            Endpoint::Tcp {
+                host: "::1".into(),
+                port: 9090
+            }
+        );
+        assert_eq!(tcp.to_string(), "[::1]:9090");
+        let unix: Endpoint = "/run/app.sock".parse().unwrap();
+        assert_eq!(unix, Endpoint::Unix(PathBuf::from("/run/app.sock")));
+        assert!("".parse::<Endpoint>().is_err());
+    }
 
     #[test]
     fn ints_like_python() {

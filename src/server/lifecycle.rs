@@ -1,15 +1,19 @@
 //! The shutdown sequence and accept loop every server shares: accept under
-//! the connection limit, and on a shutdown signal drain, close the listener,
-//! let connections finish for up to `stop_timeout`, then return.
+//! the connection limit, and on a shutdown trigger (a signal, the embedding
+//! program's shutdown future, a `--reload` change) drain, close the
+//! listener, let connections finish for up to `stop_timeout`, abort the
+//! rest, then return.
 
+use std::future::Future;
 use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::path::PathBuf;
-
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use super::listener::Listener;
@@ -24,39 +28,69 @@ enum Stop {
     Running,
     Shutdown,
     Reload,
+    /// A second shutdown signal: stop waiting for anything.
+    Abort,
 }
 
 /// How [`run`] ended.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Shut down: the process may exit 0.
+    /// Shut down gracefully: the process may exit 0.
     Stopped,
-    /// `--reload` saw a change: connections are drained, and the listener
-    /// is still open, to be passed to the next run.
+    /// A second shutdown signal came during the shutdown: connections still
+    /// open were abandoned. The process should exit 1.
+    Interrupted,
+    /// `--reload` saw a change, or SIGHUP came: connections are drained,
+    /// and the listener is still open, to be passed to the next run.
     Reload(Listener),
 }
 
-/// Serves connections from `listener` with `handler` until a shutdown
-/// signal (or, with `reload`, a changed file), then shuts down gracefully.
-/// A second shutdown signal exits the process at once with status 1.
+/// A future the embedding program completes to shut the server down.
+pub type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What may stop a run besides the signals.
+pub struct Triggers {
+    /// The process's signal handlers.
+    pub signals: Signals,
+    /// With `--reload`: the files that changed.
+    pub reload: Option<UnboundedReceiver<PathBuf>>,
+    /// The embedding program's shutdown, a graceful one like SIGTERM.
+    pub shutdown: ShutdownFuture,
+}
+
+/// Serves connections from `listener` with `handler` until a trigger, then
+/// shuts down gracefully. Connection tasks still running after
+/// `stop_timeout` are aborted, so nothing outlives the run in the caller's
+/// runtime.
 pub async fn run<H: ConnectionHandler>(
     listener: Listener,
     handler: H,
     options: &ServerOptions,
     tracker: Tracker,
-    signals: Signals,
-    reload: Option<UnboundedReceiver<PathBuf>>,
+    triggers: Triggers,
 ) -> Outcome {
     let (stop_tx, mut stop_rx) = watch::channel(Stop::Running);
     let stop_tx = Arc::new(stop_tx);
-    tokio::spawn(watch_signals(
-        signals,
+    let mut watchers = JoinSet::new();
+    watchers.spawn(watch_signals(
+        triggers.signals,
         tracker.clone(),
         Arc::clone(&stop_tx),
     ));
-    if let Some(mut changes) = reload {
+    {
         let stop = Arc::clone(&stop_tx);
-        tokio::spawn(async move {
+        let shutdown = triggers.shutdown;
+        watchers.spawn(async move {
+            shutdown.await;
+            if *stop.borrow() == Stop::Running {
+                info!("Shutdown triggered by the embedding program.");
+                stop.send_replace(Stop::Shutdown);
+            }
+        });
+    }
+    if let Some(mut changes) = triggers.reload {
+        let stop = Arc::clone(&stop_tx);
+        watchers.spawn(async move {
             if let Some(path) = changes.recv().await {
                 if *stop.borrow() == Stop::Running {
                     info!("Reloading, {} changed", path.display());
@@ -67,8 +101,6 @@ pub async fn run<H: ConnectionHandler>(
     }
 
     let (trigger, shutdown) = shutdown::channel();
-    // Every connection task holds a sender; recv() yields None once all are gone.
-    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let limit = options.max_concurrency.map(|n| Arc::new(Semaphore::new(n)));
     let acceptor = tokio::spawn(accept_loop(
         listener,
@@ -76,24 +108,37 @@ pub async fn run<H: ConnectionHandler>(
         limit,
         tracker.clone(),
         shutdown,
-        done_tx,
     ));
 
     let reason = stop_rx
         .wait_for(|&stop| stop != Stop::Running)
         .await
         .map_or(Stop::Shutdown, |stop| *stop);
+    let mut abort = stop_rx.clone();
+    let aborted = async move {
+        let _ = abort.wait_for(|&stop| stop == Stop::Abort).await;
+    };
+    tokio::pin!(aborted);
+    // Set once `aborted` has completed (it must not be polled again).
+    let mut interrupted = false;
     if reason == Stop::Shutdown && !options.drain_time.is_zero() {
         info!(
             "Draining inbound requests for {}...",
             seconds(options.drain_time)
         );
-        tokio::time::sleep(options.drain_time).await;
+        tokio::select! {
+            _ = tokio::time::sleep(options.drain_time) => {}
+            _ = &mut aborted => interrupted = true,
+        }
     }
     trigger.trigger();
-    // The accept loop hands the listener back when it returns. A reload
-    // keeps it open, so clients queue in the backlog meanwhile.
-    let listener = acceptor.await.ok();
+    // The accept loop hands the listener and its connections back when it
+    // returns. A reload keeps the listener open, so clients queue in the
+    // backlog meanwhile.
+    let (listener, mut connections) = match acceptor.await {
+        Ok((listener, connections)) => (Some(listener), connections),
+        Err(_) => (None, JoinSet::new()),
+    };
     let kept = match reason {
         Stop::Reload => listener,
         _ => {
@@ -111,15 +156,26 @@ pub async fn run<H: ConnectionHandler>(
         seconds(options.stop_timeout),
         tracker.open_connections()
     );
-    if tokio::time::timeout(options.stop_timeout, done_rx.recv())
-        .await
-        .is_err()
-    {
-        warn!(
-            "{} connection(s) still open after stop_timeout ({}); closing them",
-            tracker.open_connections(),
-            seconds(options.stop_timeout)
-        );
+    if !interrupted {
+        let all_done = async { while connections.join_next().await.is_some() {} };
+        tokio::select! {
+            finished = tokio::time::timeout(options.stop_timeout, all_done) => {
+                if finished.is_err() {
+                    warn!(
+                        "{} connection(s) still open after stop_timeout ({}); closing them",
+                        tracker.open_connections(),
+                        seconds(options.stop_timeout)
+                    );
+                }
+            }
+            _ = &mut aborted => interrupted = true,
+        }
+    }
+    // Dropping the set aborts what is left; the watchers end with the run.
+    drop(connections);
+    drop(watchers);
+    if interrupted {
+        return Outcome::Interrupted;
     }
     match kept {
         Some(listener) => {
@@ -151,9 +207,10 @@ async fn watch_signals(mut signals: Signals, tracker: Tracker, stop: Arc<watch::
                 }
             }
             SignalEvent::Shutdown(name) => {
-                if *stop.borrow() == Stop::Shutdown {
+                if matches!(*stop.borrow(), Stop::Shutdown | Stop::Abort) {
                     error!("Received {name} again during shutdown; exiting now with status 1");
-                    std::process::exit(1);
+                    stop.send_replace(Stop::Abort);
+                    continue;
                 }
                 // A shutdown during a reload's drain wins: no new process.
                 info!(signal = name, "Shutdown triggered.");
@@ -205,25 +262,28 @@ async fn accept_loop<H: ConnectionHandler>(
     limit: Option<Arc<Semaphore>>,
     tracker: Tracker,
     mut shutdown: Shutdown,
-    done: mpsc::Sender<()>,
-) -> Listener {
+) -> (Listener, JoinSet<()>) {
     let mut last_warning: Option<Instant> = None;
+    // Every connection's task, so that the shutdown can wait for them and
+    // abort the ones past stop_timeout.
+    let mut connections = JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         // Take a permit before accepting: at the limit, clients wait in the
         // kernel backlog (where an idle Einhorn sibling can take them).
         let permit = match &limit {
             Some(semaphore) => tokio::select! {
                 permit = Arc::clone(semaphore).acquire_owned() => match permit {
                     Ok(permit) => Some(permit),
-                    Err(_) => return listener,
+                    Err(_) => return (listener, connections),
                 },
-                _ = shutdown.wait() => return listener,
+                _ = shutdown.wait() => return (listener, connections),
             },
             None => None,
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown.wait() => return listener,
+            _ = shutdown.wait() => return (listener, connections),
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
@@ -235,11 +295,9 @@ async fn accept_loop<H: ConnectionHandler>(
         debug!(peer = %peer, "accepted connection");
         let connection = tracker.open(peer);
         let served = handler.handle(stream, connection, shutdown.clone());
-        let done = done.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             served.await;
             drop(permit);
-            drop(done);
         });
     }
 }

@@ -119,11 +119,16 @@ impl Server {
     }
 
     /// Spawns a prepared command with piped stdout, collecting its lines.
-    pub fn spawn(mut command: Command, dir: TempDir) -> Server {
+    pub fn spawn(command: Command, dir: TempDir) -> Server {
+        Server::spawn_with_stdin(command, dir, Stdio::null())
+    }
+
+    /// [`Server::spawn`] with `stdin` (take a pipe with [`Server::stdin`]).
+    pub fn spawn_with_stdin(mut command: Command, dir: TempDir, stdin: Stdio) -> Server {
         command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .stdin(Stdio::null());
+            .stdin(stdin);
         // A binary this test process just wrote may still be open for
         // writing in a child another thread forked (ETXTBSY): retry briefly.
         let mut attempts = 0;
@@ -158,6 +163,12 @@ impl Server {
             addr: None,
             dir,
         }
+    }
+
+    /// The server's stdin, if it was spawned with a pipe.
+    #[allow(dead_code)]
+    pub fn stdin(&mut self) -> std::process::ChildStdin {
+        self.child.stdin.take().expect("spawned with a stdin pipe")
     }
 
     pub fn addr(&self) -> SocketAddr {

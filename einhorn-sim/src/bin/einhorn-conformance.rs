@@ -3,11 +3,15 @@
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
 use einhorn_sim::conformance::{self, harness, report, Options};
 use nix::sys::signal::{SigSet, Signal};
+
+/// Set by the signal thread: Ctrl-C or SIGTERM came, and it owns the exit.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 fn main() -> ExitCode {
     let options = match Options::try_parse() {
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
     let watched = Arc::clone(&events);
     std::thread::spawn(move || {
         if let Ok(signal) = stop.wait() {
+            INTERRUPTED.store(true, Ordering::SeqCst);
             harness::kill_all(&watched);
             eprintln!(
                 "einhorn-conformance: {} received; workers killed",
@@ -49,7 +54,15 @@ fn main() -> ExitCode {
             std::process::exit(130);
         }
     });
-    let outcomes = match conformance::run(&options, Arc::clone(&events)) {
+    let run = conformance::run(&options, Arc::clone(&events));
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        // The workers killed by the signal thread failed the scenario in
+        // flight; that thread exits 130 once they are all gone.
+        loop {
+            std::thread::park();
+        }
+    }
+    let outcomes = match run {
         Ok(outcomes) => outcomes,
         Err(message) => {
             harness::kill_all(&events);

@@ -18,12 +18,8 @@ use common::*;
 use einhorn_sim::conformance::harness::{acked, live};
 
 /// The events einhorn-sim has written to its --events file so far.
-fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+fn events(path: &std::path::Path) -> Vec<einhorn_sim::events::Record> {
+    sim_events(path)
 }
 
 /// When one request finished, and whether it succeeded.
@@ -72,7 +68,7 @@ fn soak_kills_and_upgrades_under_load() {
         .spawn()
         .unwrap();
     let master = KillOnDrop(master);
-    let wait = |what: &str, check: &dyn Fn(&[serde_json::Value]) -> bool| {
+    let wait = |what: &str, check: &dyn Fn(&[einhorn_sim::events::Record]) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !check(&events(&events_path)) {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -80,11 +76,7 @@ fn soak_kills_and_upgrades_under_load() {
         }
     };
     wait("4 acked workers", &|e| acked(e).len() == 4);
-    let port = events(&events_path)
-        .iter()
-        .find(|e| e["event"] == "ready")
-        .and_then(|r| r["bound"][0]["port"].as_u64())
-        .unwrap() as u16;
+    let port = sim_port(&events(&events_path)).unwrap();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
 
     // Load: 4 clients, a fresh connection per request; each outcome timed.

@@ -8,18 +8,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use einhorn_sim::events::{Event, Record};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+fn events(path: &std::path::Path) -> Vec<Record> {
+    sim_events(path)
 }
 
-fn wait_events<T>(path: &std::path::Path, check: impl Fn(&[serde_json::Value]) -> Option<T>) -> T {
+fn wait_events<T>(path: &std::path::Path, check: impl Fn(&[Record]) -> Option<T>) -> T {
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(found) = check(&events(path)) {
@@ -34,11 +31,24 @@ fn wait_events<T>(path: &std::path::Path, check: impl Fn(&[serde_json::Value]) -
     }
 }
 
-fn acked_pids(events: &[serde_json::Value]) -> Vec<i64> {
+fn acked_pids(events: &[Record]) -> Vec<i64> {
     events
         .iter()
-        .filter(|e| e["event"] == "ack")
-        .filter_map(|e| e["pid"].as_i64())
+        .filter_map(|r| match r.event {
+            Event::Ack { pid } => Some(i64::from(pid)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The exit statuses of the workers that have exited, by pid.
+fn exits(events: &[Record]) -> Vec<(i64, Option<i32>)> {
+    events
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::Exit { pid, status, .. } => Some((i64::from(pid), status)),
+            _ => None,
+        })
         .collect()
 }
 
@@ -68,11 +78,7 @@ fn baseplate_serve_workers_under_einhorn_sim() {
         .unwrap();
     // Run with -k: when the master is killed, its workers get SIGUSR2.
     let mut master = KillOnDrop(child);
-    let port = wait_events(&events_path, |e| {
-        e.iter()
-            .find(|e| e["event"] == "ready")
-            .map(|r| r["bound"][0]["port"].as_u64().unwrap() as u16)
-    });
+    let port = wait_events(&events_path, sim_port);
     let first = wait_events(&events_path, |e| {
         let acked = acked_pids(e);
         (acked.len() == 2).then_some(acked)
@@ -100,23 +106,15 @@ fn baseplate_serve_workers_under_einhorn_sim() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.ends_with("Upgrade done\n"), "{stdout}");
     let replaced = wait_events(&events_path, |e| {
-        let exited: Vec<i64> = e
-            .iter()
-            .filter(|e| e["event"] == "exit")
-            .filter_map(|e| e["pid"].as_i64())
-            .collect();
-        let old_gone = first.iter().all(|p| exited.contains(p));
-        (old_gone).then(|| {
-            e.iter()
-                .filter(|e| e["event"] == "exit")
-                .cloned()
-                .collect::<Vec<_>>()
-        })
+        let exits = exits(e);
+        let old_gone = first.iter().all(|p| exits.iter().any(|(pid, _)| pid == p));
+        old_gone.then_some(exits)
     });
-    for exit in replaced {
+    for (pid, status) in replaced {
         assert_eq!(
-            exit["status"], 0,
-            "old workers exit cleanly after SIGUSR2: {exit}"
+            status,
+            Some(0),
+            "old worker {pid} exits cleanly after SIGUSR2"
         );
     }
     assert_eq!(get(addr, "/").status, 200);
@@ -133,9 +131,9 @@ fn baseplate_serve_workers_under_einhorn_sim() {
     };
     assert_eq!(status.code(), Some(0));
     let all = events(&events_path);
-    let exits: Vec<_> = all.iter().filter(|e| e["event"] == "exit").collect();
+    let exits = exits(&all);
     assert_eq!(exits.len(), 4, "{all:?}");
-    assert!(exits.iter().all(|e| e["status"] == 0), "{exits:?}");
+    assert!(exits.iter().all(|(_, s)| *s == Some(0)), "{exits:?}");
 }
 
 /// `einhorn-sim -n 4 -- baseplate-serve --bind ADDR app.ini`, as a new user

@@ -11,18 +11,19 @@ pub mod cli;
 pub mod client;
 pub mod command_server;
 pub mod conformance;
+pub mod events;
 pub mod master;
 mod private_file;
 pub mod protocol;
 pub mod report;
 pub mod spawn;
-
-use serde_json::json;
+pub mod worker_report;
 
 use cli::Options;
+use events::{Bound, Event, Events};
 use master::signals::MasterSignals;
 use master::{Config, Master};
-use report::{Events, Level, Log};
+use report::{Level, Log};
 
 /// Runs the master until it exits; returns the exit status, or the one-line
 /// reason it could not start.
@@ -35,7 +36,7 @@ pub fn run(options: Options) -> Result<u8, String> {
 /// ([`MasterSignals::children_only`] leaves the host's own handlers alone).
 pub fn run_with(
     options: Options,
-    events: Option<std::sync::mpsc::Sender<serde_json::Value>>,
+    events: Option<std::sync::mpsc::Sender<events::Record>>,
     signals: fn() -> std::io::Result<MasterSignals>,
 ) -> Result<u8, String> {
     close_inherited_fds_on_exec();
@@ -92,19 +93,28 @@ pub fn run_with(
             options.command_socket_group.as_deref(),
             &log,
         )?;
-        log.write(Level::Info, &format!("Writing PID to {}", pidfile.display()));
+        log.write(
+            Level::Info,
+            &format!("Writing PID to {}", pidfile.display()),
+        );
         if let Err(e) = private_file::write_pidfile(&pidfile, std::process::id()) {
             let _ = std::fs::remove_file(&sock_path);
             return Err(e);
         }
-        let bound: Vec<serde_json::Value> = sockets
+        let bound = sockets
             .iter()
-            .map(|s| json!({"address": s.spec.address.to_string(), "port": s.port, "fd": s.raw_fd(), "family": s.family}))
+            .map(|s| Bound {
+                address: s.spec.address.to_string(),
+                port: s.port,
+                fd: s.raw_fd(),
+                family: s.family.to_string(),
+            })
             .collect();
-        events.emit(
-            "ready",
-            json!({"master_pid": std::process::id(), "socket_path": sock_path.display().to_string(), "bound": bound}),
-        );
+        events.emit(Event::Ready {
+            master_pid: std::process::id(),
+            socket_path: sock_path.display().to_string(),
+            bound,
+        });
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(command_server::serve(listener, tx));
         let config = Config {
@@ -113,7 +123,9 @@ pub fn run_with(
             pidfile,
             lockfile,
         };
-        let status = Master::new(config, sockets, program, events).run(rx, signals).await;
+        let status = Master::new(config, sockets, program, events)
+            .run(rx, signals)
+            .await;
         Ok(status as u8)
     })
 }

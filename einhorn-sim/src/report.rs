@@ -1,9 +1,6 @@
-//! The master's output: Einhorn-style log lines on stderr and the
-//! `--events` JSON lines file.
+//! The master's log: Einhorn-style lines on stderr (the `--events` file is
+//! [`crate::events`]).
 
-use std::fs::File;
-use std::io::Write;
-use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Log levels, by Einhorn's verbosity scale.
@@ -52,62 +49,6 @@ impl Log {
         };
         if level >= threshold {
             eprintln!("[MASTER {}] {}: {msg}", self.pid, level.name());
-        }
-    }
-}
-
-/// The lifecycle events: the `--events` file (one JSON object per line,
-/// flushed at once), or a channel for a master embedded in-process.
-pub struct Events {
-    file: Option<File>,
-    channel: Option<std::sync::mpsc::Sender<serde_json::Value>>,
-}
-
-impl Events {
-    /// Opens (appends to) `path`, or records nothing without one.
-    pub fn open(path: Option<&Path>) -> Result<Events, String> {
-        let file = match path {
-            None => None,
-            Some(path) => Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| format!("cannot open the events file {}: {e}", path.display()))?,
-            ),
-        };
-        Ok(Events {
-            file,
-            channel: None,
-        })
-    }
-
-    /// Sends every event to `channel` as well.
-    pub fn with_channel(mut self, channel: std::sync::mpsc::Sender<serde_json::Value>) -> Events {
-        self.channel = Some(channel);
-        self
-    }
-
-    /// Appends `{"event": KIND, "time": UNIX_SECONDS, ...fields}`.
-    pub fn emit(&mut self, kind: &str, fields: serde_json::Value) {
-        if self.file.is_none() && self.channel.is_none() {
-            return;
-        }
-        let mut object = serde_json::Map::new();
-        object.insert("event".into(), kind.into());
-        object.insert("time".into(), unix_seconds(SystemTime::now()).into());
-        if let serde_json::Value::Object(extra) = fields {
-            object.extend(extra);
-        }
-        let event = serde_json::Value::Object(object);
-        if let Some(file) = &mut self.file {
-            let mut line = event.to_string();
-            line.push('\n');
-            // An unwritable events file must not stop the master.
-            let _ = file.write_all(line.as_bytes()).and_then(|_| file.flush());
-        }
-        if let Some(channel) = &self.channel {
-            let _ = channel.send(event);
         }
     }
 }

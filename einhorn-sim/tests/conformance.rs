@@ -66,12 +66,7 @@ fn run_kit(knobs: &[(&str, &str)], extra: &[&str]) -> Run {
         command.env(k, v);
     }
     let output = command.output().unwrap();
-    let worker_pids = read_jsonl(&reports)
-        .iter()
-        .filter(|r| r["event"] == "start")
-        .filter_map(|r| r["pid"].as_i64())
-        .map(|p| p as i32)
-        .collect();
+    let worker_pids = WorkerReport::started(&WorkerReport::read_file(&reports));
     let run = Run {
         status: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -272,12 +267,7 @@ fn ctrl_c_kills_every_worker() {
         .unwrap();
     let deadline = Instant::now() + WAIT;
     let pids = loop {
-        let pids: Vec<i32> = read_jsonl(&reports)
-            .iter()
-            .filter(|r| r["event"] == "start")
-            .filter_map(|r| r["pid"].as_i64())
-            .map(|p| p as i32)
-            .collect();
+        let pids: Vec<i32> = WorkerReport::started(&WorkerReport::read_file(&reports));
         if pids.len() == 2 {
             break pids;
         }
@@ -331,12 +321,7 @@ fn workers_die_with_the_kit_even_when_they_ignore_usr2() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let started = loop {
-        let pids: Vec<i32> = read_jsonl(&reports)
-            .iter()
-            .filter(|r| r["event"] == "start")
-            .filter_map(|r| r["pid"].as_i64())
-            .map(|p| p as i32)
-            .collect();
+        let pids: Vec<i32> = WorkerReport::started(&WorkerReport::read_file(&reports));
         if !pids.is_empty() || Instant::now() >= deadline {
             break pids;
         }

@@ -8,26 +8,62 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::Signal;
-use serde_json::Value;
 
 fn bound_port(sim: &Sim) -> u16 {
-    let ready = sim.wait_for(|events| events.iter().find(|e| e["event"] == "ready").cloned());
-    ready["bound"][0]["port"].as_u64().unwrap() as u16
+    sim.ready()[0]
+}
+
+/// The fd of the first `-b` socket, from the `ready` event.
+fn bound_fd(sim: &Sim) -> i32 {
+    sim.wait_for(|events| {
+        events.iter().find_map(|r| match &r.event {
+            Event::Ready { bound, .. } => bound.first().map(|b| b.fd),
+            _ => None,
+        })
+    })
+}
+
+/// The `start` reports of the workers, with their details.
+struct Started {
+    pid: i32,
+    ppid: i32,
+    pgid: i32,
+    env: std::collections::BTreeMap<String, String>,
+    watched: std::collections::BTreeMap<String, Option<String>>,
+    fds: Vec<i32>,
+}
+
+fn starts(sim: &Sim) -> Vec<Started> {
+    sim.reports()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            WorkerEvent::Start {
+                ppid,
+                pgid,
+                env,
+                watched,
+                fds,
+            } => Some(Started {
+                pid: r.pid,
+                ppid,
+                pgid,
+                env,
+                watched,
+                fds,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
 fn manual_acks_and_the_exact_worker_environment() {
     let sim = Sim::start(&["-n", "3", "-m", "manual", "-b", "127.0.0.1:0,r"], &[]);
     let acks = sim.wait_count("ack", 3);
-    let ready = sim.wait_for(|e| e.iter().find(|e| e["event"] == "ready").cloned());
-    let fd = ready["bound"][0]["fd"].as_i64().unwrap();
-    let master = sim.child.id() as i64;
+    let fd = bound_fd(&sim);
+    let master = sim.child.id() as i32;
 
-    let starts: Vec<Value> = sim
-        .reports()
-        .into_iter()
-        .filter(|r| r["event"] == "start")
-        .collect();
+    let starts = starts(&sim);
     assert_eq!(
         starts.len(),
         3,
@@ -36,7 +72,7 @@ fn manual_acks_and_the_exact_worker_environment() {
     );
     let mut indexes = BTreeSet::new();
     for start in &starts {
-        let env = start["env"].as_object().unwrap();
+        let env = &start.env;
         let keys: BTreeSet<&str> = env.keys().map(String::as_str).collect();
         assert_eq!(
             keys,
@@ -47,30 +83,26 @@ fn manual_acks_and_the_exact_worker_environment() {
                 "EINHORN_MASTER_PID",
                 "EINHORN_SOCK_PATH"
             ]),
-            "{start}"
+            "{env:?}"
         );
         assert_eq!(env["EINHORN_MASTER_PID"], master.to_string());
         assert_eq!(env["EINHORN_FD_COUNT"], "1");
         assert_eq!(env["EINHORN_FD_0"], fd.to_string());
         assert_eq!(env["EINHORN_SOCK_PATH"], sim.socket().display().to_string());
-        indexes.insert(env["EINHORN_CHILD_INDEX"].as_str().unwrap().to_string());
-        assert_eq!(start["ppid"], master, "workers are real children");
+        indexes.insert(env["EINHORN_CHILD_INDEX"].clone());
+        assert_eq!(start.ppid, master, "workers are real children");
         assert_eq!(
-            start["pgid"], start["pid"],
+            start.pgid, start.pid,
             "each worker leads its own process group"
         );
-        assert_eq!(
-            start["fds"],
-            serde_json::json!([0, 1, 2, fd]),
-            "nothing else is inherited"
-        );
+        assert_eq!(start.fds, vec![0, 1, 2, fd], "nothing else is inherited");
     }
     assert_eq!(
         indexes,
         BTreeSet::from(["0".to_string(), "1".to_string(), "2".to_string()])
     );
-    let acked: BTreeSet<i64> = acks.iter().map(|a| a["pid"].as_i64().unwrap()).collect();
-    let started: BTreeSet<i64> = starts.iter().map(|s| s["pid"].as_i64().unwrap()).collect();
+    let acked: BTreeSet<i64> = acks.iter().map(pid_of).collect();
+    let started: BTreeSet<i64> = starts.iter().map(|s| i64::from(s.pid)).collect();
     assert_eq!(acked, started);
     assert!(
         sim.log().contains("Up to 3 / 3 manual ACKs"),
@@ -92,7 +124,7 @@ fn manual_acks_and_the_exact_worker_environment() {
 fn yaml_acks_and_ack_errors() {
     let sim = Sim::start(&["-n", "1", "-m", "manual"], &[("TEST_WORKER_ACK", "yaml")]);
     let ack = sim.wait_count("ack", 1);
-    let pid = ack[0]["pid"].as_i64().unwrap();
+    let pid = pid_of(&ack[0]);
     // A duplicate, an unknown pid, and a string pid.
     for line in [
         format!("{{\"command\": \"worker:ack\", \"pid\": {pid}}}\n"),
@@ -122,9 +154,9 @@ fn timer_acks_for_workers_that_send_none() {
     let sim = Sim::start(&["-n", "1", "-m", "0.2"], &[("TEST_WORKER_ACK", "never")]);
     let spawn = sim.wait_count("spawn", 1);
     let ack = sim.wait_count("ack", 1);
-    let waited = ack[0]["time"].as_f64().unwrap() - spawn[0]["time"].as_f64().unwrap();
+    let waited = ack[0].time - spawn[0].time;
     assert!(waited >= 0.19, "timer ACK after {waited}s");
-    let pid = ack[0]["pid"].as_i64().unwrap();
+    let pid = pid_of(&ack[0]);
     let log = sim.log();
     assert!(
         log.contains(&format!(
@@ -141,9 +173,9 @@ fn a_manual_ack_in_timer_mode_counts_at_once() {
     let sim = Sim::start(&["-n", "1", "-m", "5.0"], &[]);
     let spawn = sim.wait_count("spawn", 1);
     let ack = sim.wait_count("ack", 1);
-    let waited = ack[0]["time"].as_f64().unwrap() - spawn[0]["time"].as_f64().unwrap();
+    let waited = ack[0].time - spawn[0].time;
     assert!(waited < 4.0, "counted only by the timer, after {waited}s");
-    let pid = ack[0]["pid"].as_i64().unwrap();
+    let pid = pid_of(&ack[0]);
     let log = sim.log();
     assert!(
         log.contains(&format!(
@@ -158,7 +190,7 @@ fn a_manual_ack_in_timer_mode_counts_at_once() {
 fn signal_command_reply_and_delivery() {
     let sim = Sim::start(&["-n", "3", "-m", "manual"], &[]);
     let acks = sim.wait_count("ack", 3);
-    let mut pids: Vec<i64> = acks.iter().map(|a| a["pid"].as_i64().unwrap()).collect();
+    let mut pids: Vec<i64> = acks.iter().map(pid_of).collect();
     pids.sort();
     let reply = sim.command("signal", &["SIGUSR1"]);
     let mut spawned: Vec<i64> = sim.live_workers();
@@ -182,11 +214,7 @@ fn signal_command_reply_and_delivery() {
 
 fn run_upgrade(command: &str, smooth: bool) {
     let sim = Sim::start(&["-n", "2", "-m", "manual"], &[]);
-    let old: Vec<i64> = sim
-        .wait_count("ack", 2)
-        .iter()
-        .map(|a| a["pid"].as_i64().unwrap())
-        .collect();
+    let old: Vec<i64> = sim.wait_count("ack", 2).iter().map(pid_of).collect();
     let messages = sim.command(command, &[]);
     let first = if smooth {
         "Upgrading smoothly, as commanded"
@@ -216,11 +244,13 @@ fn run_upgrade(command: &str, smooth: bool) {
     assert_eq!(remaining.len(), 2);
     let spawns = sim.events();
     for pid in remaining {
-        let spawn = spawns
-            .iter()
-            .find(|e| e["event"] == "spawn" && e["pid"] == pid)
-            .unwrap();
-        assert_eq!(spawn["version"], 1);
+        let version = spawns.iter().find_map(|r| match r.event {
+            Event::Spawn {
+                pid: p, version, ..
+            } if i64::from(p) == pid => Some(version),
+            _ => None,
+        });
+        assert_eq!(version, Some(1));
     }
 }
 
@@ -241,8 +271,8 @@ fn sighup_is_a_smooth_upgrade() {
     sim.signal(Signal::SIGHUP);
     sim.wait_for(|e| {
         e.iter()
-            .find(|e| e["event"] == "upgrade_done" && e["version"] == 1)
-            .cloned()
+            .any(|r| r.event == Event::UpgradeDone { version: 1 })
+            .then_some(())
     });
 }
 
@@ -253,7 +283,7 @@ fn crash_looping_workers_back_off() {
         &[("TEST_WORKER_CRASH_BEFORE_ACK", "1")],
     );
     let spawns = sim.wait_count("spawn", 4);
-    let times: Vec<f64> = spawns.iter().map(|s| s["time"].as_f64().unwrap()).collect();
+    let times: Vec<f64> = spawns.iter().map(|s| s.time).collect();
     let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
     // Einhorn's chain: I(1), then I(d) + I(d+1), with I(d) = 0.2 × 1.5^d.
     let expected = [0.3, 0.3 + 0.45, 0.45 + 0.675];
@@ -287,11 +317,7 @@ fn ack_timeout_abandons_a_bad_upgrade_and_keeps_the_old_workers() {
         ],
         &[],
     );
-    let old: Vec<i64> = sim
-        .wait_count("ack", 2)
-        .iter()
-        .map(|a| a["pid"].as_i64().unwrap())
-        .collect();
+    let old: Vec<i64> = sim.wait_count("ack", 2).iter().map(pid_of).collect();
     sim.set_worker_config("TEST_WORKER_ACK=never\n");
     let started = Instant::now();
     let messages = sim.command("upgrade", &[]);
@@ -302,7 +328,16 @@ fn ack_timeout_abandons_a_bad_upgrade_and_keeps_the_old_workers() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     let abandoned = sim.wait_count("upgrade_abandoned", 1);
-    assert_eq!(abandoned[0]["kept_version"], 0);
+    assert!(
+        matches!(
+            abandoned[0].event,
+            Event::UpgradeAbandoned {
+                kept_version: 0,
+                ..
+            }
+        ),
+        "{abandoned:?}"
+    );
     // The new workers are gone, the old ones still run and serve.
     let live = sim.wait_for(|events| {
         let live = live_workers(events);
@@ -332,13 +367,16 @@ fn signal_timeout_kills_a_worker_that_ignores_usr2() {
         &["-n", "1", "-m", "manual", "-t", "1"],
         &[("TEST_WORKER_IGNORE_USR2", "1")],
     );
-    let pid = sim.wait_count("ack", 1)[0]["pid"].as_i64().unwrap();
+    let pid = pid_of(&sim.wait_count("ack", 1)[0]);
     assert_eq!(sim.command("die", &[]), vec!["Einhorn is going down! "]);
     let exit = sim.wait_count("exit", 1);
-    assert_eq!(exit[0]["pid"], pid);
-    assert_eq!(exit[0]["signal"], "SIGKILL");
-    let signalled = sim.wait_count("signal", 1)[0]["time"].as_f64().unwrap();
-    let waited = exit[0]["time"].as_f64().unwrap() - signalled;
+    assert_eq!(pid_of(&exit[0]), pid);
+    assert!(
+        matches!(&exit[0].event, Event::Exit { signal: Some(s), .. } if s == "SIGKILL"),
+        "{exit:?}"
+    );
+    let signalled = sim.wait_count("signal", 1)[0].time;
+    let waited = exit[0].time - signalled;
     assert!((0.9..3.0).contains(&waited), "killed {waited}s after USR2");
     assert!(sim.log().contains("Sending SIGKILL"), "{}", sim.log());
     assert_eq!(sim.wait_exit(Duration::from_secs(5)).code(), Some(0));
@@ -346,11 +384,7 @@ fn signal_timeout_kills_a_worker_that_ignores_usr2() {
 
 fn master_signal_outcome(signal: Signal, worker_signal: &str, status: i32) {
     let mut sim = Sim::start(&["-n", "2", "-m", "manual"], &[]);
-    let pids: BTreeSet<i64> = sim
-        .wait_count("ack", 2)
-        .iter()
-        .map(|a| a["pid"].as_i64().unwrap())
-        .collect();
+    let pids: BTreeSet<i64> = sim.wait_count("ack", 2).iter().map(pid_of).collect();
     sim.signal(signal);
     assert_eq!(
         sim.wait_exit(Duration::from_secs(10)).code(),
@@ -387,7 +421,7 @@ fn master_usr1_is_fanned_out_and_the_master_lives() {
     while sim
         .reports()
         .iter()
-        .filter(|r| r["signal"] == "USR1")
+        .filter(|r| matches!(&r.event, WorkerEvent::Signal { signal } if signal == "USR1"))
         .count()
         < 2
     {
@@ -571,29 +605,27 @@ fn drop_env_var_applies_to_workers_after_an_upgrade() {
     );
     sim.wait_count("ack", 1);
     assert_eq!(sim.command("upgrade", &[]).last().unwrap(), "Upgrade done");
-    let starts: Vec<Value> = sim
-        .reports()
-        .into_iter()
-        .filter(|r| r["event"] == "start")
-        .collect();
+    let starts = starts(&sim);
+    let watched = |entries: &[(&str, Option<&str>)]| {
+        entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
     assert_eq!(
-        starts[0]["watched"],
-        serde_json::json!({"BP_DROPPED": "a", "BP_KEPT": "k"})
+        starts[0].watched,
+        watched(&[("BP_DROPPED", Some("a")), ("BP_KEPT", Some("k"))])
     );
     assert_eq!(
-        starts[1]["watched"],
-        serde_json::json!({"BP_DROPPED": null, "BP_KEPT": "k"})
+        starts[1].watched,
+        watched(&[("BP_DROPPED", None), ("BP_KEPT", Some("k"))])
     );
 }
 
 #[test]
 fn kill_children_on_exit_reaches_workers_when_the_master_dies() {
     let mut sim = Sim::start(&["-n", "2", "-m", "manual", "-k"], &[]);
-    let pids: BTreeSet<i64> = sim
-        .wait_count("ack", 2)
-        .iter()
-        .map(|a| a["pid"].as_i64().unwrap())
-        .collect();
+    let pids: BTreeSet<i64> = sim.wait_count("ack", 2).iter().map(pid_of).collect();
     sim.signal(Signal::SIGKILL);
     sim.wait_exit(Duration::from_secs(5));
     sim.wait_worker_signal("USR2", &pids);
@@ -636,10 +668,10 @@ fn max_unacked_and_max_upgrade_additional_pace_an_upgrade() {
     // Never more than 4 + 1 + 1 workers alive at once (Einhorn's check lets one more through).
     let mut alive = 0i32;
     let mut most = 0;
-    for event in sim.events() {
-        match event["event"].as_str() {
-            Some("spawn") => alive += 1,
-            Some("exit") => alive -= 1,
+    for record in sim.events() {
+        match record.event {
+            Event::Spawn { .. } => alive += 1,
+            Event::Exit { .. } => alive -= 1,
             _ => {}
         }
         most = most.max(alive);
@@ -650,7 +682,7 @@ fn max_unacked_and_max_upgrade_additional_pace_an_upgrade() {
 #[test]
 fn worker_ping_is_recorded_in_state() {
     let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
-    let pid = sim.wait_count("ack", 1)[0]["pid"].as_i64().unwrap();
+    let pid = pid_of(&sim.wait_count("ack", 1)[0]);
     let mut stream = std::os::unix::net::UnixStream::connect(sim.socket()).unwrap();
     stream
         .write_all(
@@ -733,16 +765,12 @@ fn proc_state(pid: i64) -> Option<(char, i64)> {
 #[test]
 fn no_zombies_after_kills_crashes_and_upgrades() {
     let sim = Sim::start(&["-n", "3", "-m", "manual"], &[]);
-    let first: Vec<i64> = sim
-        .wait_count("ack", 3)
-        .iter()
-        .filter_map(|a| a["pid"].as_i64())
-        .collect();
+    let first: Vec<i64> = sim.wait_count("ack", 3).iter().map(pid_of).collect();
     let victim = nix::unistd::Pid::from_raw(first[0] as i32);
     nix::sys::signal::kill(victim, Signal::SIGKILL).unwrap();
     sim.wait_for(|e| {
         e.iter()
-            .any(|e| e["event"] == "exit" && e["pid"] == first[0])
+            .any(|r| matches!(r.event, Event::Exit { pid, .. } if i64::from(pid) == first[0]))
             .then_some(())
     });
     sim.command("upgrade", &[]);
@@ -753,8 +781,8 @@ fn no_zombies_after_kills_crashes_and_upgrades() {
     // Every worker that exited has been reaped: its /proc entry is gone.
     let exited: Vec<i64> = events
         .iter()
-        .filter(|e| e["event"] == "exit")
-        .filter_map(|e| e["pid"].as_i64())
+        .filter(|r| matches!(r.event, Event::Exit { .. }))
+        .map(pid_of)
         .collect();
     assert!(exited.len() >= 3, "{exited:?}");
     for pid in &exited {

@@ -21,6 +21,7 @@
 //! Without `TEST_WORKER_HTTP`, an inherited socket (`EINHORN_FD_0`) answers
 //! each connection with `PID TAG\n` and closes it.
 
+use einhorn_sim::worker_report::{WorkerEvent, WorkerReport};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{BorrowedFd, FromRawFd, RawFd};
@@ -60,15 +61,20 @@ fn env(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn report(event: serde_json::Value) {
+fn report(event: WorkerEvent) {
     let Some(path) = env("TEST_WORKER_REPORT") else {
         return;
     };
-    let mut object = event;
-    object["pid"] = std::process::id().into();
-    object["tag"] = env("TEST_WORKER_TAG").unwrap_or_default().into();
+    let report = WorkerReport {
+        pid: std::process::id() as i32,
+        tag: env("TEST_WORKER_TAG").unwrap_or_default(),
+        event,
+    };
+    let Ok(mut line) = serde_json::to_string(&report) else {
+        return;
+    };
+    line.push('\n');
     // One write per line: with O_APPEND, lines from several workers never interleave.
-    let line = format!("{object}\n");
     if let Ok(mut file) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -237,24 +243,22 @@ fn main() {
             std::process::exit(2);
         }
     }
-    let einhorn_env: serde_json::Map<String, serde_json::Value> = std::env::vars()
+    let einhorn_env = std::env::vars()
         .filter(|(k, _)| k.starts_with("EINHORN_"))
-        .map(|(k, v)| (k, v.into()))
         .collect();
-    let watched: serde_json::Map<String, serde_json::Value> = env("TEST_WORKER_WATCH")
+    let watched = env("TEST_WORKER_WATCH")
         .unwrap_or_default()
         .split(',')
         .filter(|name| !name.is_empty())
-        .map(|name| (name.to_string(), std::env::var(name).ok().into()))
+        .map(|name| (name.to_string(), std::env::var(name).ok()))
         .collect();
-    report(serde_json::json!({
-        "event": "start",
-        "ppid": nix::unistd::getppid().as_raw(),
-        "pgid": nix::unistd::getpgrp().as_raw(),
-        "env": einhorn_env,
-        "watched": watched,
-        "fds": open_fds(),
-    }));
+    report(WorkerEvent::Start {
+        ppid: nix::unistd::getppid().as_raw(),
+        pgid: nix::unistd::getpgrp().as_raw(),
+        env: einhorn_env,
+        watched,
+        fds: open_fds(),
+    });
     let _extra = env("TEST_WORKER_EXTRA_PORT").map(|_| {
         TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| {
             eprintln!("einhorn-test-worker: TEST_WORKER_EXTRA_PORT: cannot bind 127.0.0.1:0: {e}");
@@ -280,7 +284,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(ms));
     }
     if env("TEST_WORKER_CRASH_BEFORE_ACK").is_some() {
-        report(serde_json::json!({"event": "crash"}));
+        report(WorkerEvent::Crash);
         std::process::exit(3);
     }
     if env("TEST_WORKER_ACK").as_deref() != Some("never") {
@@ -291,14 +295,16 @@ fn main() {
         let usr1 = USR1.load(Ordering::SeqCst);
         while usr1_seen < usr1 {
             usr1_seen += 1;
-            report(serde_json::json!({"event": "signal", "signal": "USR1"}));
+            report(WorkerEvent::Signal {
+                signal: "USR1".to_string(),
+            });
         }
         if STOP.load(Ordering::SeqCst) > 0 {
             let signal = STOP_SIGNAL.load(Ordering::SeqCst) as i32;
             let name = Signal::try_from(signal).map_or("?", |s| s.as_str());
-            report(
-                serde_json::json!({"event": "signal", "signal": name.trim_start_matches("SIG")}),
-            );
+            report(WorkerEvent::Signal {
+                signal: name.trim_start_matches("SIG").to_string(),
+            });
             if http_mode && env("TEST_WORKER_USR2").as_deref() != Some("exit-now") {
                 http.shutting_down.store(true, Ordering::SeqCst);
                 while http.connections.load(Ordering::SeqCst) > 0 {
@@ -308,7 +314,7 @@ fn main() {
             if let Some(ms) = env("TEST_WORKER_DRAIN_MS").and_then(|v| v.parse().ok()) {
                 std::thread::sleep(Duration::from_millis(ms));
             }
-            report(serde_json::json!({"event": "exit"}));
+            report(WorkerEvent::Exit);
             std::process::exit(0);
         }
         std::thread::sleep(Duration::from_millis(5));

@@ -9,17 +9,62 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::events::{Event, Record};
 use clap::Parser;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use serde_json::Value;
 
 use crate::cli::Options;
 use crate::client::Client;
 use crate::master::signals::MasterSignals;
 
 /// Everything the master has reported, shared with the cleanup paths.
-pub type EventLog = Arc<Mutex<Vec<Value>>>;
+pub type EventLog = Arc<Mutex<Vec<Record>>>;
+
+/// How a worker exited, from its `exit` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exited {
+    /// The worker.
+    pub pid: i32,
+    /// Its exit status, if it exited.
+    pub status: Option<i32>,
+    /// The signal that killed it, if one did.
+    pub signal: Option<String>,
+}
+
+impl Exited {
+    /// The exit of `pid` in `events`, if it has exited.
+    pub fn find(events: &[Record], pid: i32) -> Option<Exited> {
+        events.iter().find_map(|r| match &r.event {
+            Event::Exit {
+                pid: p,
+                status,
+                signal,
+                ..
+            } if *p == pid => Some(Exited {
+                pid,
+                status: *status,
+                signal: signal.clone(),
+            }),
+            _ => None,
+        })
+    }
+
+    /// Whether it exited with status 0.
+    pub fn is_clean(&self) -> bool {
+        self.status == Some(0)
+    }
+}
+
+impl std::fmt::Display for Exited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.status, &self.signal) {
+            (Some(status), _) => write!(f, "status {status}"),
+            (None, Some(signal)) => write!(f, "killed by {signal}"),
+            (None, None) => f.write_str("no status"),
+        }
+    }
+}
 
 /// A running pool of workers under an embedded master.
 pub struct Pool {
@@ -74,7 +119,7 @@ impl Pool {
         // one that ignores SIGUSR2 and one respawned after the last cleanup.
         options.master_death_signal = Signal::SIGKILL;
 
-        let (tx, rx) = mpsc::channel::<Value>();
+        let (tx, rx) = mpsc::channel::<Record>();
         let log = Arc::clone(&events);
         std::thread::spawn(move || {
             for event in rx {
@@ -93,21 +138,21 @@ impl Pool {
         };
         let port = pool
             .wait(Duration::from_secs(10), |events| {
-                events
-                    .iter()
-                    .find(|e| e["event"] == "ready")
-                    .and_then(|r| r["bound"][0]["port"].as_u64())
+                events.iter().find_map(|r| match &r.event {
+                    Event::Ready { bound, .. } => bound.first().map(|b| b.port),
+                    _ => None,
+                })
             })
             .ok_or_else(|| match pool.master.take().map(JoinHandle::join) {
                 Some(Ok(Err(e))) => format!("einhorn-sim could not start: {e}"),
                 _ => "einhorn-sim did not start".to_string(),
             })?;
-        pool.addr = SocketAddr::from(([127, 0, 0, 1], port as u16));
+        pool.addr = SocketAddr::from(([127, 0, 0, 1], port));
         Ok(pool)
     }
 
     /// A copy of the events so far.
-    pub fn events(&self) -> Vec<Value> {
+    pub fn events(&self) -> Vec<Record> {
         self.events
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -115,7 +160,7 @@ impl Pool {
     }
 
     /// Polls the events until `check` answers or `limit` passes.
-    pub fn wait<T>(&self, limit: Duration, check: impl Fn(&[Value]) -> Option<T>) -> Option<T> {
+    pub fn wait<T>(&self, limit: Duration, check: impl Fn(&[Record]) -> Option<T>) -> Option<T> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(found) = check(&self.events()) {
@@ -149,12 +194,8 @@ impl Pool {
     }
 
     /// The exit event of `pid`, once it has exited.
-    pub fn exit_of(&self, pid: i32, limit: Duration) -> Option<Value> {
-        self.wait(limit, |e| {
-            e.iter()
-                .find(|e| e["event"] == "exit" && e["pid"] == pid)
-                .cloned()
-        })
+    pub fn exit_of(&self, pid: i32, limit: Duration) -> Option<Exited> {
+        self.wait(limit, |e| Exited::find(e, pid))
     }
 
     /// Runs a command on the master; returns its reply messages.
@@ -227,30 +268,32 @@ pub fn kill_all(events: &EventLog) {
 }
 
 /// Workers spawned and not exited.
-pub fn live(events: &[Value]) -> Vec<i32> {
-    let exited: Vec<i64> = events
+pub fn live(events: &[Record]) -> Vec<i32> {
+    let exited: std::collections::HashSet<i32> = events
         .iter()
-        .filter(|e| e["event"] == "exit")
-        .filter_map(|e| e["pid"].as_i64())
+        .filter_map(|r| match r.event {
+            Event::Exit { pid, .. } => Some(pid),
+            _ => None,
+        })
         .collect();
     events
         .iter()
-        .filter(|e| e["event"] == "spawn")
-        .filter_map(|e| e["pid"].as_i64())
-        .filter(|p| !exited.contains(p))
-        .map(|p| p as i32)
+        .filter_map(|r| match r.event {
+            Event::Spawn { pid, .. } if !exited.contains(&pid) => Some(pid),
+            _ => None,
+        })
         .collect()
 }
 
 /// Live workers that have ACKed.
-pub fn acked(events: &[Value]) -> Vec<i32> {
+pub fn acked(events: &[Record]) -> Vec<i32> {
     let live = live(events);
     events
         .iter()
-        .filter(|e| e["event"] == "ack")
-        .filter_map(|e| e["pid"].as_i64())
-        .map(|p| p as i32)
-        .filter(|p| live.contains(p))
+        .filter_map(|r| match r.event {
+            Event::Ack { pid } if live.contains(&pid) => Some(pid),
+            _ => None,
+        })
         .collect()
 }
 

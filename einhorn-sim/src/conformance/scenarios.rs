@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::harness::{OthersStopped, Pool};
+use super::harness::{Exited, OthersStopped, Pool};
 use super::probe::Probe;
 use super::procfs;
 
@@ -155,15 +155,10 @@ fn sigusr1_survives(cx: &Context) -> Verdict {
     cx.pool.command("signal", &["SIGUSR1"])?;
     // Give a worker that dies of SIGUSR1 the time to do so.
     let died = cx.pool.wait(Duration::from_secs(1), |e| {
-        e.iter()
-            .find(|e| e["event"] == "exit" && workers.iter().any(|w| e["pid"] == *w))
-            .cloned()
+        workers.iter().find_map(|&w| Exited::find(e, w))
     });
     if let Some(exit) = died {
-        return Err(format!(
-            "worker {} exited after SIGUSR1 (status {}, signal {})",
-            exit["pid"], exit["status"], exit["signal"]
-        ));
+        return Err(format!("worker {} exited after SIGUSR1 ({exit})", exit.pid));
     }
     for &worker in &workers {
         let _others = OthersStopped::new(&cx.pool, worker);
@@ -281,10 +276,9 @@ fn drain_on(cx: &Context, sig: Signal) -> Verdict {
             secs(cx.drain_time)
         )
     })?;
-    if exit["status"] != 0 {
+    if !exit.is_clean() {
         return Err(format!(
-            "worker {worker} exited with status {} (signal {}) after {name}, not 0",
-            exit["status"], exit["signal"]
+            "worker {worker} exited with {exit} after {name}, not status 0"
         ));
     }
     check_load(
@@ -395,14 +389,7 @@ fn upgrade_under_load(cx: &Context) -> Verdict {
     let exits = cx.pool.wait(
         cx.stop_timeout + cx.drain_time + Duration::from_secs(5),
         |e| {
-            let exits: Vec<serde_json::Value> = old
-                .iter()
-                .filter_map(|p| {
-                    e.iter()
-                        .find(|e| e["event"] == "exit" && e["pid"] == *p)
-                        .cloned()
-                })
-                .collect();
+            let exits: Vec<Exited> = old.iter().filter_map(|&p| Exited::find(e, p)).collect();
             (exits.len() == old.len()).then_some(exits)
         },
     );
@@ -417,10 +404,10 @@ fn upgrade_under_load(cx: &Context) -> Verdict {
             .collect();
         format!("old worker(s) {still:?} were still running after the upgrade")
     })?;
-    if let Some(bad) = exits.iter().find(|e| e["status"] != 0) {
+    if let Some(bad) = exits.iter().find(|e| !e.is_clean()) {
         return Err(format!(
-            "old worker {} exited with status {} (signal {}), not 0",
-            bad["pid"], bad["status"], bad["signal"]
+            "old worker {} exited with {bad}, not status 0",
+            bad.pid
         ));
     }
     check_load("during the upgrade", requests, &failures)?;

@@ -15,15 +15,15 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use serde_json::json;
 use serde_norway::Value;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
 
 use crate::bind::BoundSocket;
 use crate::cli::{AckMode, Options};
+use crate::events::{Event, Events};
 use crate::protocol::{self, Request};
-use crate::report::{Events, Level, Log};
+use crate::report::{Level, Log};
 use crate::spawn::{inspect_argv, resolve_program, Spawn};
 use pool::{Pool, Worker};
 use signals::{MasterSignal, MasterSignals};
@@ -241,7 +241,7 @@ impl Master {
         let _ = std::fs::remove_file(&self.config.pidfile);
         let _ = std::fs::remove_file(&self.config.lockfile);
         let _ = std::fs::remove_file(&self.config.sock_path);
-        self.events.emit("master_exit", json!({}));
+        self.events.emit(Event::MasterExit {});
     }
 
     // ----- logging -----
@@ -397,11 +397,14 @@ impl Master {
                 " before it was ACKed"
             };
             self.upgrade_log(Level::Info, &format!("===> Exited worker {pid}{suffix}"));
-            self.events.emit(
-                "exit",
-                json!({"pid": pid, "status": code, "signal": signal, "acked": worker.acked,
-                       "version": worker.version, "index": worker.index}),
-            );
+            self.events.emit(Event::Exit {
+                pid,
+                status: code,
+                signal: signal.map(str::to_string),
+                acked: worker.acked,
+                version: worker.version,
+                index: worker.index,
+            });
         }
     }
 
@@ -461,8 +464,7 @@ impl Master {
             ));
         }
         self.has_outstanding_spinup_timer = true;
-        self.events
-            .emit("respawn_delay", json!({"seconds": interval}));
+        self.events.emit(Event::RespawnDelay { seconds: interval });
         self.timers.push((
             Instant::now() + Duration::from_secs_f64(interval),
             Timer::Spinup,
@@ -529,10 +531,10 @@ impl Master {
                     Level::Error,
                     &format!("Could not spawn {}: {e}", self.program.display()),
                 );
-                self.events.emit(
-                    "spawn_failed",
-                    json!({"error": e.to_string(), "version": self.version}),
-                );
+                self.events.emit(Event::SpawnFailed {
+                    error: e.to_string(),
+                    version: self.version,
+                });
                 return;
             }
         };
@@ -570,11 +572,12 @@ impl Master {
                 }
             }
         }
-        self.events.emit(
-            "spawn",
-            json!({"pid": pid, "index": index, "version": self.version,
-                   "program": self.program.display().to_string()}),
-        );
+        self.events.emit(Event::Spawn {
+            pid,
+            index,
+            version: self.version,
+            program: self.program.display().to_string(),
+        });
     }
 
     /// Sends `signal` to `pids`. Recorded signals mark the workers as on
@@ -609,8 +612,10 @@ impl Master {
             match kill(Pid::from_raw(pid), signal) {
                 Ok(()) => {
                     sent.push(pid);
-                    self.events
-                        .emit("signal", json!({"pid": pid, "signal": signal.as_str()}));
+                    self.events.emit(Event::Signal {
+                        pid,
+                        signal: signal.as_str().to_string(),
+                    });
                 }
                 Err(_) => self.upgrade_log(
                     Level::Debug,
@@ -663,7 +668,7 @@ impl Master {
             self.number,
             self.ack_mode.name()
         ));
-        self.events.emit("ack", json!({"pid": pid}));
+        self.events.emit(Event::Ack { pid });
     }
 
     // ----- culling and upgrades -----
@@ -681,8 +686,9 @@ impl Master {
                     self.version
                 ),
             );
-            self.events
-                .emit("upgrade_done", json!({"version": self.version}));
+            self.events.emit(Event::UpgradeDone {
+                version: self.version,
+            });
             self.finish_upgrade_streams("Upgrade done");
         }
         let old = self.pool.old(self.version);
@@ -762,8 +768,10 @@ impl Master {
                 w.last_signaled_at = Some(Instant::now());
                 w.last_signaled_wall = Some(SystemTime::now());
             }
-            self.events
-                .emit("signal", json!({"pid": pid, "signal": "SIGKILL"}));
+            self.events.emit(Event::Signal {
+                pid,
+                signal: "SIGKILL".to_string(),
+            });
         }
     }
 
@@ -792,10 +800,11 @@ impl Master {
         self.last_upgraded = Some(SystemTime::now());
         self.newest_version += 1;
         self.version = self.newest_version;
-        self.events.emit(
-            "upgrade_start",
-            json!({"version": self.version, "from": self.upgrade_from, "smooth": smooth}),
-        );
+        self.events.emit(Event::UpgradeStart {
+            version: self.version,
+            from: self.upgrade_from,
+            smooth,
+        });
         if let Some(limit) = self.config.options.ack_timeout {
             self.timers.push((
                 Instant::now() + limit * 3,
@@ -845,10 +854,10 @@ impl Master {
             self.upgrade_from
         );
         self.error(&message);
-        self.events.emit(
-            "upgrade_abandoned",
-            json!({"version": version, "kept_version": self.upgrade_from}),
-        );
+        self.events.emit(Event::UpgradeAbandoned {
+            version,
+            kept_version: self.upgrade_from,
+        });
         self.upgrading = false;
         self.version = self.upgrade_from;
         self.finish_upgrade_streams(&format!("ERROR: {message}"));
@@ -923,7 +932,7 @@ impl Master {
                                 if let Some(w) = self.pool.get_mut(pid) {
                                     w.signaled.insert("KILL".to_string());
                                 }
-                                self.events.emit("signal", json!({"pid": pid, "signal": "SIGKILL"}));
+                                self.events.emit(Event::Signal { pid, signal: "SIGKILL".to_string() });
                             }
                             Some(_) => self.info(&format!(
                                 "Different spinup time recorded for {pid} after {t}s. This probably indicates a PID rollover."

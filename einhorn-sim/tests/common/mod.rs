@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use einhorn_sim::client::Client;
 use einhorn_sim::conformance::harness;
+pub use einhorn_sim::events::{Event, Record};
+pub use einhorn_sim::worker_report::{WorkerEvent, WorkerReport};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use serde_json::Value;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -99,7 +100,7 @@ impl Sim {
             }
         });
         let sim = Sim { child, dir, stderr };
-        sim.wait_for(|events| events.iter().find(|e| e["event"] == "ready").cloned());
+        sim.ready();
         sim
     }
 
@@ -120,12 +121,22 @@ impl Sim {
         std::fs::write(self.path("worker.conf"), text).unwrap();
     }
 
-    pub fn events(&self) -> Vec<Value> {
-        read_jsonl(&self.path("events.jsonl"))
+    pub fn events(&self) -> Vec<Record> {
+        read_events(&self.path("events.jsonl"))
     }
 
-    pub fn reports(&self) -> Vec<Value> {
-        read_jsonl(&self.path("report.jsonl"))
+    pub fn reports(&self) -> Vec<WorkerReport> {
+        WorkerReport::read_file(&self.path("report.jsonl"))
+    }
+
+    /// Waits for the `ready` event; returns the ports bound, in `-b` order.
+    pub fn ready(&self) -> Vec<u16> {
+        self.wait_for(|events| {
+            events.iter().find_map(|r| match &r.event {
+                Event::Ready { bound, .. } => Some(bound.iter().map(|b| b.port).collect()),
+                _ => None,
+            })
+        })
     }
 
     pub fn log(&self) -> String {
@@ -133,11 +144,11 @@ impl Sim {
     }
 
     /// Polls the events until `check` returns something; fails after WAIT.
-    pub fn wait_for<T>(&self, check: impl Fn(&[Value]) -> Option<T>) -> T {
+    pub fn wait_for<T>(&self, check: impl Fn(&[Record]) -> Option<T>) -> T {
         self.wait_for_within(WAIT, check)
     }
 
-    pub fn wait_for_within<T>(&self, limit: Duration, check: impl Fn(&[Value]) -> Option<T>) -> T {
+    pub fn wait_for_within<T>(&self, limit: Duration, check: impl Fn(&[Record]) -> Option<T>) -> T {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(found) = check(&self.events()) {
@@ -148,7 +159,7 @@ impl Sim {
                     "timed out waiting on events:\n{}\nmaster log:\n{}",
                     self.events()
                         .iter()
-                        .map(Value::to_string)
+                        .map(|r| format!("{r:?}"))
                         .collect::<Vec<_>>()
                         .join("\n"),
                     self.log()
@@ -158,12 +169,13 @@ impl Sim {
         }
     }
 
-    /// Waits until `n` events of `kind` exist; returns them.
-    pub fn wait_count(&self, kind: &str, n: usize) -> Vec<Value> {
+    /// Waits until `n` events named `name` (`ack`, `spawn`...) exist;
+    /// returns them.
+    pub fn wait_count(&self, name: &str, n: usize) -> Vec<Record> {
         self.wait_for(|events| {
-            let found: Vec<Value> = events
+            let found: Vec<Record> = events
                 .iter()
-                .filter(|e| e["event"] == kind)
+                .filter(|r| r.event.name() == name)
                 .cloned()
                 .collect();
             (found.len() >= n).then_some(found)
@@ -218,8 +230,8 @@ impl Drop for Sim {
         let exited: Vec<i64> = self
             .reports()
             .iter()
-            .filter(|r| r["event"] == "exit")
-            .filter_map(|r| r["pid"].as_i64())
+            .filter(|r| r.event == WorkerEvent::Exit)
+            .map(|r| i64::from(r.pid))
             .collect();
         for pid in live_workers(&self.events()) {
             if !exited.contains(&pid) {
@@ -231,21 +243,28 @@ impl Drop for Sim {
     }
 }
 
-pub fn read_jsonl(path: &Path) -> Vec<Value> {
+/// The events of an `--events` file; a line being written may be
+/// incomplete, and is skipped.
+pub fn read_events(path: &Path) -> Vec<Record> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter_map(|l| Record::parse(l).ok())
         .collect()
 }
 
+/// The pid of a record's worker (panics for events about no worker).
+pub fn pid_of(record: &Record) -> i64 {
+    i64::from(record.event.pid().expect("an event about a worker"))
+}
+
 /// Pids spawned and not exited (the conformance kit's reading of the events).
-pub fn live_workers(events: &[Value]) -> Vec<i64> {
+pub fn live_workers(events: &[Record]) -> Vec<i64> {
     harness::live(events).into_iter().map(i64::from).collect()
 }
 
 /// Pids that have ACKed and are still alive.
-pub fn live_acked(events: &[Value]) -> Vec<i64> {
+pub fn live_acked(events: &[Record]) -> Vec<i64> {
     harness::acked(events).into_iter().map(i64::from).collect()
 }
 
@@ -257,8 +276,8 @@ impl Sim {
             let got: std::collections::BTreeSet<i64> = self
                 .reports()
                 .iter()
-                .filter(|r| r["event"] == "signal" && r["signal"] == signal)
-                .filter_map(|r| r["pid"].as_i64())
+                .filter(|r| matches!(&r.event, WorkerEvent::Signal { signal: s } if s == signal))
+                .map(|r| i64::from(r.pid))
                 .collect();
             if &got == pids {
                 return;

@@ -47,17 +47,32 @@ pub struct Args {
     #[arg(long)]
     pub reload: bool,
 
-    /// Name of the [app:NAME] section to load
-    #[arg(long, value_name = "NAME", default_value = "main")]
+    /// Which `[app:NAME]` section to load.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "main",
+        help = "Name of the [app:NAME] section to load"
+    )]
     pub app_name: String,
 
-    /// Name of the [server:NAME] section to load
-    #[arg(long, value_name = "NAME", default_value = "main")]
+    /// Which `[server:NAME]` section to load.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "main",
+        help = "Name of the [server:NAME] section to load"
+    )]
     pub server_name: String,
 
-    /// Endpoint to listen on: HOST:PORT, :PORT, [V6ADDR]:PORT or a UNIX
-    /// socket path containing `/` (ignored under Einhorn)
-    #[arg(long, value_name = "ENDPOINT", default_value = "localhost:9090", value_parser = parse_endpoint)]
+    /// Where to listen when no socket is inherited.
+    #[arg(
+        long,
+        value_name = "ENDPOINT",
+        default_value = "localhost:9090",
+        value_parser = parse_endpoint,
+        help = "Endpoint to listen on: HOST:PORT, :PORT, [V6ADDR]:PORT or a UNIX socket path containing `/` (ignored under Einhorn)"
+    )]
     pub bind: Endpoint,
 
     /// With --reload: also reload when this file or directory changes (repeatable)

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::{io_reason, Error};
+use crate::error::Error;
 use crate::server::listener::Listener;
 
 /// What the Einhorn master told this process through its environment.
@@ -143,11 +143,13 @@ pub fn ack_line(pid: u32) -> String {
 
 fn send_ack(path: &Path, pid: u32) -> Result<(), Error> {
     let fail = |e: std::io::Error| {
-        Error::new(format!(
-            "cannot send the Einhorn ACK to EINHORN_SOCK_PATH={}: {}",
-            path.display(),
-            io_reason(&e)
-        ))
+        Error::io(
+            format!(
+                "cannot send the Einhorn ACK to EINHORN_SOCK_PATH={}",
+                path.display()
+            ),
+            &e,
+        )
     };
     let mut stream = UnixStream::connect(path).map_err(fail)?;
     stream

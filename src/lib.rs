@@ -1,15 +1,85 @@
-//! Run Rust services the way reddit's `baseplate-serve` runs Python ones:
-//! an INI config names a server and an app factory, the server serves the
-//! app on a socket (its own or one inherited from Einhorn), and SIGTERM,
-//! SIGINT or SIGUSR2 shut it down gracefully.
+//! Run Rust services the way reddit's `baseplate-serve` runs Python ones.
 //!
-//! A service registers its factories in a [`Serve`] and calls
-//! [`Serve::main`]; see `docs/serve.md` for the command line and config.
+//! An INI config names a server (`[server:NAME]`: HTTP or Thrift, with its
+//! limits and timeouts) and an app factory (`[app:NAME]`, whose other keys
+//! are the app's settings). The server serves the app on a socket of its
+//! own, or one inherited from Einhorn or systemd, logs with trace ids, and
+//! shuts down gracefully on SIGTERM, SIGINT or SIGUSR2.
+//!
+//! A service is a binary that registers its factories by name in a
+//! [`Serve`] and hands it the command line:
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use baseplate::config::from_section;
+//! use baseplate::AppConfig;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Settings {
+//!     greeting: String,
+//! }
+//!
+//! fn make_app(config: &AppConfig) -> Result<Router, baseplate::config::ConfigErrors> {
+//!     let settings: Settings = from_section(config)?;
+//!     Ok(Router::new().route("/", get(move || async move { settings.greeting.clone() })))
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     baseplate::Serve::new()
+//!         .http_app("my_service.web:make_app", make_app)
+//!         .main()
+//! }
+//! ```
+//!
+//! served with `my-service app.ini`, where `app.ini` is
+//!
+//! ```ini
+//! [server:main]
+//! factory = baseplate.server.wsgi
+//! stop_timeout = 10 seconds
+//!
+//! [app:main]
+//! factory = my_service.web:make_app
+//! greeting = hello
+//! ```
+//!
+//! A Thrift app is a tower service over [`server::thrift::ThriftRequest`]:
+//! the async processor `baseplate-thrift` generates from an IDL
+//! ([`Serve::thrift_service`]), the sync processor of `thrift --gen rs`
+//! ([`Serve::thrift_app`], run on handler threads so that blocking never
+//! stalls other calls), or one of your own:
+//!
+//! ```no_run
+//! use baseplate::server::thrift::{ThriftRequest, ThriftResponse};
+//! use baseplate::{AppConfig, BoxError};
+//!
+//! async fn answer(request: ThriftRequest) -> Result<ThriftResponse, BoxError> {
+//!     Ok(request.exception(baseplate::thrift::ApplicationError::new(
+//!         baseplate::thrift::ApplicationErrorKind::UnknownMethod,
+//!         format!("no method {}", request.method),
+//!     )))
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     baseplate::Serve::new()
+//!         .thrift_service("my_service:make_service", |_: &AppConfig| {
+//!             Ok::<_, std::convert::Infallible>(baseplate::tower::service_fn(answer))
+//!         })
+//!         .main()
+//! }
+//! ```
+//!
+//! The rest of the API: [`config`] reads typed settings from a section
+//! ([`config::from_section`], every bad value reported with its file and
+//! line); [`Args`] and [`Serve::run`] let a binary add flags of its own and
+//! run the lifecycle in its own runtime; [`Serve::http_layer`],
+//! [`Serve::thrift_layer`] and [`Serve::tracing_layer`] add tower and
+//! tracing layers. The guide is `docs/own-service.md`; the command line and
+//! config keys are in `docs/serve.md`.
 //!
 //! The modules follow the data flow: [`cli`] → [`config`] → app
-//! ([`registry`], [`app`]) → [`server::listener`] → [`server`] →
-//! [`server::lifecycle`], with [`einhorn`], [`signals`] and [`logging`]
-//! alongside.
+//! ([`app`]) → [`server::listener`] → [`server`] → [`server::lifecycle`],
+//! with [`einhorn`], [`signals`] and [`logging`] alongside.
 
 #[cfg(all(feature = "taskdump", not(tokio_unstable)))]
 compile_error!(
@@ -28,14 +98,17 @@ pub mod codegen;
 pub mod config;
 pub mod einhorn;
 pub mod error;
+#[cfg(feature = "examples")]
 pub mod examples;
 pub mod handlers;
 pub mod logging;
+mod os_error;
 mod registry;
 pub mod reload;
 mod serve;
 pub mod server;
 pub mod signals;
+mod suggest;
 pub mod systemd;
 pub mod trace;
 

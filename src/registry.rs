@@ -8,6 +8,7 @@ use crate::config::AppConfig;
 use crate::error::BoxError;
 use crate::server::thrift::{ThriftProcessor, ThriftService};
 use crate::server::ServerKind;
+use crate::suggest::not_registered;
 
 /// Builds an HTTP app from its `[app:NAME]` section.
 pub(crate) type HttpAppFactory =
@@ -71,6 +72,11 @@ impl Registry {
     }
 
     /// The app factory called `name`, or a message listing what exists.
+    /// The names of the registered app factories, sorted.
+    pub(crate) fn app_names(&self) -> Vec<&str> {
+        self.apps.keys().map(String::as_str).collect()
+    }
+
     pub(crate) fn app(&self, name: &str) -> Result<&AppFactory, String> {
         self.apps
             .get(name)
@@ -89,72 +95,5 @@ impl Registry {
         self.thrift_layers
             .get(name)
             .ok_or_else(|| not_registered("handler", name, self.thrift_layers.keys()))
-    }
-}
-
-/// `KIND "name" is not registered in this binary; registered: a, b (did you mean "a"?)`.
-pub(crate) fn not_registered<'a>(
-    kind: &str,
-    name: &str,
-    known: impl Iterator<Item = &'a String> + Clone,
-) -> String {
-    let list: Vec<&str> = known.clone().map(String::as_str).collect();
-    let mut message = format!(
-        "{kind} {name:?} is not registered in this binary; registered: {}",
-        if list.is_empty() {
-            "(none)".to_string()
-        } else {
-            list.join(", ")
-        }
-    );
-    if let Some(best) = nearest(name, &list) {
-        message.push_str(&format!(" (did you mean {best:?}?)"));
-    }
-    message
-}
-
-/// The candidate closest to `name` by edit distance, if it is close enough
-/// to be a plausible typo.
-pub(crate) fn nearest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    candidates
-        .iter()
-        .map(|c| (edit_distance(name, c), *c))
-        .filter(|(d, c)| *d <= (c.chars().count() / 3).max(2))
-        .min()
-        .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                diagonal
-            } else {
-                1 + diagonal.min(above).min(row[j])
-            };
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn suggests_close_names_only() {
-        let names = ["baseplate.examples.http:make_app", "other:app"];
-        assert_eq!(
-            nearest("baseplate.examples.http:make_ap", &names),
-            Some("baseplate.examples.http:make_app")
-        );
-        assert_eq!(nearest("zzz", &names), None);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

@@ -17,7 +17,7 @@ use notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
-use crate::error::{io_reason, Error};
+use crate::error::Error;
 
 /// The variable naming the listening socket passed across a reload.
 pub const LISTEN_FD_VAR: &str = "BASEPLATE_LISTEN_FD";
@@ -49,12 +49,8 @@ impl Reloader {
     /// Starts watching `config`, the running executable and `extra` paths.
     /// `args` are the arguments to run again (program name first).
     pub fn start(config: &Path, extra: &[PathBuf], args: Vec<OsString>) -> Result<Reloader, Error> {
-        let exe = std::env::current_exe().map_err(|e| {
-            Error::new(format!(
-                "--reload: cannot find the running executable: {}",
-                io_reason(&e)
-            ))
-        })?;
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::io("--reload: cannot find the running executable", &e))?;
         let mut files = vec![absolute(config), exe.clone()];
         let mut dirs = Vec::new();
         for path in extra {
@@ -135,9 +131,7 @@ impl Reloader {
         let Some(mut changes) = self.changes.take() else {
             return Ok(());
         };
-        let signal_error = |e: std::io::Error| {
-            Error::new(format!("cannot install signal handlers: {}", io_reason(&e)))
-        };
+        let signal_error = |e: std::io::Error| Error::io("cannot install signal handlers", &e);
         let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
         let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
         loop {
@@ -176,11 +170,7 @@ fn exec_with_listener(exe: &Path, args: &[OsString], listener: OwnedFd) -> (Owne
     let _ = fcntl(&listener, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     (
         listener,
-        Error::new(format!(
-            "cannot run {} again: {}",
-            exe.display(),
-            io_reason(&error)
-        )),
+        Error::io(format!("cannot run {} again", exe.display()), &error),
     )
 }
 
@@ -190,10 +180,7 @@ fn exec_with_listener(exe: &Path, args: &[OsString], listener: OwnedFd) -> (Owne
 pub fn restart_in_place(args: &[OsString], listener: OwnedFd) -> Error {
     match std::env::current_exe() {
         Ok(exe) => exec_with_listener(&exe, args, listener).1,
-        Err(e) => Error::new(format!(
-            "cannot find the running executable to restart: {}",
-            io_reason(&e)
-        )),
+        Err(e) => Error::io("cannot find the running executable to restart", &e),
     }
 }
 

@@ -15,11 +15,12 @@ use tracing::{debug, info, warn};
 
 use crate::app::{box_http_service, HttpRequest, HttpService};
 use crate::cli::Args;
-use crate::config::{AppConfig, ConfigErrors, ConfigFile, Section};
+use crate::config::{AppConfig, ConfigFile, Section};
 use crate::einhorn::Worker;
 use crate::error::{io_reason, BoxError, Error};
 use crate::handlers::access_log;
 use crate::logging::file_config::FileLogging;
+use crate::logging::UserLayer;
 use crate::registry::{AppFactory, Registry, ThriftApp};
 use crate::reload::{self, Reloader};
 use crate::server::http::HttpHandler;
@@ -52,6 +53,9 @@ use crate::systemd;
 /// ```
 pub struct Serve {
     registry: Registry,
+    /// The program's own tracing layers, taken by the first run's logging
+    /// setup.
+    tracing_layers: std::sync::Mutex<Vec<UserLayer>>,
 }
 
 impl Default for Serve {
@@ -66,23 +70,9 @@ impl Serve {
     pub fn new() -> Serve {
         Serve {
             registry: Registry::default(),
+            tracing_layers: std::sync::Mutex::new(Vec::new()),
         }
         .http_layer(access_log::NAME, access_log::AccessLogLayer)
-    }
-
-    /// Adds the example apps shipped with `baseplate-serve`
-    /// (`baseplate.examples.http:make_app`, `baseplate.examples.thrift:make_processor`,
-    /// `baseplate.examples.thrift_async:make_service`).
-    pub fn with_examples(self) -> Serve {
-        self.http_app(crate::examples::http::NAME, crate::examples::http::make_app)
-            .thrift_app(
-                crate::examples::thrift::NAME,
-                crate::examples::thrift::make_processor,
-            )
-            .thrift_service(
-                crate::examples::thrift_async::NAME,
-                crate::examples::thrift_async::make_service,
-            )
     }
 
     /// Registers an HTTP app factory under `name` (the value of `factory` in
@@ -179,6 +169,22 @@ impl Serve {
         self
     }
 
+    /// Adds a tracing layer of your own (an OpenTelemetry layer, say) to the
+    /// subscriber `baseplate-serve` installs, beside its log format. It sees
+    /// every span and event the levels let through (`RUST_LOG`, `[loggers]`
+    /// or `--debug`), including the `request` span of each HTTP request and
+    /// the `rpc` span of each Thrift call.
+    pub fn tracing_layer<L>(self, layer: L) -> Serve
+    where
+        L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
+    {
+        self.tracing_layers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(layer));
+        self
+    }
+
     /// Runs the command line from this process's arguments; returns the exit
     /// status (0 after a graceful shutdown, 1 on errors, 2 on usage errors).
     pub fn main(self) -> ExitCode {
@@ -268,10 +274,7 @@ impl Serve {
                 // SIGHUP: drained; the same process runs again on the same socket.
                 Outcome::Reload(listener) => {
                     let fd = listener.into_fd().map_err(|e| {
-                        Error::new(format!(
-                            "cannot keep the listening socket for the restart: {}",
-                            io_reason(&e)
-                        ))
+                        Error::io("cannot keep the listening socket for the restart", &e)
                     })?;
                     Err(reload::restart_in_place(&argv, fd))
                 }
@@ -289,12 +292,9 @@ impl Serve {
             Ok(Outcome::Stopped) => Ok(Served::Stopped),
             Ok(Outcome::Interrupted) => Ok(Served::Interrupted),
             Ok(Outcome::Reload(listener)) => {
-                let fd = listener.into_fd().map_err(|e| {
-                    Error::new(format!(
-                        "--reload: cannot keep the socket: {}",
-                        io_reason(&e)
-                    ))
-                })?;
+                let fd = listener
+                    .into_fd()
+                    .map_err(|e| Error::io("--reload: cannot keep the socket", &e))?;
                 let (fd, error) = reloader.exec(fd);
                 eprintln!("error: {error}");
                 reloader.wait_and_retry(fd).await.map(|()| Served::Stopped)
@@ -350,10 +350,15 @@ impl Serve {
         app_section: &Section,
         handover: &mut Handover,
     ) -> Result<Outcome, Error> {
-        let signals = Signals::install().map_err(|e| {
-            Error::new(format!("cannot install signal handlers: {}", io_reason(&e)))
-        })?;
-        crate::logging::init(args.debug, file_logging)?;
+        let signals =
+            Signals::install().map_err(|e| Error::io("cannot install signal handlers", &e))?;
+        let layers = std::mem::take(
+            &mut *self
+                .tracing_layers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        crate::logging::init(args.debug, file_logging, layers)?;
         // A panic in app code is a bug to log like any other error, as JSON
         // when logs are JSON, not a raw message on stderr.
         std::panic::set_hook(Box::new(|info| tracing::error!("{info}")));
@@ -410,12 +415,9 @@ impl Serve {
         } else {
             Listener::bind(&args.bind)?
         };
-        let address = listener.local_addr().map_err(|e| {
-            Error::new(format!(
-                "cannot read the listening address: {}",
-                io_reason(&e)
-            ))
-        })?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| Error::io("cannot read the listening address", &e))?;
         if let Some(worker) = &worker {
             worker.ack()?;
             debug!("sent the Einhorn ACK to {}", worker.sock_path.display());
@@ -456,11 +458,16 @@ impl Serve {
             .get("factory")
             .filter(|f| !f.is_empty())
             .ok_or_else(|| {
+                let names = self.registry.app_names();
+                let registered = if names.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    names.join(", ")
+                };
                 app_section.error(
                     "factory",
                     format!(
-                        "missing; set it to an app factory registered in this binary, such as {}",
-                        crate::examples::http::NAME
+                        "missing; set it to an app factory registered in this binary: {registered}"
                     ),
                 )
             })?;
@@ -484,16 +491,7 @@ impl Serve {
                 )
                 .into());
         }
-        // Config errors from the factory (from_section) are already located;
-        // anything else is reported at the factory key.
-        let failed = |e: BoxError| -> Error {
-            match e.downcast::<ConfigErrors>() {
-                Ok(errors) => (*errors).into(),
-                Err(e) => app_section
-                    .error("factory", format!("{name} failed: {e}"))
-                    .into(),
-            }
-        };
+        let failed = |e: BoxError| crate::error::factory_failed(&*e, name, app_section);
         match factory {
             AppFactory::Thrift(make) => {
                 let timeouts = ServerTimeouts::from_app_section(app_section)?;

@@ -135,8 +135,34 @@ pub fn current() -> Option<TraceId> {
         .or_else(|| THREAD.with(|t| t.borrow().clone()))
 }
 
-/// The trace-id field of a `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
+/// The caller's span id, the parent of this request's span: `X-Parent`
+/// when the trace id comes from `X-Trace`, else the parent-id field of a
+/// `traceparent`. Only well-formed ids are taken.
+pub fn parent_id_from_headers(headers: &HeaderMap) -> Option<String> {
+    let valid = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| is_valid_id(v))
+    };
+    if valid("x-trace").is_some() {
+        return valid("x-parent").map(str::to_string);
+    }
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(traceparent)
+        .map(|(_, parent)| parent.to_string())
+}
+
+/// The trace-id field of a `traceparent` header.
 fn traceparent_id(value: &str) -> Option<&str> {
+    traceparent(value).map(|(trace, _)| trace)
+}
+
+/// The trace id and parent id of a `traceparent` header
+/// (`00-<32 hex>-<16 hex>-<2 hex>`).
+fn traceparent(value: &str) -> Option<(&str, &str)> {
     let mut parts = value.split('-');
     let (version, trace, parent, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -147,8 +173,9 @@ fn traceparent_id(value: &str) -> Option<&str> {
         && hex(trace, 32)
         && hex(parent, 16)
         && hex(flags, 2)
-        && trace.bytes().any(|b| b != b'0');
-    valid.then_some(trace)
+        && trace.bytes().any(|b| b != b'0')
+        && parent.bytes().any(|b| b != b'0');
+    valid.then_some((trace, parent))
 }
 
 #[cfg(test)]
@@ -170,6 +197,15 @@ mod tests {
         );
         h.insert("x-trace", "1234567".parse().unwrap());
         assert_eq!(TraceId::from_headers(&h).to_string(), "1234567");
+        assert_eq!(parent_id_from_headers(&h), None, "X-Trace without X-Parent");
+        h.insert("x-parent", "89abc".parse().unwrap());
+        assert_eq!(parent_id_from_headers(&h).as_deref(), Some("89abc"));
+        h.remove("x-trace");
+        assert_eq!(
+            parent_id_from_headers(&h).as_deref(),
+            Some("00f067aa0ba902b7"),
+            "traceparent's parent-id"
+        );
         let generated = TraceId::from_headers(&HeaderMap::new());
         assert_eq!(generated.to_string().len(), 32);
         assert_ne!(generated, TraceId::generate());

@@ -67,7 +67,7 @@ fn the_binary_knows_only_its_own_factories() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains(
-            "app factory \"my_service.web:make_ap\" is not registered in this binary; registered: my_service.web:make_app (did you mean \"my_service.web:make_app\"?)"
+            "app factory \"my_service.web:make_ap\" is not registered in this binary; registered: my_service.web:make_app, my_service.web:make_app_with_anyhow (did you mean \"my_service.web:make_app\"?)"
         ),
         "{stderr}"
     );
@@ -89,4 +89,92 @@ fn a_failing_factory_is_one_error_line() {
         stderr.ends_with("app.ini:7: [app:main] greeting: no value specified\n"),
         "{stderr}"
     );
+}
+
+/// `--check` with the anyhow factory and this `greeting` line: the exit
+/// status, stderr, and the config file's path.
+fn check_anyhow_factory(greeting_line: &str) -> (Option<i32>, String, String) {
+    let dir = TempDir::new();
+    let config = dir.write(
+        "app.ini",
+        &CONFIG
+            .replace(
+                "my_service.web:make_app",
+                "my_service.web:make_app_with_anyhow",
+            )
+            .replace("greeting = howdy", greeting_line),
+    );
+    let output = Command::new(example_binary())
+        .arg("--check")
+        .arg(&config)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        config.display().to_string(),
+    )
+}
+
+#[test]
+fn an_anyhow_factory_error_keeps_its_located_lines() {
+    let (status, stderr, path) = check_anyhow_factory("greeting =");
+    assert_eq!(status, Some(1));
+    assert_eq!(
+        stderr,
+        format!(
+            "error: {path}:6: [app:main] factory: my_service.web:make_app_with_anyhow failed: reading the web settings\n\
+             error: {path}:7: [app:main] greeting: no value specified\n"
+        )
+    );
+}
+
+#[test]
+fn an_anyhow_error_chain_is_one_line() {
+    let (status, stderr, path) = check_anyhow_factory("greeting = unreachable");
+    assert_eq!(status, Some(1));
+    assert_eq!(
+        stderr,
+        format!(
+            "error: {path}:6: [app:main] factory: my_service.web:make_app_with_anyhow failed: \
+             connecting to the greeting service: connection refused\n"
+        )
+    );
+}
+
+#[test]
+fn a_user_layer_sees_the_request_span_with_the_callers_ids() {
+    let dir = TempDir::new();
+    let config = dir.write("app.ini", CONFIG);
+    let mut command = Command::new(example_binary());
+    command
+        .args(["--bind", "127.0.0.1:0"])
+        .arg(&config)
+        .env("REPORT_SPANS", "1");
+    let mut server = Server::spawn(command, dir);
+    let addr = server.wait_listening();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = request(addr, "GET", "/", &[("traceparent", traceparent)], b"");
+    assert_eq!(r.status, 200);
+    let line = server.wait_for("span reporter: request");
+    assert_eq!(
+        line,
+        "span reporter: request trace_id=4bf92f3577b34da6a3ce929d0e0e4736 \
+         parent_id=\"00f067aa0ba902b7\" method=GET route=\"/\""
+    );
+}
+
+#[test]
+fn debug_shows_tower_http_trace_layer_events() {
+    let dir = TempDir::new();
+    let config = dir.write("app.ini", CONFIG);
+    let mut command = Command::new(example_binary());
+    command
+        .args(["--debug", "--bind", "127.0.0.1:0"])
+        .arg(&config);
+    let mut server = Server::spawn(command, dir);
+    let addr = server.wait_listening();
+    assert_eq!(get(addr, "/").status, 200);
+    let line = server.wait_for("tower_http::trace");
+    assert!(line.contains("\"level\":\"DEBUG\""), "{line}");
 }

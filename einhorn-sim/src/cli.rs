@@ -84,8 +84,14 @@ fn parse_count(text: &str) -> Result<u32, String> {
     long_about = None
 )]
 pub struct Options {
-    /// Bind ADDR:PORT[,r][,n] ([V6]:PORT and unix:PATH too) and pass the fd to workers
-    #[arg(short = 'b', long = "bind", value_name = "ADDR", value_parser = BindSpec::parse)]
+    /// The `-b` sockets to bind and pass to the workers.
+    #[arg(
+        short = 'b',
+        long = "bind",
+        value_name = "ADDR",
+        value_parser = BindSpec::parse,
+        help = "Bind ADDR:PORT[,r][,n] ([V6]:PORT and unix:PATH too) and pass the fd to workers"
+    )]
     pub bind: Vec<BindSpec>,
 
     /// Command name: names the default socket, pid and lock files

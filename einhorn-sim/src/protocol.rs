@@ -66,7 +66,8 @@ pub const MAX_NESTING: usize = 16;
 const MAX_INDENT: usize = 4 * MAX_NESTING;
 
 /// Whether a (still escaped) line nests flow collections deeper than
-/// [`MAX_NESTING`] or indents blocks past [`MAX_INDENT`]: one linear pass.
+/// [`MAX_NESTING`] or indents blocks past 4 columns per level: one linear
+/// pass.
 pub fn too_deep(line: &[u8]) -> bool {
     let mut depth = 0usize;
     let mut quote: Option<u8> = None;

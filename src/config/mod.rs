@@ -42,7 +42,7 @@ impl ConfigFile {
             key: None,
             message: format!(
                 "cannot read the config file: {}",
-                crate::error::io_reason(&e)
+                crate::os_error::io_reason(&e)
             ),
         })?;
         Self::parse(path, &bytes)

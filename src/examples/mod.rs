@@ -10,3 +10,14 @@ pub mod example_thrift;
 pub mod http;
 pub mod thrift;
 pub mod thrift_async;
+
+impl crate::Serve {
+    /// Adds the example apps shipped with `baseplate-serve`
+    /// (`baseplate.examples.http:make_app`, `baseplate.examples.thrift:make_processor`,
+    /// `baseplate.examples.thrift_async:make_service`).
+    pub fn with_examples(self) -> crate::Serve {
+        self.http_app(http::NAME, http::make_app)
+            .thrift_app(self::thrift::NAME, self::thrift::make_processor)
+            .thrift_service(self::thrift_async::NAME, self::thrift_async::make_service)
+    }
+}

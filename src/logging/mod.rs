@@ -29,15 +29,28 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 /// internals with `--debug`.
 fn default_filter(debug: bool) -> &'static str {
     if debug {
-        "debug,hyper=info,hyper_util=info,h2=info,tower=info,mio=info"
+        // Directives match target prefixes: `tower=info` alone would also
+        // quiet tower_http (its TraceLayer logs at DEBUG).
+        "debug,hyper=info,hyper_util=info,h2=info,tower=info,tower_http=debug,mio=info"
     } else {
         "info"
     }
 }
 
-/// Installs the global subscriber. Levels come from `RUST_LOG` when it is
-/// set, else from the file's `[loggers]` override, else from `--debug`.
-pub fn init(debug: bool, file: Option<&FileLogging>) -> Result<(), Error> {
+/// A layer of the embedding program's (an OpenTelemetry layer, say), added
+/// to the subscriber baseplate installs with
+/// [`Serve::tracing_layer`](crate::Serve::tracing_layer).
+pub type UserLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// Installs the global subscriber: the program's own layers, then
+/// baseplate's filter and line format. Levels come from `RUST_LOG` when it
+/// is set, else from the file's `[loggers]` override, else from `--debug`;
+/// they apply to every layer.
+pub fn init(
+    debug: bool,
+    file: Option<&FileLogging>,
+    user_layers: Vec<UserLayer>,
+) -> Result<(), Error> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec)
             .map_err(|e| Error::new(format!("RUST_LOG={spec:?} is not a valid log filter: {e}")))?,
@@ -71,12 +84,23 @@ pub fn init(debug: bool, file: Option<&FileLogging>) -> Result<(), Error> {
         .event_format(format)
         .with_writer(writer)
         .with_filter(handler_level);
-    // A second init (a library user who set up tracing already) keeps theirs.
-    let _ = tracing_subscriber::registry()
+    // An empty Vec of layers has no interest in anything, which would turn
+    // every event off: no layers is `None`.
+    let user_layers = (!user_layers.is_empty()).then_some(user_layers);
+    let installed = tracing_subscriber::registry()
+        .with(user_layers)
         .with(filter)
         .with(SpanFields::layer())
         .with(output)
         .try_init();
+    if installed.is_err() {
+        // The program installed a subscriber of its own first: it stays.
+        tracing::warn!(
+            "a global tracing subscriber was already installed, so baseplate's log format, \
+             --debug, RUST_LOG and [loggers] do not apply; to keep them, add your layers \
+             with Serve::tracing_layer instead of installing a subscriber"
+        );
+    }
     Ok(())
 }
 
@@ -150,8 +174,35 @@ impl SpanFields {
 
 struct SpanFieldsLayer;
 
+/// Whether a span is an HTTP request's: its fields are for the program's
+/// layers, and log lines take only its trace id.
+fn is_request_span(meta: &tracing::Metadata<'_>) -> bool {
+    meta.name() == crate::server::http::REQUEST_SPAN && meta.target() == "baseplate::server::http"
+}
+
+/// Records only the `trace_id` field.
+#[derive(Default)]
+struct TraceIdOnly(Option<String>);
+
+impl Visit for TraceIdOnly {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "trace_id" {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
+}
+
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpanFieldsLayer {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if is_request_span(attrs.metadata()) {
+            let mut trace_id = TraceIdOnly::default();
+            attrs.record(&mut trace_id);
+            if let (Some(span), Some(trace_id)) = (ctx.span(id), trace_id.0) {
+                span.extensions_mut()
+                    .insert(SpanFields(vec![("trace_id", Value::Text(trace_id))]));
+            }
+            return;
+        }
         let mut fields = Fields::default();
         attrs.record(&mut fields);
         if let Some(span) = ctx.span(id) {
@@ -160,6 +211,9 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpanFieldsLayer {
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if ctx.metadata(id).is_some_and(|meta| is_request_span(meta)) {
+            return;
+        }
         let mut fields = Fields::default();
         values.record(&mut fields);
         if let Some(span) = ctx.span(id) {

@@ -11,7 +11,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tower::Service;
-use tracing::{debug, error};
+use tracing::{debug, error, Instrument};
 
 use super::catch_unwind::CatchUnwind;
 use super::listener::Stream;
@@ -189,6 +189,9 @@ struct BodyLimits {
     timeout: Duration,
 }
 
+/// The name of the span every HTTP request runs in.
+pub const REQUEST_SPAN: &str = "request";
+
 /// Runs one request through the app with its trace id as the task's
 /// current one. An app error or panic becomes a logged
 /// `500 Internal Server Error` for this request only.
@@ -230,6 +233,16 @@ async fn dispatch(
     let mut request: HttpRequest =
         request.map(|body| RequestBody::new(body, limits.max_size, limits.timeout));
     let trace_id = TraceId::from_headers(request.headers());
+    // Every layer of the subscriber sees this span (an OpenTelemetry one,
+    // say); baseplate's own log lines take only its trace id.
+    let parent_id = trace::parent_id_from_headers(request.headers());
+    let span = tracing::info_span!(
+        REQUEST_SPAN,
+        trace_id = %trace_id,
+        parent_id = parent_id.as_deref(),
+        method = %request.method(),
+        route = request.uri().path(),
+    );
     let _in_flight = connection.begin_request(
         RequestInfo::Http(request.method().clone(), request.uri().clone()),
         trace_id.clone(),
@@ -248,6 +261,7 @@ async fn dispatch(
             internal_server_error()
         })
     })
+    .instrument(span)
     .await;
     if http1 && shutdown.is_triggered() {
         // Shutting down: this connection takes no further request.

@@ -78,20 +78,16 @@ impl Listener {
             Endpoint::Tcp { host, port } => {
                 let addr = resolve(host, *port)?;
                 bind_tcp(addr).map_err(|e| {
-                    Error::new(format!(
-                        "cannot listen on {addr} (--bind {endpoint}): {}",
-                        io_reason(&e)
-                    ))
+                    Error::io(format!("cannot listen on {addr} (--bind {endpoint})"), &e)
                 })
             }
             Endpoint::Unix(path) => {
                 remove_stale_socket(path)?;
                 bind_unix(path).map_err(|e| {
-                    Error::new(format!(
-                        "cannot listen on UNIX socket {} (--bind): {}",
-                        path.display(),
-                        io_reason(&e)
-                    ))
+                    Error::io(
+                        format!("cannot listen on UNIX socket {} (--bind)", path.display()),
+                        &e,
+                    )
                 })
             }
         }
@@ -104,10 +100,7 @@ impl Listener {
             Endpoint::Tcp { host, port } => {
                 let addr = resolve(host, *port)?;
                 bind_tcp_with(addr, true).map_err(|e| {
-                    Error::new(format!(
-                        "cannot listen on {addr} (--bind {endpoint}, shared with sibling workers): {}",
-                        io_reason(&e)
-                    ))
+                    Error::io(format!("cannot listen on {addr} (--bind {endpoint}, shared with sibling workers)"), &e)
                 })
             }
             Endpoint::Unix(_) => Listener::bind(endpoint),
@@ -240,12 +233,7 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, Error> {
     }
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| {
-            Error::new(format!(
-                "cannot resolve host {host:?} (--bind): {}",
-                io_reason(&e)
-            ))
-        })?
+        .map_err(|e| Error::io(format!("cannot resolve host {host:?} (--bind)"), &e))?
         .collect();
     addrs
         .iter()
@@ -301,11 +289,10 @@ fn remove_stale_socket(path: &Path) -> Result<(), Error> {
         ))),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
             .map_err(|e| {
-                Error::new(format!(
-                    "cannot remove stale socket {} (--bind): {}",
-                    path.display(),
-                    io_reason(&e)
-                ))
+                Error::io(
+                    format!("cannot remove stale socket {} (--bind)", path.display()),
+                    &e,
+                )
             }),
         Err(_) => Ok(()),
     }

@@ -130,7 +130,7 @@ impl ServerOptions {
                     .collect();
                 section.error(
                     "factory",
-                    crate::registry::not_registered("server factory", &factory, names.iter()),
+                    crate::suggest::not_registered("server factory", &factory, names.iter()),
                 )
             })?;
         let known = |key: &str| COMMON_KEYS.contains(&key) || kind_keys(kind).contains(&key);

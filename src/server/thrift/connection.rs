@@ -182,7 +182,7 @@ fn context(unwrapped: Unwrapped, served: &Served) -> Result<(ThriftRequest, Span
         .timeouts
         .deadline(&ident.name, budget, Instant::now());
     let span = tracing::info_span!(
-        "thrift",
+        "rpc",
         method = %ident.name,
         trace_id = %trace.trace_id,
         span_id = Empty,

@@ -2,11 +2,11 @@
 //! from its first bytes ([`dialect`], [`header`], [`scanner`]); each whole
 //! message becomes a [`ThriftRequest`] for the app, a tower
 //! [`ThriftService`], and its [`ThriftResponse`] goes back in the same
-//! dialect ([`connection`]).
+//! dialect (`connection.rs`).
 //!
 //! The async workers only accept, read, decode, encode and write. App code
 //! runs elsewhere: a synchronous processor on the handler threads
-//! ([`threads`]), which grow so that a call never waits behind a blocked
+//! (`threads.rs`), which grow so that a call never waits behind a blocked
 //! one; an async app as the future it returns, which must not block (as
 //! with any tokio service). Deadlines ([`timeout`]) and panics are
 //! answered with a `TApplicationException`, and the connection goes on.

@@ -1,5 +1,5 @@
-//! A user's Thrift service: the example IDL with sync and async handlers,
-//! served by baseplate from the user's own binary.
+//! A user's service: an axum app, and the example IDL with sync and async
+//! Thrift handlers, served by baseplate from the user's own binary.
 //!
 //! `src/example.rs` comes from one command:
 //! `baseplate-thrift ../../fixtures/thrift/example.thrift -o src/example.rs`.
@@ -72,8 +72,31 @@ impl ExampleAsyncHandler for Awaiting {
     }
 }
 
+/// The HTTP app: `/` greets, `/sleep?ms=N` answers after N milliseconds
+/// (the conformance kit's slow request).
+fn make_http_app(_: &AppConfig) -> Result<axum::Router, Infallible> {
+    use axum::extract::Query;
+    use axum::routing::get;
+
+    #[derive(serde::Deserialize)]
+    struct Sleep {
+        ms: u64,
+    }
+
+    Ok(axum::Router::new()
+        .route("/", get(|| async { "hello from downstream\n" }))
+        .route(
+            "/sleep",
+            get(|Query(sleep): Query<Sleep>| async move {
+                tokio::time::sleep(Duration::from_millis(sleep.ms)).await;
+                "slept\n"
+            }),
+        ))
+}
+
 fn main() -> ExitCode {
     baseplate::Serve::new()
+        .http_app("downstream.web:make_app", make_http_app)
         .thrift_app("downstream:make_processor", |_: &AppConfig| {
             Ok::<_, Infallible>(ExampleSyncProcessor::new(Blocking))
         })

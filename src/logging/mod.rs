@@ -22,7 +22,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::error::Error;
 use file_config::{FileLogging, Format, Output};
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{filter_fn, FilterExt, LevelFilter};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// The default filter: INFO, or DEBUG for everything but the HTTP stack's
@@ -51,16 +51,7 @@ pub fn init(
     file: Option<&FileLogging>,
     user_layers: Vec<UserLayer>,
 ) -> Result<(), Error> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec)
-            .map_err(|e| Error::new(format!("RUST_LOG={spec:?} is not a valid log filter: {e}")))?,
-        _ => match file {
-            Some(file) => EnvFilter::try_new(&file.directives).map_err(|e| {
-                Error::new(format!("the [loggers] levels do not make a filter: {e}"))
-            })?,
-            None => EnvFilter::new(default_filter(debug)),
-        },
-    };
+    let filter = levels(debug, file)?;
     let to_stderr = file.is_some_and(|f| f.output == Output::Stderr);
     let json = match file.and_then(|f| f.format) {
         Some(format) => format == Format::Json,
@@ -84,14 +75,22 @@ pub fn init(
         .event_format(format)
         .with_writer(writer)
         .with_filter(handler_level);
+    // Every filter is per layer, so that a span no layer wants is never
+    // created: baseplate's lines do not want the HTTP request span (its
+    // trace id comes from the task-local), and without a layer of the
+    // program's, a request pays nothing for it.
+    let ours = SpanFields::layer()
+        .and_then(output)
+        .with_filter(filter.and(filter_fn(|meta| !is_request_span(meta))));
     // An empty Vec of layers has no interest in anything, which would turn
     // every event off: no layers is `None`.
-    let user_layers = (!user_layers.is_empty()).then_some(user_layers);
+    let theirs = match user_layers.is_empty() {
+        true => None,
+        false => Some(user_layers.with_filter(levels(debug, file)?)),
+    };
     let installed = tracing_subscriber::registry()
-        .with(user_layers)
-        .with(filter)
-        .with(SpanFields::layer())
-        .with(output)
+        .with(theirs)
+        .with(ours)
         .try_init();
     if installed.is_err() {
         // The program installed a subscriber of its own first: it stays.
@@ -102,6 +101,21 @@ pub fn init(
         );
     }
     Ok(())
+}
+
+/// The levels: `RUST_LOG` when it is set, else the file's `[loggers]`
+/// override, else INFO (DEBUG with `--debug`).
+fn levels(debug: bool, file: Option<&FileLogging>) -> Result<EnvFilter, Error> {
+    Ok(match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec)
+            .map_err(|e| Error::new(format!("RUST_LOG={spec:?} is not a valid log filter: {e}")))?,
+        _ => match file {
+            Some(file) => EnvFilter::try_new(&file.directives).map_err(|e| {
+                Error::new(format!("the [loggers] levels do not make a filter: {e}"))
+            })?,
+            None => EnvFilter::new(default_filter(debug)),
+        },
+    })
 }
 
 /// A recorded field value: text, or a JSON literal (numbers, booleans).
@@ -180,29 +194,8 @@ fn is_request_span(meta: &tracing::Metadata<'_>) -> bool {
     meta.name() == crate::server::http::REQUEST_SPAN && meta.target() == "baseplate::server::http"
 }
 
-/// Records only the `trace_id` field.
-#[derive(Default)]
-struct TraceIdOnly(Option<String>);
-
-impl Visit for TraceIdOnly {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == "trace_id" {
-            self.0 = Some(format!("{value:?}"));
-        }
-    }
-}
-
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpanFieldsLayer {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if is_request_span(attrs.metadata()) {
-            let mut trace_id = TraceIdOnly::default();
-            attrs.record(&mut trace_id);
-            if let (Some(span), Some(trace_id)) = (ctx.span(id), trace_id.0) {
-                span.extensions_mut()
-                    .insert(SpanFields(vec![("trace_id", Value::Text(trace_id))]));
-            }
-            return;
-        }
         let mut fields = Fields::default();
         attrs.record(&mut fields);
         if let Some(span) = ctx.span(id) {
@@ -211,9 +204,6 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpanFieldsLayer {
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        if ctx.metadata(id).is_some_and(|meta| is_request_span(meta)) {
-            return;
-        }
         let mut fields = Fields::default();
         values.record(&mut fields);
         if let Some(span) = ctx.span(id) {

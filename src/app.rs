@@ -29,9 +29,17 @@ pub fn full_body(bytes: impl Into<Bytes>) -> HttpBody {
         .boxed_unsync()
 }
 
-/// Boxes any suitable tower service (an `axum::Router`, a `service_fn`, a
-/// stack of layers) into an [`HttpService`].
-pub fn box_http_service<S, B>(service: S) -> HttpService
+/// What an HTTP app is: any tower service over [`HttpRequest`] that can be
+/// cloned per connection and sent across threads, with any body (an
+/// `axum::Router`, a `service_fn`, a stack of layers). The bound is written
+/// here once; [`Serve::http_app`](crate::Serve::http_app) and
+/// [`Serve::http_layer`](crate::Serve::http_layer) take any `HttpApp`.
+pub trait HttpApp: Clone + Send + 'static {
+    /// Boxes the app into the server's [`HttpService`].
+    fn into_http_service(self) -> HttpService;
+}
+
+impl<S, B> HttpApp for S
 where
     S: Service<HttpRequest, Response = http::Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -39,9 +47,13 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let service = ServiceBuilder::new()
-        .map_err(Into::into)
-        .map_response(|res: http::Response<B>| res.map(|b| b.map_err(Into::into).boxed_unsync()))
-        .service(service);
-    BoxCloneService::new(service)
+    fn into_http_service(self) -> HttpService {
+        let service = ServiceBuilder::new()
+            .map_err(Into::into)
+            .map_response(|res: http::Response<B>| {
+                res.map(|b| b.map_err(Into::into).boxed_unsync())
+            })
+            .service(self);
+        BoxCloneService::new(service)
+    }
 }

@@ -26,6 +26,14 @@ pub struct RequestBody {
     frame_arrived: bool,
 }
 
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestBody")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RequestBody {
     /// Wraps `body` with a size limit and a read timeout.
     pub(crate) fn new(body: Incoming, max_size: u64, timeout: Duration) -> RequestBody {

@@ -12,7 +12,7 @@ use crate::server::listener::Listener;
 
 /// What the Einhorn master told this process through its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Worker {
+pub(crate) struct Worker {
     /// The master's pid (our parent).
     pub master_pid: i32,
     /// The master's command socket, for the ACK.
@@ -23,7 +23,7 @@ pub struct Worker {
 
 /// A listening socket passed by the master.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InheritedFd {
+pub(crate) struct InheritedFd {
     /// The descriptor number (`EINHORN_FD_0`).
     pub fd: RawFd,
     /// The family the master declared (`EINHORN_FD_FAMILY_0`), if it did.
@@ -35,7 +35,7 @@ const FAMILIES: &[&str] = &["AF_INET", "AF_INET6", "AF_UNIX"];
 impl Worker {
     /// Reads the environment. `Ok(None)` when this process is not an Einhorn
     /// worker: `EINHORN_MASTER_PID` is unset or is not our parent's pid.
-    pub fn from_env() -> Result<Option<Worker>, Error> {
+    pub(crate) fn from_env() -> Result<Option<Worker>, Error> {
         Worker::from_vars(
             |name| std::env::var(name).ok(),
             nix::unistd::getppid().as_raw(),
@@ -43,7 +43,7 @@ impl Worker {
     }
 
     /// [`Worker::from_env`] with the variables and parent pid given.
-    pub fn from_vars(
+    pub(crate) fn from_vars(
         var: impl Fn(&str) -> Option<String>,
         parent_pid: i32,
     ) -> Result<Option<Worker>, Error> {
@@ -107,7 +107,7 @@ impl Worker {
     }
 
     /// Takes over the inherited socket, checking it is what the master said.
-    pub fn adopt_listener(&self) -> Result<Option<Listener>, Error> {
+    pub(crate) fn adopt_listener(&self) -> Result<Option<Listener>, Error> {
         let Some(inherited) = &self.fd else {
             return Ok(None);
         };
@@ -131,13 +131,13 @@ impl Worker {
 
     /// Tells the master this worker is ready: one JSON line on its command
     /// socket, exactly as baseplate.py sends it.
-    pub fn ack(&self) -> Result<(), Error> {
+    pub(crate) fn ack(&self) -> Result<(), Error> {
         send_ack(&self.sock_path, std::process::id())
     }
 }
 
 /// The ACK line for `pid`.
-pub fn ack_line(pid: u32) -> String {
+pub(crate) fn ack_line(pid: u32) -> String {
     format!("{{\"command\": \"worker:ack\", \"pid\": {pid}}}\n")
 }
 

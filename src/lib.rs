@@ -77,9 +77,13 @@
 //! tracing layers. The guide is `docs/own-service.md`; the command line and
 //! config keys are in `docs/serve.md`.
 //!
-//! The modules follow the data flow: [`cli`] → [`config`] → app
-//! ([`app`]) → [`server::listener`] → [`server`] → [`server::lifecycle`],
-//! with [`einhorn`], [`signals`] and [`logging`] alongside.
+//! The public modules are [`config`] (typed settings), [`app`] (the HTTP
+//! app's request and service types), [`server::thrift`] (the Thrift call's
+//! types) and [`trace`] (the request's trace id). The rest, the command
+//! line, listener, lifecycle, signals and logging, is the machinery behind
+//! [`Serve`]; `docs/architecture.md` maps it.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 #[cfg(all(feature = "taskdump", not(tokio_unstable)))]
 compile_error!(
@@ -92,33 +96,37 @@ compile_error!(
 extern crate self as baseplate;
 
 pub mod app;
-pub mod body;
-pub mod cli;
+mod body;
+mod cli;
+/// The `baseplate-thrift` code generator's internals (for its binary).
+#[doc(hidden)]
 pub mod codegen;
 pub mod config;
-pub mod einhorn;
-pub mod error;
+mod einhorn;
+mod error;
 #[cfg(feature = "examples")]
 pub mod examples;
-pub mod handlers;
-pub mod logging;
+mod handlers;
+mod logging;
 mod os_error;
 mod registry;
-pub mod reload;
+mod reload;
 mod serve;
 pub mod server;
-pub mod signals;
+mod signals;
 mod suggest;
-pub mod systemd;
+mod systemd;
 pub mod trace;
 
+/// The `http` crate of the requests and responses HTTP apps handle.
+pub use http;
 /// The `thrift` crate baseplate is built on: use it (or the same version)
 /// for generated code, so its `TProcessor` is the one baseplate serves.
 pub use thrift;
 /// The `tower` crate baseplate's apps and layers are built on.
 pub use tower;
 
-pub use body::RequestBody;
+pub use body::{BodyTimeout, RequestBody};
 pub use cli::Args;
 pub use config::{AppConfig, ServerConfig};
 pub use error::{BoxError, Error};

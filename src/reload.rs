@@ -20,14 +20,14 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use crate::error::Error;
 
 /// The variable naming the listening socket passed across a reload.
-pub const LISTEN_FD_VAR: &str = "BASEPLATE_LISTEN_FD";
+pub(crate) const LISTEN_FD_VAR: &str = "BASEPLATE_LISTEN_FD";
 
 /// Changes settle for this long before a reload starts (editors and cargo
 /// write files in several steps).
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// The file watcher and what a reload re-runs.
-pub struct Reloader {
+pub(crate) struct Reloader {
     _debouncer: Debouncer<RecommendedWatcher>,
     /// Changed paths, as they settle.
     pub changes: Option<UnboundedReceiver<PathBuf>>,
@@ -48,7 +48,11 @@ fn absolute(path: &Path) -> PathBuf {
 impl Reloader {
     /// Starts watching `config`, the running executable and `extra` paths.
     /// `args` are the arguments to run again (program name first).
-    pub fn start(config: &Path, extra: &[PathBuf], args: Vec<OsString>) -> Result<Reloader, Error> {
+    pub(crate) fn start(
+        config: &Path,
+        extra: &[PathBuf],
+        args: Vec<OsString>,
+    ) -> Result<Reloader, Error> {
         let exe = std::env::current_exe()
             .map_err(|e| Error::io("--reload: cannot find the running executable", &e))?;
         let mut files = vec![absolute(config), exe.clone()];
@@ -120,13 +124,13 @@ impl Reloader {
     /// Replaces this process with a fresh run of the same executable and
     /// arguments, `listener` passed across. Returns only if exec failed,
     /// handing the socket back.
-    pub fn exec(&self, listener: OwnedFd) -> (OwnedFd, Error) {
+    pub(crate) fn exec(&self, listener: OwnedFd) -> (OwnedFd, Error) {
         exec_with_listener(&self.exe, &self.args, listener)
     }
 
     /// After a failed start: keeps the socket open (clients queue), waits
     /// for the next change and tries again; returns on SIGTERM/SIGINT.
-    pub async fn wait_and_retry(mut self, mut listener: OwnedFd) -> Result<(), Error> {
+    pub(crate) async fn wait_and_retry(mut self, mut listener: OwnedFd) -> Result<(), Error> {
         use tokio::signal::unix::{signal, SignalKind};
         let Some(mut changes) = self.changes.take() else {
             return Ok(());
@@ -177,7 +181,7 @@ fn exec_with_listener(exe: &Path, args: &[OsString], listener: OwnedFd) -> (Owne
 /// SIGHUP without `--reload`: runs this executable again with the same
 /// arguments in this process, `listener` passed across. Returns only on
 /// failure.
-pub fn restart_in_place(args: &[OsString], listener: OwnedFd) -> Error {
+pub(crate) fn restart_in_place(args: &[OsString], listener: OwnedFd) -> Error {
     match std::env::current_exe() {
         Ok(exe) => exec_with_listener(&exe, args, listener).1,
         Err(e) => Error::io("cannot find the running executable to restart", &e),
@@ -229,7 +233,7 @@ fn changed(path: &Path, seen: &mut HashMap<PathBuf, Fingerprint>) -> bool {
 
 /// The socket passed by a previous run, if `BASEPLATE_LISTEN_FD` names an
 /// open descriptor.
-pub fn inherited_listener() -> Option<OwnedFd> {
+pub(crate) fn inherited_listener() -> Option<OwnedFd> {
     let fd: RawFd = std::env::var(LISTEN_FD_VAR).ok()?.parse().ok()?;
     // SAFETY: only queried; ownership is taken below once it is known open.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -240,6 +244,6 @@ pub fn inherited_listener() -> Option<OwnedFd> {
 }
 
 /// Gives up ownership without closing (the fd is adopted by the listener).
-pub fn release(fd: OwnedFd) -> RawFd {
+pub(crate) fn release(fd: OwnedFd) -> RawFd {
     fd.into_raw_fd()
 }

@@ -8,12 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hyper::body::Bytes;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tower::{Layer, Service};
 use tracing::{debug, info, warn};
 
-use crate::app::{box_http_service, HttpRequest, HttpService};
+use crate::app::{HttpApp, HttpService};
 use crate::cli::Args;
 use crate::config::{AppConfig, ConfigFile, Section};
 use crate::einhorn::Worker;
@@ -58,6 +57,14 @@ pub struct Serve {
     tracing_layers: std::sync::Mutex<Vec<UserLayer>>,
 }
 
+impl std::fmt::Debug for Serve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serve")
+            .field("apps", &self.registry.app_names())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for Serve {
     fn default() -> Self {
         Serve::new()
@@ -78,18 +85,16 @@ impl Serve {
     /// Registers an HTTP app factory under `name` (the value of `factory` in
     /// `[app:NAME]`). The factory gets the app section and returns any tower
     /// service over hyper requests, such as an `axum::Router`.
-    pub fn http_app<F, S, B, E>(mut self, name: &str, factory: F) -> Serve
+    pub fn http_app<F, S, E>(mut self, name: &str, factory: F) -> Serve
     where
         F: Fn(&AppConfig) -> Result<S, E> + Send + Sync + 'static,
         E: Into<BoxError>,
-        S: Service<HttpRequest, Response = http::Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        S: HttpApp,
     {
         let factory = move |config: &AppConfig| -> Result<HttpService, BoxError> {
-            factory(config).map(box_http_service).map_err(Into::into)
+            factory(config)
+                .map(HttpApp::into_http_service)
+                .map_err(Into::into)
         };
         self.registry
             .add_app(name, AppFactory::Http(Box::new(factory)));
@@ -155,16 +160,12 @@ impl Serve {
 
     /// Registers a tower layer under `name`, selectable with the server
     /// option `handler = NAME`; it wraps the app.
-    pub fn http_layer<L, B>(mut self, name: &str, layer: L) -> Serve
+    pub fn http_layer<L>(mut self, name: &str, layer: L) -> Serve
     where
         L: Layer<HttpService> + Send + Sync + 'static,
-        L::Service: Service<HttpRequest, Response = http::Response<B>> + Clone + Send + 'static,
-        <L::Service as Service<HttpRequest>>::Future: Send + 'static,
-        <L::Service as Service<HttpRequest>>::Error: Into<BoxError>,
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
+        L::Service: HttpApp,
     {
-        let wrap = move |app: HttpService| box_http_service(layer.layer(app));
+        let wrap = move |app: HttpService| layer.layer(app).into_http_service();
         self.registry.add_http_layer(name, Box::new(wrap));
         self
     }

@@ -8,7 +8,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// What a received signal asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignalEvent {
+pub(crate) enum SignalEvent {
     /// Shut down gracefully; the name is the signal's (`SIGTERM`).
     Shutdown(&'static str),
     /// Log a report of connections and requests (SIGUSR1).
@@ -19,7 +19,7 @@ pub enum SignalEvent {
 
 /// The installed handlers. Installing them replaces the default actions, so
 /// these signals no longer kill the process.
-pub struct Signals {
+pub(crate) struct Signals {
     term: Signal,
     int: Signal,
     usr2: Signal,
@@ -29,7 +29,7 @@ pub struct Signals {
 
 impl Signals {
     /// Installs the handlers; needs a tokio runtime.
-    pub fn install() -> io::Result<Signals> {
+    pub(crate) fn install() -> io::Result<Signals> {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
@@ -40,7 +40,7 @@ impl Signals {
     }
 
     /// Waits for the next signal.
-    pub async fn recv(&mut self) -> SignalEvent {
+    pub(crate) async fn recv(&mut self) -> SignalEvent {
         tokio::select! {
             _ = self.term.recv() => SignalEvent::Shutdown("SIGTERM"),
             _ = self.int.recv() => SignalEvent::Shutdown("SIGINT"),

@@ -15,7 +15,7 @@ const SD_LISTEN_FDS_START: RawFd = 3;
 
 /// The socket systemd passed, if `LISTEN_PID` is this process and
 /// `LISTEN_FDS` is at least 1 (only the first is served).
-pub fn listen_fd() -> Result<Option<RawFd>, Error> {
+pub(crate) fn listen_fd() -> Result<Option<RawFd>, Error> {
     let Ok(pid) = std::env::var("LISTEN_PID") else {
         return Ok(None);
     };
@@ -43,7 +43,7 @@ pub fn listen_fd() -> Result<Option<RawFd>, Error> {
 
 /// Sends a state line (`READY=1`, `STOPPING=1`) to `NOTIFY_SOCKET`, if set.
 /// A failure is logged, never fatal.
-pub fn notify(state: &str) {
+pub(crate) fn notify(state: &str) {
     let Ok(path) = std::env::var("NOTIFY_SOCKET") else {
         return;
     };

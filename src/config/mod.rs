@@ -2,7 +2,9 @@
 //! ([`expand`]), handing out sections ([`Section`]) and parsing single
 //! values with baseplate's rules ([`values`]).
 
+#[doc(hidden)]
 pub mod expand;
+#[doc(hidden)]
 pub mod ini;
 mod section;
 mod typed;

@@ -194,7 +194,7 @@ impl<'s> Tree<'s> {
 
 /// What went wrong, before it is located in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeError {
+pub(super) struct DeError {
     message: String,
     path: Option<String>,
     line: Option<usize>,

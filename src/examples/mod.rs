@@ -5,7 +5,7 @@
 /// (regenerate with `fixtures/thrift/regenerate.sh`).
 #[path = "example_thrift.rs"]
 #[rustfmt::skip]
-#[allow(clippy::all, missing_docs)]
+#[allow(clippy::all, missing_docs, missing_debug_implementations)]
 pub mod example_thrift;
 pub mod http;
 pub mod thrift;

@@ -12,11 +12,11 @@ use tracing::debug;
 use crate::server::listener::PeerAddr;
 
 /// The name to use in `handler = ...`.
-pub const NAME: &str = "baseplate.handlers.access_log";
+pub(crate) const NAME: &str = "baseplate.handlers.access_log";
 
 /// Adds the access log around a service.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct AccessLogLayer;
+pub(crate) struct AccessLogLayer;
 
 impl<S> Layer<S> for AccessLogLayer {
     type Service = AccessLog<S>;
@@ -28,7 +28,7 @@ impl<S> Layer<S> for AccessLogLayer {
 
 /// The service [`AccessLogLayer`] makes.
 #[derive(Debug, Clone)]
-pub struct AccessLog<S> {
+pub(crate) struct AccessLog<S> {
     inner: S,
 }
 

@@ -1,4 +1,4 @@
 //! Layers selectable with the server option `handler = NAME`, the Rust
 //! counterpart of baseplate.py's custom WSGI handler classes.
 
-pub mod access_log;
+pub(crate) mod access_log;

@@ -9,7 +9,7 @@ use crate::config::{ConfigError, ConfigErrors, ConfigFile, Section};
 
 /// Where log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
+pub(crate) enum Output {
     /// Standard output (the default).
     Stdout,
     /// Standard error.
@@ -18,7 +18,7 @@ pub enum Output {
 
 /// The line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
@@ -27,7 +27,7 @@ pub enum Format {
 
 /// What the `[loggers]` section asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileLogging {
+pub(crate) struct FileLogging {
     /// EnvFilter directives: the root level, then one per named logger.
     pub directives: String,
     /// The root logger's handler's stream.
@@ -93,7 +93,7 @@ fn required(
 
 impl FileLogging {
     /// Reads the override; `Ok(None)` when the file has no `[loggers]`.
-    pub fn from_config(file: &ConfigFile) -> Result<Option<FileLogging>, ConfigErrors> {
+    pub(crate) fn from_config(file: &ConfigFile) -> Result<Option<FileLogging>, ConfigErrors> {
         let Some(loggers) = file.raw_section("loggers") else {
             return Ok(None);
         };

@@ -4,7 +4,7 @@
 //! `[loggers]` section in the config file overrides levels, stream and
 //! format ([`file_config`]).
 
-pub mod file_config;
+pub(crate) mod file_config;
 
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
@@ -40,13 +40,13 @@ fn default_filter(debug: bool) -> &'static str {
 /// A layer of the embedding program's (an OpenTelemetry layer, say), added
 /// to the subscriber baseplate installs with
 /// [`Serve::tracing_layer`](crate::Serve::tracing_layer).
-pub type UserLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+pub(crate) type UserLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
 
 /// Installs the global subscriber: the program's own layers, then
 /// baseplate's filter and line format. Levels come from `RUST_LOG` when it
 /// is set, else from the file's `[loggers]` override, else from `--debug`;
 /// they apply to every layer.
-pub fn init(
+pub(crate) fn init(
     debug: bool,
     file: Option<&FileLogging>,
     user_layers: Vec<UserLayer>,

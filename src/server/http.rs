@@ -75,7 +75,7 @@ async fn watchdog(
 }
 
 /// Serves an [`HttpService`] on each connection.
-pub struct HttpHandler {
+pub(crate) struct HttpHandler {
     app: HttpService,
     builder: Arc<auto::Builder<TokioExecutor>>,
     max_body_size: u64,
@@ -88,7 +88,7 @@ pub struct HttpHandler {
 
 impl HttpHandler {
     /// A handler for `app` with the limits of `options`.
-    pub fn new(app: HttpService, options: &ServerOptions) -> HttpHandler {
+    pub(crate) fn new(app: HttpService, options: &ServerOptions) -> HttpHandler {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -190,7 +190,7 @@ struct BodyLimits {
 }
 
 /// The name of the span every HTTP request runs in.
-pub const REQUEST_SPAN: &str = "request";
+pub(crate) const REQUEST_SPAN: &str = "request";
 
 /// Runs one request through the app with its trace id as the task's
 /// current one. An app error or panic becomes a logged
@@ -275,10 +275,10 @@ async fn dispatch(
 
 /// How much of a refused body is read and discarded before the refusal is
 /// sent, at most.
-pub const LINGER_BYTES: u64 = 128 << 20;
+pub(crate) const LINGER_BYTES: u64 = 128 << 20;
 
 /// How long reading a refused body may take, at most.
-pub const LINGER_TIME: Duration = Duration::from_secs(5);
+pub(crate) const LINGER_TIME: Duration = Duration::from_secs(5);
 
 /// Reads and drops `body` until it ends, [`LINGER_BYTES`] have come, or
 /// [`LINGER_TIME`] has passed.

@@ -34,7 +34,7 @@ enum Stop {
 
 /// How [`run`] ended.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Shut down gracefully: the process may exit 0.
     Stopped,
     /// A second shutdown signal came during the shutdown: connections still
@@ -46,10 +46,10 @@ pub enum Outcome {
 }
 
 /// A future the embedding program completes to shut the server down.
-pub type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What may stop a run besides the signals.
-pub struct Triggers {
+pub(crate) struct Triggers {
     /// The process's signal handlers.
     pub signals: Signals,
     /// With `--reload`: the files that changed.
@@ -62,7 +62,7 @@ pub struct Triggers {
 /// shuts down gracefully. Connection tasks still running after
 /// `stop_timeout` are aborted, so nothing outlives the run in the caller's
 /// runtime.
-pub async fn run<H: ConnectionHandler>(
+pub(crate) async fn run<H: ConnectionHandler>(
     listener: Listener,
     handler: H,
     options: &ServerOptions,

@@ -26,7 +26,7 @@ const BACKLOG: u32 = 1024;
 
 /// A listening socket, TCP or UNIX.
 #[derive(Debug)]
-pub enum Listener {
+pub(crate) enum Listener {
     /// A TCP socket.
     Tcp(TcpListener),
     /// A UNIX socket, with the guard that removes its file if this process
@@ -36,7 +36,7 @@ pub enum Listener {
 
 /// The address a listener is bound to, as logged in `Listening on ADDR`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenAddr {
+pub(crate) enum ListenAddr {
     /// A TCP address.
     Tcp(SocketAddr),
     /// A UNIX socket path (empty for an unnamed socket).
@@ -54,7 +54,7 @@ impl fmt::Display for ListenAddr {
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerAddr {
+pub(crate) enum PeerAddr {
     /// A TCP peer.
     Tcp(SocketAddr),
     /// A UNIX socket peer (they are normally unnamed).
@@ -73,7 +73,7 @@ impl fmt::Display for PeerAddr {
 impl Listener {
     /// Binds `endpoint` with SO_REUSEADDR and a backlog of 1024. A UNIX socket
     /// file that nobody listens on any more is removed first.
-    pub fn bind(endpoint: &Endpoint) -> Result<Listener, Error> {
+    pub(crate) fn bind(endpoint: &Endpoint) -> Result<Listener, Error> {
         match endpoint {
             Endpoint::Tcp { host, port } => {
                 let addr = resolve(host, *port)?;
@@ -95,7 +95,7 @@ impl Listener {
 
     /// Binds `endpoint` so that sibling processes may bind it too (TCP with
     /// `SO_REUSEPORT`): for Einhorn workers whose master passed no socket.
-    pub fn bind_shared(endpoint: &Endpoint) -> Result<Listener, Error> {
+    pub(crate) fn bind_shared(endpoint: &Endpoint) -> Result<Listener, Error> {
         match endpoint {
             Endpoint::Tcp { host, port } => {
                 let addr = resolve(host, *port)?;
@@ -109,7 +109,7 @@ impl Listener {
 
     /// Takes over an inherited listening socket. `what` names where the fd
     /// number came from (like `EINHORN_FD_0=7`) for error messages.
-    pub fn adopt(fd: RawFd, what: &str) -> Result<Listener, Error> {
+    pub(crate) fn adopt(fd: RawFd, what: &str) -> Result<Listener, Error> {
         let fail = |reason: String| Error::new(format!("{what}: {reason}"));
         if fd < 0 {
             return Err(fail("not a file descriptor number".into()));
@@ -166,7 +166,7 @@ impl Listener {
     }
 
     /// The bound address.
-    pub fn local_addr(&self) -> io::Result<ListenAddr> {
+    pub(crate) fn local_addr(&self) -> io::Result<ListenAddr> {
         match self {
             Listener::Tcp(l) => l.local_addr().map(ListenAddr::Tcp),
             Listener::Unix(l, _) => {
@@ -181,7 +181,7 @@ impl Listener {
     }
 
     /// Accepts one connection.
-    pub async fn accept(&self) -> io::Result<(Stream, PeerAddr)> {
+    pub(crate) async fn accept(&self) -> io::Result<(Stream, PeerAddr)> {
         match self {
             Listener::Tcp(l) => {
                 let (stream, peer) = l.accept().await?;
@@ -199,7 +199,7 @@ impl Listener {
 
 /// Removes a UNIX socket file this process bound when the listener goes.
 #[derive(Debug)]
-pub struct SocketFile(Option<PathBuf>);
+pub(crate) struct SocketFile(Option<PathBuf>);
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
@@ -211,7 +211,7 @@ impl Drop for SocketFile {
 
 impl Listener {
     /// The socket itself, kept open (and its file kept) for a reload.
-    pub fn into_fd(self) -> io::Result<OwnedFd> {
+    pub(crate) fn into_fd(self) -> io::Result<OwnedFd> {
         match self {
             Listener::Tcp(l) => Ok(OwnedFd::from(l.into_std()?)),
             Listener::Unix(l, mut file) => {
@@ -300,7 +300,7 @@ fn remove_stale_socket(path: &Path) -> Result<(), Error> {
 
 /// An accepted connection, TCP or UNIX.
 #[derive(Debug)]
-pub enum Stream {
+pub(crate) enum Stream {
     /// A TCP connection.
     Tcp(TcpStream),
     /// A UNIX socket connection.

@@ -1,14 +1,14 @@
 //! Servers: the options every server shares, the accept loop and shutdown
-//! sequence they share ([`lifecycle`]), and the per-connection protocol
-//! handlers that differ ([`http`]).
+//! sequence they share (`lifecycle`), and the per-connection protocol
+//! handlers that differ (`http`, [`thrift`]).
 
 pub(crate) mod catch_unwind;
-pub mod http;
-pub mod lifecycle;
-pub mod listener;
-pub mod shutdown;
+pub(crate) mod http;
+pub(crate) mod lifecycle;
+pub(crate) mod listener;
+pub(crate) mod shutdown;
 pub mod thrift;
-pub mod tracker;
+pub(crate) mod tracker;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,7 +23,7 @@ use tracker::ConnectionHandle;
 
 /// The protocol a server factory speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerKind {
+pub(crate) enum ServerKind {
     /// HTTP/1.1 and h2c.
     Http,
     /// Thrift in any of five dialects.
@@ -31,7 +31,7 @@ pub enum ServerKind {
 }
 
 /// Server factory names this crate provides, and what they serve.
-pub const SERVER_FACTORIES: &[(&str, ServerKind)] = &[
+pub(crate) const SERVER_FACTORIES: &[(&str, ServerKind)] = &[
     ("baseplate.server.http", ServerKind::Http),
     ("baseplate.server.thrift", ServerKind::Thrift),
     ("baseplate.server.wsgi", ServerKind::Http),
@@ -64,14 +64,14 @@ fn kind_keys(kind: ServerKind) -> &'static [&'static str] {
 /// load balancers, so that the balancer, not the server, closes an idle
 /// pooled connection (a server closing first races the balancer's next
 /// request on it).
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// The default `max_frame_size`: 16 MiB.
-pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024 * 1024;
 
 /// The options of a `[server:NAME]` section, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerOptions {
+pub(crate) struct ServerOptions {
     /// The `factory` value, like `baseplate.server.wsgi`.
     pub factory: String,
     /// What the factory serves.
@@ -107,7 +107,7 @@ pub struct ServerOptions {
 
 impl ServerOptions {
     /// Reads and validates a server section.
-    pub fn from_section(section: &ServerConfig) -> Result<ServerOptions, ConfigErrors> {
+    pub(crate) fn from_section(section: &ServerConfig) -> Result<ServerOptions, ConfigErrors> {
         let factory = match section.get("factory") {
             Some(f) if !f.is_empty() => f.to_string(),
             _ => {
@@ -203,11 +203,11 @@ struct RawOptions {
 }
 
 /// A future a connection handler returns.
-pub type ConnectionFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type ConnectionFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Speaks one protocol on one accepted connection, until the peer leaves or
 /// shutdown ends it. The server kinds differ only here.
-pub trait ConnectionHandler: Send + 'static {
+pub(crate) trait ConnectionHandler: Send + 'static {
     /// Serves `stream` until done. On `shutdown`, finish the request in
     /// progress, then close; close an idle connection at once.
     fn handle(

@@ -15,7 +15,7 @@ use crate::trace::TraceId;
 
 /// What a request is, for the dump.
 #[derive(Debug, Clone)]
-pub enum RequestInfo {
+pub(crate) enum RequestInfo {
     /// An HTTP request: method and target.
     Http(http::Method, http::Uri),
     /// A Thrift call: the method name.
@@ -41,7 +41,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The registry of open connections. Cheap to clone.
 #[derive(Clone, Default)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     state: Arc<Mutex<Registry>>,
 }
 
@@ -67,7 +67,7 @@ struct Requests {
 
 /// What a connection is doing, for idle and first-request deadlines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activity {
+pub(crate) enum Activity {
     /// No request has started yet; the connection opened then.
     NoRequestYet(Instant),
     /// Requests are in flight.
@@ -79,7 +79,7 @@ pub enum Activity {
 impl Tracker {
     /// Registers a new connection; it is forgotten when the handle (and all
     /// its clones) are dropped.
-    pub fn open(&self, peer: PeerAddr) -> ConnectionHandle {
+    pub(crate) fn open(&self, peer: PeerAddr) -> ConnectionHandle {
         let connection = Arc::new(Connection {
             peer,
             opened: Instant::now(),
@@ -104,12 +104,12 @@ impl Tracker {
     }
 
     /// How many connections are open.
-    pub fn open_connections(&self) -> usize {
+    pub(crate) fn open_connections(&self) -> usize {
         lock(&self.state).connections.len()
     }
 
     /// A human-readable report, one line per item.
-    pub fn report(&self) -> Vec<String> {
+    pub(crate) fn report(&self) -> Vec<String> {
         let now = Instant::now();
         let connections: Vec<(u64, Arc<Connection>)> = lock(&self.state)
             .connections
@@ -163,7 +163,7 @@ fn seconds(d: Duration) -> String {
 
 /// One open connection. Clones share it.
 #[derive(Clone)]
-pub struct ConnectionHandle {
+pub(crate) struct ConnectionHandle {
     inner: Arc<HandleInner>,
 }
 
@@ -181,18 +181,18 @@ impl Drop for HandleInner {
 
 impl ConnectionHandle {
     /// The peer's address.
-    pub fn peer(&self) -> &PeerAddr {
+    pub(crate) fn peer(&self) -> &PeerAddr {
         &self.inner.connection.peer
     }
 
     /// How many requests this connection has started (finished or not).
-    pub fn requests_seen(&self) -> u64 {
+    pub(crate) fn requests_seen(&self) -> u64 {
         let r = lock(&self.inner.connection.requests);
         r.served + r.in_flight.len() as u64
     }
 
     /// Whether the connection has started a request, is busy, or is idle.
-    pub fn activity(&self) -> Activity {
+    pub(crate) fn activity(&self) -> Activity {
         let r = lock(&self.inner.connection.requests);
         if !r.in_flight.is_empty() {
             Activity::Busy
@@ -204,7 +204,7 @@ impl ConnectionHandle {
     }
 
     /// Records a request in flight on this connection until the guard drops.
-    pub fn begin_request(&self, info: RequestInfo, trace_id: TraceId) -> RequestGuard {
+    pub(crate) fn begin_request(&self, info: RequestInfo, trace_id: TraceId) -> RequestGuard {
         let mut r = lock(&self.inner.connection.requests);
         r.next_id += 1;
         let id = r.next_id;
@@ -217,7 +217,7 @@ impl ConnectionHandle {
 }
 
 /// A request in flight; dropping it marks the request done.
-pub struct RequestGuard {
+pub(crate) struct RequestGuard {
     connection: Arc<Connection>,
     id: u64,
 }

@@ -14,10 +14,13 @@
 pub mod call;
 mod connection;
 pub mod context;
+#[doc(hidden)]
 pub mod dialect;
 mod frame;
+#[doc(hidden)]
 pub mod header;
 mod processor;
+#[doc(hidden)]
 pub mod scanner;
 pub(crate) mod threads;
 pub mod timeout;
@@ -25,9 +28,9 @@ pub mod timeout;
 use std::sync::Arc;
 
 pub use call::{Headers, ThriftRequest, ThriftResponse, ThriftService, TraceContext};
-pub use processor::ThriftProcessor;
-pub use threads::DEFAULT_MAX_THREADS;
-pub use timeout::ServerTimeouts;
+pub(crate) use processor::ThriftProcessor;
+pub(crate) use threads::DEFAULT_MAX_THREADS;
+pub(crate) use timeout::ServerTimeouts;
 
 use super::listener::Stream;
 use super::shutdown::Shutdown;
@@ -38,7 +41,7 @@ use tracing::warn;
 /// Where a synchronous processor runs (server option `execution`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Execution {
+pub(crate) enum Execution {
     /// On the handler threads, never on an async worker: a handler that
     /// blocks delays only its own call. The default.
     #[default]
@@ -52,7 +55,7 @@ pub enum Execution {
 
 /// A sync processor as a [`ThriftService`], run as `execution` says, on at
 /// most `max_threads` handler threads.
-pub fn processor_service(
+pub(crate) fn processor_service(
     processor: ThriftProcessor,
     execution: Execution,
     max_threads: usize,
@@ -90,7 +93,7 @@ impl std::fmt::Display for MalformedCall {
 impl std::error::Error for MalformedCall {}
 
 /// Serves a [`ThriftService`] on each connection.
-pub struct ThriftHandler {
+pub(crate) struct ThriftHandler {
     /// The app, cloned once per connection.
     service: ThriftService,
     served: Arc<Served>,
@@ -107,7 +110,7 @@ struct Served {
 impl ThriftHandler {
     /// A handler serving `service`, refusing messages over `max_frame_size`
     /// bytes and giving calls the deadlines `timeouts` sets.
-    pub fn new(
+    pub(crate) fn new(
         service: ThriftService,
         max_frame_size: usize,
         timeouts: ServerTimeouts,

@@ -21,7 +21,7 @@ use crate::server::catch_unwind;
 use crate::trace;
 
 /// A Thrift app as its factory returns it: any generated processor.
-pub type ThriftProcessor = Arc<dyn TProcessor + Send + Sync>;
+pub(crate) type ThriftProcessor = Arc<dyn TProcessor + Send + Sync>;
 
 /// Serves calls with a sync processor (see the module docs).
 #[derive(Clone)]

@@ -15,7 +15,7 @@ use std::time::Duration;
 pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// The default `max_handler_threads`.
-pub const DEFAULT_MAX_THREADS: usize = 512;
+pub(crate) const DEFAULT_MAX_THREADS: usize = 512;
 
 type Job = Box<dyn FnOnce() + Send>;
 

@@ -25,6 +25,7 @@ use axum::Router;
 use baseplate::config::{from_section, ConfigErrors, Timespan};
 use baseplate::AppConfig;
 use serde::Deserialize;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::field::Field;
 use tracing::span::{Attributes, Id};
@@ -55,6 +56,13 @@ fn make_app(config: &AppConfig) -> Result<Router, ConfigErrors> {
         .route(
             "/",
             get(move || async move { format!("{greeting} from axum (cache ttl {ttl}s)\n") }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                "slow\n"
+            }),
         )
         // tower-http's request logging, at DEBUG: shown with --debug.
         .layer(TraceLayer::new_for_http()))
@@ -91,7 +99,16 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpanReporter {
 fn main() -> ExitCode {
     let serve = baseplate::Serve::new()
         .http_app("my_service.web:make_app", make_app)
-        .http_app("my_service.web:make_app_with_anyhow", make_app_with_anyhow);
+        .http_app("my_service.web:make_app_with_anyhow", make_app_with_anyhow)
+        // `handler = my_service.timeout` in [server:main]: a request taking
+        // longer than a second gets 408.
+        .http_layer(
+            "my_service.timeout",
+            TimeoutLayer::with_status_code(
+                http::StatusCode::REQUEST_TIMEOUT,
+                std::time::Duration::from_secs(1),
+            ),
+        );
     let serve = if std::env::var_os("REPORT_SPANS").is_some() {
         serve.tracing_layer(SpanReporter)
     } else {

@@ -178,3 +178,21 @@ fn debug_shows_tower_http_trace_layer_events() {
     let line = server.wait_for("tower_http::trace");
     assert!(line.contains("\"level\":\"DEBUG\""), "{line}");
 }
+
+#[test]
+fn a_tower_http_timeout_layer_behind_handler_answers_408() {
+    let dir = TempDir::new();
+    let config = dir.write(
+        "app.ini",
+        &CONFIG.replace(
+            "stop_timeout = 5 seconds",
+            "stop_timeout = 5 seconds\nhandler = my_service.timeout",
+        ),
+    );
+    let mut command = Command::new(example_binary());
+    command.args(["--bind", "127.0.0.1:0"]).arg(&config);
+    let mut server = Server::spawn(command, dir);
+    let addr = server.wait_listening();
+    assert_eq!(get(addr, "/").status, 200);
+    assert_eq!(get(addr, "/slow").status, 408);
+}

@@ -19,7 +19,7 @@ use einhorn_sim::conformance::harness::{acked, live};
 
 /// The events einhorn-sim has written to its --events file so far.
 fn events(path: &std::path::Path) -> Vec<einhorn_sim::events::Record> {
-    sim_events(path)
+    einhorn_sim::events::Record::read_file(path)
 }
 
 /// When one request finished, and whether it succeeded.

@@ -13,7 +13,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 fn events(path: &std::path::Path) -> Vec<Record> {
-    sim_events(path)
+    einhorn_sim::events::Record::read_file(path)
 }
 
 fn wait_events<T>(path: &std::path::Path, check: impl Fn(&[Record]) -> Option<T>) -> T {

@@ -27,6 +27,16 @@ impl Record {
     pub fn parse(line: &str) -> Result<Record, String> {
         serde_json::from_str(line).map_err(|e| format!("not an einhorn-sim event ({e}): {line}"))
     }
+
+    /// Reads a whole `--events` file; lines that do not parse are skipped
+    /// (a line being written may be incomplete).
+    pub fn read_file(path: &Path) -> Vec<Record> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| Record::parse(l).ok())
+            .collect()
+    }
 }
 
 /// Everything the master reports. The JSON tag is `event`; the names and

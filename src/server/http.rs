@@ -235,11 +235,11 @@ async fn dispatch(
     let trace_id = TraceId::from_headers(request.headers());
     // Every layer of the subscriber sees this span (an OpenTelemetry one,
     // say); baseplate's own log lines take only its trace id.
-    let parent_id = trace::parent_id_from_headers(request.headers());
+    // Field values are only computed when some layer wants the span.
     let span = tracing::info_span!(
         REQUEST_SPAN,
         trace_id = %trace_id,
-        parent_id = parent_id.as_deref(),
+        parent_id = trace::parent_id_from_headers(request.headers()).as_deref(),
         method = %request.method(),
         route = request.uri().path(),
     );

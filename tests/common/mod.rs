@@ -383,17 +383,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// The events an einhorn-sim `--events` file holds so far (a line still
-/// being written is skipped).
-#[allow(dead_code)]
-pub fn sim_events(path: &std::path::Path) -> Vec<einhorn_sim::events::Record> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| einhorn_sim::events::Record::parse(l).ok())
-        .collect()
-}
-
 /// The first `-b` port, once einhorn-sim's `ready` event is there.
 #[allow(dead_code)]
 pub fn sim_port(events: &[einhorn_sim::events::Record]) -> Option<u16> {

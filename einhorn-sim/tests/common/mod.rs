@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -122,7 +122,7 @@ impl Sim {
     }
 
     pub fn events(&self) -> Vec<Record> {
-        read_events(&self.path("events.jsonl"))
+        Record::read_file(&self.path("events.jsonl"))
     }
 
     pub fn reports(&self) -> Vec<WorkerReport> {
@@ -241,16 +241,6 @@ impl Drop for Sim {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The events of an `--events` file; a line being written may be
-/// incomplete, and is skipped.
-pub fn read_events(path: &Path) -> Vec<Record> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| Record::parse(l).ok())
-        .collect()
 }
 
 /// The pid of a record's worker (panics for events about no worker).

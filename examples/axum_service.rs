@@ -25,6 +25,7 @@ use axum::Router;
 use baseplate::config::{from_section, ConfigErrors, Timespan};
 use baseplate::AppConfig;
 use serde::Deserialize;
+use tower_http::compression::CompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::field::Field;
@@ -64,6 +65,8 @@ fn make_app(config: &AppConfig) -> Result<Router, ConfigErrors> {
                 "slow\n"
             }),
         )
+        // gzip for clients that accept it (bodies over 32 bytes).
+        .layer(CompressionLayer::new())
         // tower-http's request logging, at DEBUG: shown with --debug.
         .layer(TraceLayer::new_for_http()))
 }

@@ -19,13 +19,13 @@ pub(crate) type HttpLayer = Box<dyn Fn(HttpService) -> HttpService + Send + Sync
 
 /// Builds a Thrift app from its `[app:NAME]` section.
 pub(crate) type ThriftAppFactory =
-    Box<dyn Fn(&AppConfig) -> Result<ThriftApp, BoxError> + Send + Sync>;
+    Box<dyn Fn(&AppConfig) -> Result<BuiltThriftApp, BoxError> + Send + Sync>;
 
 /// Wraps a Thrift app (the `handler` server option).
 pub(crate) type ThriftLayer = Box<dyn Fn(ThriftService) -> ThriftService + Send + Sync>;
 
 /// A Thrift app as its factory made it.
-pub(crate) enum ThriftApp {
+pub(crate) enum BuiltThriftApp {
     /// A sync processor: the server runs it as `execution` says.
     Processor(ThriftProcessor),
     /// A tower service (an async processor, or anything else).

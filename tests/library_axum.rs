@@ -196,3 +196,45 @@ fn a_tower_http_timeout_layer_behind_handler_answers_408() {
     assert_eq!(get(addr, "/").status, 200);
     assert_eq!(get(addr, "/slow").status, 408);
 }
+
+#[test]
+fn a_tower_http_compression_layer_gzips_for_clients_that_accept_it() {
+    let greeting = "a greeting long enough to be worth compressing, ".repeat(4);
+    let dir = TempDir::new();
+    let config = dir.write(
+        "app.ini",
+        &CONFIG.replace("greeting = howdy", &format!("greeting = {greeting}")),
+    );
+    let mut command = Command::new(example_binary());
+    command.args(["--bind", "127.0.0.1:0"]).arg(&config);
+    let mut server = Server::spawn(command, dir);
+    let addr = server.wait_listening();
+    let expected = format!("{} from axum (cache ttl 0s)\n", greeting.trim_end());
+
+    let plain = get(addr, "/");
+    assert_eq!(
+        (plain.header("content-encoding"), plain.text()),
+        (None, expected.clone())
+    );
+
+    let gzipped = request(addr, "GET", "/", &[("Accept-Encoding", "gzip")], b"");
+    assert_eq!(gzipped.status, 200);
+    assert_eq!(gzipped.header("content-encoding"), Some("gzip"));
+    assert_eq!(&gzipped.body[..2], b"\x1f\x8b", "not a gzip stream");
+    let mut gunzip = Command::new("gzip")
+        .arg("-dc")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip(1) runs");
+    use std::io::Write as _;
+    gunzip
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&gzipped.body)
+        .unwrap();
+    let out = gunzip.wait_with_output().unwrap();
+    assert!(out.status.success(), "gzip -dc failed");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+}

@@ -308,17 +308,49 @@ pub fn read_response(stream: &mut TcpStream) -> std::io::Result<Response> {
             (k.trim().to_string(), v.trim().to_string())
         })
         .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .map_or(0, |(_, v)| v.parse().unwrap());
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body)?;
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked {
+        read_chunked(stream)?
+    } else {
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let mut body = vec![0; length];
+        stream.read_exact(&mut body)?;
+        body
+    };
     Ok(Response {
         status,
         headers,
         body,
     })
+}
+
+/// Reads a chunked body (no trailers) up to its last, empty chunk.
+fn read_chunked(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while !line.ends_with(b"\r\n") {
+            stream.read_exact(&mut byte)?;
+            line.push(byte[0]);
+        }
+        let size = std::str::from_utf8(&line[..line.len() - 2])
+            .ok()
+            .and_then(|l| usize::from_str_radix(l.split(';').next().unwrap_or(l).trim(), 16).ok())
+            .unwrap_or_else(|| panic!("bad chunk size line {:?}", String::from_utf8_lossy(&line)));
+        let mut chunk = vec![0; size + 2];
+        stream.read_exact(&mut chunk)?;
+        assert_eq!(&chunk[size..], b"\r\n", "chunk not ended by CRLF");
+        if size == 0 {
+            return Ok(body);
+        }
+        body.extend_from_slice(&chunk[..size]);
+    }
 }
 
 pub fn connect(addr: SocketAddr) -> TcpStream {

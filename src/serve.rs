@@ -29,7 +29,7 @@ use crate::server::thrift::{
     processor_service, ServerTimeouts, ThriftHandler, ThriftProcessor, ThriftService,
 };
 use crate::server::tracker::Tracker;
-use crate::server::{ServerKind, ServerOptions};
+use crate::server::{ProtocolOptions, ServerKind, ServerOptions};
 use crate::signals::Signals;
 use crate::systemd;
 
@@ -431,12 +431,10 @@ impl Serve {
                 .unwrap_or_else(|| Box::pin(std::future::pending())),
         };
         let outcome = match app {
-            App::Http(service) => {
-                let handler = HttpHandler::new(service, options);
+            App::Http(handler) => {
                 lifecycle::run(listener, handler, options, tracker, triggers).await
             }
-            App::Thrift(service, timeouts) => {
-                let handler = ThriftHandler::new(service, options.max_frame_size, timeouts);
+            App::Thrift(handler) => {
                 lifecycle::run(listener, handler, options, tracker, triggers).await
             }
         };
@@ -444,7 +442,8 @@ impl Serve {
     }
 
     /// Runs the app factory named in the app section, checks that the server
-    /// serves its kind, and wraps an HTTP app in the `handler` layer, if any.
+    /// serves its kind, wraps the app in the `handler` layer, if any, and
+    /// makes the connection handler that serves it with the server's options.
     fn build_app(
         &self,
         options: &ServerOptions,
@@ -472,29 +471,13 @@ impl Serve {
             .registry
             .app(name)
             .map_err(|message| app_section.error("factory", message))?;
-        if factory.kind() != options.kind {
-            let (app_kind, wanted) = match factory.kind() {
-                ServerKind::Http => ("an HTTP app", "baseplate.server.wsgi"),
-                ServerKind::Thrift => ("a Thrift app", "baseplate.server.thrift"),
-            };
-            return Err(app_section
-                .error(
-                    "factory",
-                    format!(
-                        "{name} makes {app_kind}, but [{}] factory = {} cannot serve it; use {wanted}",
-                        server_section.name(),
-                        options.factory
-                    ),
-                )
-                .into());
-        }
         let failed = |e: BoxError| crate::error::factory_failed(&*e, name, app_section);
-        match factory {
-            AppFactory::Thrift(make) => {
+        match (factory, &options.protocol) {
+            (AppFactory::Thrift(make), ProtocolOptions::Thrift(thrift)) => {
                 let timeouts = ServerTimeouts::from_app_section(app_section)?;
                 let service = match make(app_section).map_err(failed)? {
                     BuiltThriftApp::Processor(processor) => {
-                        processor_service(processor, options.execution, options.max_handler_threads)
+                        processor_service(processor, thrift.execution, thrift.max_handler_threads)
                     }
                     BuiltThriftApp::Service(service) => service,
                 };
@@ -508,20 +491,41 @@ impl Serve {
                         layer(service)
                     }
                 };
-                Ok(App::Thrift(service, timeouts))
+                Ok(App::Thrift(ThriftHandler::new(
+                    service,
+                    thrift.max_frame_size,
+                    timeouts,
+                )))
             }
-            AppFactory::Http(make) => {
+            (AppFactory::Http(make), ProtocolOptions::Http(http)) => {
                 let app = make(app_section).map_err(failed)?;
-                match &options.handler {
-                    None => Ok(App::Http(app)),
+                let app = match &options.handler {
+                    None => app,
                     Some(handler) => {
                         let layer = self
                             .registry
                             .http_layer(handler)
                             .map_err(|message| server_section.error("handler", message))?;
-                        Ok(App::Http(layer(app)))
+                        layer(app)
                     }
-                }
+                };
+                Ok(App::Http(HttpHandler::new(app, http)))
+            }
+            (factory, _) => {
+                let (app_kind, wanted) = match factory.kind() {
+                    ServerKind::Http => ("an HTTP app", "baseplate.server.wsgi"),
+                    ServerKind::Thrift => ("a Thrift app", "baseplate.server.thrift"),
+                };
+                Err(app_section
+                    .error(
+                        "factory",
+                        format!(
+                            "{name} makes {app_kind}, but [{}] factory = {} cannot serve it; use {wanted}",
+                            server_section.name(),
+                            options.factory
+                        ),
+                    )
+                    .into())
             }
         }
     }
@@ -548,13 +552,12 @@ struct Handover {
     shutdown: Option<ShutdownFuture>,
 }
 
-/// A built app, by the kind of server that serves it.
+/// A built app in the connection handler of the server that serves it.
 enum App {
-    Http(HttpService),
-    Thrift(ThriftService, ServerTimeouts),
+    Http(HttpHandler),
+    Thrift(ThriftHandler),
 }
 
-/// Boxes a tower service over Thrift calls into a [`ThriftService`].
 #[cfg(test)]
 mod tests {
     #[test]

@@ -17,7 +17,7 @@ use super::catch_unwind::CatchUnwind;
 use super::listener::Stream;
 use super::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
 use super::tracker::{Activity, ConnectionHandle, RequestInfo};
-use super::{ConnectionFuture, ConnectionHandler, ServerOptions};
+use super::{ConnectionFuture, ConnectionHandler, HttpOptions};
 use crate::app::{full_body, HttpRequest, HttpResponse, HttpService};
 use crate::body::RequestBody;
 use crate::trace::{self, TraceId};
@@ -88,7 +88,7 @@ pub(crate) struct HttpHandler {
 
 impl HttpHandler {
     /// A handler for `app` with the limits of `options`.
-    pub(crate) fn new(app: HttpService, options: &ServerOptions) -> HttpHandler {
+    pub(crate) fn new(app: HttpService, options: &HttpOptions) -> HttpHandler {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()

@@ -38,25 +38,25 @@ pub(crate) const SERVER_FACTORIES: &[(&str, ServerKind)] = &[
 ];
 
 /// Keys every server reads; any other key in a server section gets a warning.
-const COMMON_KEYS: &[&str] = &["factory", "max_concurrency", "stop_timeout", "drain_time"];
+const COMMON_KEYS: &[&str] = &[
+    "factory",
+    "max_concurrency",
+    "stop_timeout",
+    "drain_time",
+    "handler",
+];
 
 /// Keys only one kind of server reads.
 fn kind_keys(kind: ServerKind) -> &'static [&'static str] {
     match kind {
         ServerKind::Http => &[
-            "handler",
             "header_timeout",
             "idle_timeout",
             "body_timeout",
             "max_header_size",
             "max_body_size",
         ],
-        ServerKind::Thrift => &[
-            "handler",
-            "max_frame_size",
-            "execution",
-            "max_handler_threads",
-        ],
+        ServerKind::Thrift => &["max_frame_size", "execution", "max_handler_threads"],
     }
 }
 
@@ -69,13 +69,12 @@ pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// The default `max_frame_size`: 16 MiB.
 pub(crate) const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024 * 1024;
 
-/// The options of a `[server:NAME]` section, validated.
+/// The options of a `[server:NAME]` section, validated: those every server
+/// reads, and those of its protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ServerOptions {
     /// The `factory` value, like `baseplate.server.wsgi`.
     pub factory: String,
-    /// What the factory serves.
-    pub kind: ServerKind,
     /// At most this many connections at once; `None` for no limit.
     pub max_concurrency: Option<usize>,
     /// How long in-flight requests may take to finish after shutdown starts.
@@ -84,25 +83,46 @@ pub(crate) struct ServerOptions {
     pub drain_time: Duration,
     /// The name of a registered layer to wrap the app in.
     pub handler: Option<String>,
-    /// The largest Thrift message accepted, in bytes (Thrift).
-    pub max_frame_size: usize,
-    /// Where Thrift processors run (Thrift).
-    pub execution: thrift::Execution,
-    /// At most this many sync Thrift calls run at once (Thrift).
-    pub max_handler_threads: usize,
-    /// How long a client may take to send a request's headers (HTTP).
-    pub header_timeout: Duration,
-    /// How long a connection may sit idle between requests (HTTP).
-    pub idle_timeout: Duration,
-    /// The largest request head accepted, in bytes; larger gets 431 (HTTP).
-    pub max_header_size: usize,
-    /// The largest request body, in bytes: a larger declared one gets 413,
-    /// and reading a larger streamed one fails (HTTP).
-    pub max_body_size: u64,
-    /// How long reading a request body may wait for its next bytes (HTTP).
-    pub body_timeout: Duration,
+    /// The options only this kind of server reads.
+    pub protocol: ProtocolOptions,
     /// Keys set in the section that no server reads, with their lines.
     pub unknown_keys: Vec<(String, usize)>,
+}
+
+/// The options of one protocol's server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ProtocolOptions {
+    /// `baseplate.server.wsgi` / `baseplate.server.http`.
+    Http(HttpOptions),
+    /// `baseplate.server.thrift`.
+    Thrift(ThriftOptions),
+}
+
+/// The HTTP server's limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpOptions {
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Duration,
+    /// How long a connection may sit idle between requests.
+    pub idle_timeout: Duration,
+    /// The largest request head accepted, in bytes; larger gets 431.
+    pub max_header_size: usize,
+    /// The largest request body, in bytes: a larger declared one gets 413,
+    /// and reading a larger streamed one fails.
+    pub max_body_size: u64,
+    /// How long reading a request body may wait for its next bytes.
+    pub body_timeout: Duration,
+}
+
+/// The Thrift server's limits and where its sync processors run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ThriftOptions {
+    /// The largest Thrift message accepted, in bytes.
+    pub max_frame_size: usize,
+    /// Where sync Thrift processors run.
+    pub execution: thrift::Execution,
+    /// At most this many sync Thrift calls run at once.
+    pub max_handler_threads: usize,
 }
 
 impl ServerOptions {
@@ -140,52 +160,31 @@ impl ServerOptions {
             .filter(|e| !e.inherited && !known(e.key.as_str()))
             .map(|e| (e.key.clone(), e.line))
             .collect();
-        // The options of this kind of server, read like any app's settings.
+        // The options of this kind of server, read like any app's settings
+        // (every bad value reported at once, in the order written).
         let raw: RawOptions = from_section(&section.only(known))?;
-        let max_frame_size = match raw.max_frame_size {
-            None => DEFAULT_MAX_FRAME_SIZE,
-            Some(Positive(n)) if n <= u64::from(thrift::dialect::MAX_FRAME_LENGTH) => n as usize,
-            Some(Positive(n)) => {
-                return Err(section
-                    .error(
-                        "max_frame_size",
-                        format!(
-                            "{n} is out of range; use a number of bytes from 1 to {}",
-                            thrift::dialect::MAX_FRAME_LENGTH
-                        ),
-                    )
-                    .into())
-            }
+        let protocol = match kind {
+            ServerKind::Http => ProtocolOptions::Http(raw.http()),
+            ServerKind::Thrift => ProtocolOptions::Thrift(raw.thrift(section)?),
         };
         Ok(ServerOptions {
             factory,
-            kind,
-            max_concurrency: raw
-                .max_concurrency
-                .map(|Positive(n)| usize::try_from(n).unwrap_or(usize::MAX)),
+            max_concurrency: raw.max_concurrency.map(|Positive(n)| saturating_usize(n)),
             stop_timeout: raw.stop_timeout.map_or(Duration::ZERO, |t| t.0),
             drain_time: raw.drain_time.map_or(Duration::ZERO, |t| t.0),
             handler: raw.handler.filter(|h| !h.is_empty()),
-            max_frame_size,
-            execution: raw.execution.unwrap_or_default(),
-            max_handler_threads: raw
-                .max_handler_threads
-                .map_or(thrift::DEFAULT_MAX_THREADS, |Positive(n)| {
-                    usize::try_from(n).unwrap_or(usize::MAX)
-                }),
-            header_timeout: raw.header_timeout.map_or(Duration::from_secs(30), |t| t.0),
-            idle_timeout: raw.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |t| t.0),
-            max_header_size: raw.max_header_size.map_or(64 * 1024, |Positive(n)| {
-                usize::try_from(n).unwrap_or(usize::MAX)
-            }),
-            max_body_size: raw.max_body_size.map_or(16 * 1024 * 1024, |Positive(n)| n),
-            body_timeout: raw.body_timeout.map_or(Duration::from_secs(30), |t| t.0),
+            protocol,
             unknown_keys,
         })
     }
 }
 
-/// The server options as written, before defaults.
+fn saturating_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// The server options as written, before defaults: those of the other
+/// protocol are filtered out before reading, so they are `None`.
 #[derive(Debug, serde::Deserialize)]
 struct RawOptions {
     max_concurrency: Option<Positive>,
@@ -200,6 +199,49 @@ struct RawOptions {
     max_header_size: Option<Positive>,
     max_body_size: Option<Positive>,
     body_timeout: Option<Timespan>,
+}
+
+impl RawOptions {
+    /// The HTTP server's options, defaults filled in.
+    fn http(&self) -> HttpOptions {
+        HttpOptions {
+            header_timeout: self.header_timeout.map_or(Duration::from_secs(30), |t| t.0),
+            idle_timeout: self.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |t| t.0),
+            max_header_size: self
+                .max_header_size
+                .map_or(64 * 1024, |Positive(n)| saturating_usize(n)),
+            max_body_size: self.max_body_size.map_or(16 * 1024 * 1024, |Positive(n)| n),
+            body_timeout: self.body_timeout.map_or(Duration::from_secs(30), |t| t.0),
+        }
+    }
+
+    /// The Thrift server's options, defaults filled in and checked.
+    fn thrift(&self, section: &ServerConfig) -> Result<ThriftOptions, ConfigErrors> {
+        let max_frame_size = match self.max_frame_size {
+            None => DEFAULT_MAX_FRAME_SIZE,
+            Some(Positive(n)) if n <= u64::from(thrift::dialect::MAX_FRAME_LENGTH) => n as usize,
+            Some(Positive(n)) => {
+                return Err(section
+                    .error(
+                        "max_frame_size",
+                        format!(
+                            "{n} is out of range; use a number of bytes from 1 to {}",
+                            thrift::dialect::MAX_FRAME_LENGTH
+                        ),
+                    )
+                    .into())
+            }
+        };
+        Ok(ThriftOptions {
+            max_frame_size,
+            execution: self.execution.unwrap_or_default(),
+            max_handler_threads: self
+                .max_handler_threads
+                .map_or(thrift::DEFAULT_MAX_THREADS, |Positive(n)| {
+                    saturating_usize(n)
+                }),
+        })
+    }
 }
 
 /// A future a connection handler returns.
@@ -249,6 +291,32 @@ mod tests {
         assert_eq!(o.stop_timeout, Duration::from_millis(1500));
         assert_eq!(o.drain_time, Duration::from_secs(2));
         assert_eq!(o.unknown_keys, vec![("odd".to_string(), 8)]);
+        assert!(
+            matches!(o.protocol, ProtocolOptions::Http(ref h) if h.idle_timeout == DEFAULT_IDLE_TIMEOUT)
+        );
+    }
+
+    #[test]
+    fn each_protocol_reads_only_its_own_keys() {
+        let o = ServerOptions::from_section(&section(
+            "[server:main]\nfactory = baseplate.server.thrift\nmax_frame_size = 1024\nidle_timeout = 1 second\nhandler = h\n",
+        ))
+        .unwrap();
+        assert_eq!(o.handler.as_deref(), Some("h"));
+        assert_eq!(o.unknown_keys, vec![("idle_timeout".to_string(), 4)]);
+        match o.protocol {
+            ProtocolOptions::Thrift(t) => assert_eq!(t.max_frame_size, 1024),
+            other => panic!("{other:?}"),
+        }
+        let o = ServerOptions::from_section(&section(
+            "[server:main]\nfactory = baseplate.server.wsgi\nmax_frame_size = x\nbody_timeout = 2 seconds\n",
+        ))
+        .unwrap();
+        assert_eq!(o.unknown_keys, vec![("max_frame_size".to_string(), 3)]);
+        match o.protocol {
+            ProtocolOptions::Http(h) => assert_eq!(h.body_timeout, Duration::from_secs(2)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -40,7 +40,16 @@ trap 'pkill -P $$ >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 sed "s/^stop_timeout.*/&\nexecution = inline/" fixtures/thrift.ini > "$WORK/thrift-inline.ini"
 RESULTS="$WORK/results.txt"   # lines: SUITE SIDE METRIC VALUE
 
-free_port() { echo $((20000 + RANDOM % 30000)); }
+# A port below the kernel's ephemeral range (where wrk's client ports, some
+# in TIME_WAIT, would collide) that nothing listens on.
+free_port() {
+  local low; low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  local port
+  while :; do
+    port=$((10000 + RANDOM % (low - 10000)))
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+  done
+}
 
 wait_http() {
   for _ in $(seq 500); do

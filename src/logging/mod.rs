@@ -51,7 +51,23 @@ pub(crate) fn init(
     file: Option<&FileLogging>,
     user_layers: Vec<UserLayer>,
 ) -> Result<(), Error> {
-    let filter = levels(debug, file)?;
+    if subscriber(debug, file, user_layers)?.try_init().is_err() {
+        // The program installed a subscriber of its own first: it stays.
+        tracing::warn!(
+            "a global tracing subscriber was already installed, so baseplate's log format, \
+             --debug, RUST_LOG and [loggers] do not apply; to keep them, add your layers \
+             with Serve::tracing_layer instead of installing a subscriber"
+        );
+    }
+    Ok(())
+}
+
+/// The subscriber [`init`] installs.
+fn subscriber(
+    debug: bool,
+    file: Option<&FileLogging>,
+    user_layers: Vec<UserLayer>,
+) -> Result<Box<dyn Subscriber + Send + Sync>, Error> {
     let to_stderr = file.is_some_and(|f| f.output == Output::Stderr);
     let json = match file.and_then(|f| f.format) {
         Some(format) => format == Format::Json,
@@ -70,37 +86,44 @@ pub(crate) fn init(
     let handler_level = file
         .and_then(|f| f.handler_level)
         .unwrap_or(LevelFilter::TRACE);
+    // The program's layers, when it has any. Not as an `Option` layer: a
+    // `None` between `ours` and the registry turns the request span's
+    // "never" into "sometimes", creating it for nobody (and an empty Vec of
+    // layers would turn every event off).
+    Ok(if user_layers.is_empty() {
+        let ours = our_layer(levels(debug, file)?, format, writer, handler_level);
+        Box::new(tracing_subscriber::registry().with(ours)) as Box<dyn Subscriber + Send + Sync>
+    } else {
+        let theirs = user_layers.with_filter(levels(debug, file)?);
+        let ours = our_layer(levels(debug, file)?, format, writer, handler_level);
+        Box::new(tracing_subscriber::registry().with(theirs).with(ours))
+    })
+}
+
+/// baseplate's own lines: the span fields they print, the line format and
+/// one filter, per layer, so that a span no layer wants is never created.
+/// Baseplate's lines do not want the HTTP request span (its trace id comes
+/// from the task-local): without a layer of the program's, a request pays
+/// nothing for it. The `[loggers]` handler level is for lines only; spans
+/// carry the trace id to lines of any level.
+fn our_layer<S>(
+    levels: EnvFilter,
+    format: LineFormat,
+    writer: BoxMakeWriter,
+    handler_level: LevelFilter,
+) -> impl Layer<S> + Send + Sync
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
     let output = tracing_subscriber::fmt::layer()
         .fmt_fields(NoFields)
         .event_format(format)
-        .with_writer(writer)
-        .with_filter(handler_level);
-    // Every filter is per layer, so that a span no layer wants is never
-    // created: baseplate's lines do not want the HTTP request span (its
-    // trace id comes from the task-local), and without a layer of the
-    // program's, a request pays nothing for it.
-    let ours = SpanFields::layer()
+        .with_writer(writer);
+    SpanFields::layer()
         .and_then(output)
-        .with_filter(filter.and(filter_fn(|meta| !is_request_span(meta))));
-    // An empty Vec of layers has no interest in anything, which would turn
-    // every event off: no layers is `None`.
-    let theirs = match user_layers.is_empty() {
-        true => None,
-        false => Some(user_layers.with_filter(levels(debug, file)?)),
-    };
-    let installed = tracing_subscriber::registry()
-        .with(theirs)
-        .with(ours)
-        .try_init();
-    if installed.is_err() {
-        // The program installed a subscriber of its own first: it stays.
-        tracing::warn!(
-            "a global tracing subscriber was already installed, so baseplate's log format, \
-             --debug, RUST_LOG and [loggers] do not apply; to keep them, add your layers \
-             with Serve::tracing_layer instead of installing a subscriber"
-        );
-    }
-    Ok(())
+        .with_filter(levels.and(filter_fn(move |meta| {
+            !is_request_span(meta) && (meta.is_span() || *meta.level() <= handler_level)
+        })))
 }
 
 /// The levels: `RUST_LOG` when it is set, else the file's `[loggers]`
@@ -291,5 +314,36 @@ where
             }
         }
         writeln!(writer, "{line}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether a request span is created under `subscriber`: the span
+    /// macro at the server's target and name.
+    fn request_span_enabled(subscriber: impl Subscriber + Send + Sync + 'static) -> bool {
+        tracing::subscriber::with_default(subscriber, || {
+            !tracing::info_span!(target: "baseplate::server::http", "request").is_disabled()
+        })
+    }
+
+    #[test]
+    fn no_request_span_without_a_layer_that_wants_it() {
+        assert!(!request_span_enabled(
+            subscriber(false, None, Vec::new()).unwrap()
+        ));
+        assert!(!request_span_enabled(
+            subscriber(true, None, Vec::new()).unwrap()
+        ));
+    }
+
+    #[test]
+    fn a_program_layer_gets_the_request_span() {
+        let theirs: Vec<UserLayer> = vec![Box::new(tracing_subscriber::layer::Identity::new())];
+        assert!(request_span_enabled(
+            subscriber(false, None, theirs).unwrap()
+        ));
     }
 }

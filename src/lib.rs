@@ -69,6 +69,49 @@
 //! }
 //! ```
 //!
+//! A sync processor is what `thrift --gen rs` generates for a service;
+//! by hand, one that knows no methods looks like this:
+//!
+//! ```no_run
+//! use baseplate::thrift::protocol::{
+//!     TInputProtocol, TMessageIdentifier, TMessageType, TOutputProtocol, TType,
+//! };
+//! use baseplate::thrift::server::TProcessor;
+//! use baseplate::thrift::{ApplicationError, ApplicationErrorKind};
+//!
+//! struct NoMethods;
+//!
+//! impl TProcessor for NoMethods {
+//!     fn process(
+//!         &self,
+//!         i: &mut dyn TInputProtocol,
+//!         o: &mut dyn TOutputProtocol,
+//!     ) -> baseplate::thrift::Result<()> {
+//!         // Blocking here is fine: sync calls run on handler threads.
+//!         let call = i.read_message_begin()?;
+//!         i.skip(TType::Struct)?;
+//!         i.read_message_end()?;
+//!         let error = ApplicationError::new(
+//!             ApplicationErrorKind::UnknownMethod,
+//!             format!("no method {}", call.name),
+//!         );
+//!         let reply = TMessageIdentifier::new(call.name, TMessageType::Exception, call.sequence_number);
+//!         o.write_message_begin(&reply)?;
+//!         baseplate::thrift::Error::write_application_error_to_out_protocol(&error, o)?;
+//!         o.write_message_end()?;
+//!         o.flush()
+//!     }
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     baseplate::Serve::new()
+//!         .thrift_app("my_service:make_processor", |_: &baseplate::AppConfig| {
+//!             Ok::<_, std::convert::Infallible>(NoMethods)
+//!         })
+//!         .main()
+//! }
+//! ```
+//!
 //! The rest of the API: [`config`] reads typed settings from a section
 //! ([`config::from_section`], every bad value reported with its file and
 //! line); [`Args`] and [`Serve::run`] let a binary add flags of its own and

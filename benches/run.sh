@@ -34,6 +34,7 @@ THRIFTLOAD=$(bench_bin thriftload)
 MEASURE=$(bench_bin measure)
 SERVE=target/release/baseplate-serve
 SIM=target/release/einhorn-sim
+EINHORNSH=target/release/einhornsh
 
 WORK=$(mktemp -d)
 trap 'pkill -P $$ >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
@@ -145,6 +146,27 @@ parser.read(sys.argv[1])
 dict(parser.items("app:main"))' "$CONFIG_1M")" >> "$RESULTS"
 }
 
+# upgrade_run SUITE SIDE [EINHORN-SIM OPTIONS...]: a smooth upgrade of 8
+# baseplate-serve workers (-m manual -b), in seconds from `einhornsh -e
+# upgrade` to its "Upgrade done". A is einhorn-sim's ACK pacing, B
+# Einhorn's pacing (--einhorn-pacing, -s 1).
+upgrade_run() {
+  want "$1" || return 0
+  local suite=$1 side=$2; shift 2
+  local port; port=$(free_port)
+  local sock="$WORK/up-$port.sock" events="$WORK/up-$port.events"
+  "$SIM" -q -d "$sock" -e "$WORK/up-$port.pid" -f "$WORK/up-$port.lock" --events "$events" \
+    -n 8 -m manual -b "127.0.0.1:$port,r" "$@" -- "$SERVE" fixtures/example.ini \
+    >"$WORK/server-$port.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 500); do
+    [ "$(grep -c '"event":"ack"' "$events" 2>/dev/null || true)" -ge 8 ] && break
+    sleep 0.02
+  done
+  echo "$suite $side seconds $(seconds "$EINHORNSH" -d "$sock" -e upgrade)" >> "$RESULTS"
+  stop_server "$pid"
+}
+
 echo "running $ROUNDS rounds of ${SECONDS_PER_RUN}s per side..." >&2
 for round in $(seq "$ROUNDS"); do
   echo "round $round" >&2
@@ -163,6 +185,7 @@ for round in $(seq "$ROUNDS"); do
   thrift_run async-vs-volo A serve-async framed is_healthy;  thrift_run async-vs-volo B volo framed is_healthy
   thrift_run async-echo1k-vs-volo A serve-async framed echo1k;  thrift_run async-echo1k-vs-volo B volo framed echo1k
   config_run config-1m-keys
+  upgrade_run upgrade-8 A;  upgrade_run upgrade-8 B --einhorn-pacing
 done
 : > "$WORK/measure.txt"
 if [ -z "${SUITES:-}" ]; then
@@ -185,7 +208,7 @@ TABLE="$WORK/table.md"
       return sprintf("%s (%s–%s)", med, a[1], a[n]) "|" med
     }
     END {
-      order="http-hello http-einhorn logging thrift-framed thrift-header thrift-echo1k thrift-inline sync-vs-tserver sync-echo1k-vs-tserver async-framed async-header async-echo1k async-vs-volo async-echo1k-vs-volo config-1m-keys"
+      order="http-hello http-einhorn logging thrift-framed thrift-header thrift-echo1k thrift-inline sync-vs-tserver sync-echo1k-vs-tserver async-framed async-header async-echo1k async-vs-volo async-echo1k-vs-volo config-1m-keys upgrade-8"
       split(order, suites, " ")
       split("throughput p99_ms seconds", metrics, " ")
       for (s=1; s in suites; s++) for (m=1; m<=3; m++) {

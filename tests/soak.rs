@@ -17,11 +17,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use einhorn_sim::conformance::harness::{acked, live};
 
-/// The events einhorn-sim has written to its --events file so far.
-fn events(path: &std::path::Path) -> Vec<einhorn_sim::events::Record> {
-    einhorn_sim::events::Record::read_file(path)
-}
-
 /// When one request finished, and whether it succeeded.
 type Outcome = (Instant, Result<(), String>);
 
@@ -39,15 +34,7 @@ fn soak_kills_and_upgrades_under_load() {
         "app.ini",
         "[server:main]\nfactory = baseplate.server.wsgi\nstop_timeout = 10 seconds\n\n[app:main]\nfactory = baseplate.examples.http:make_app\n",
     );
-    let master = Command::new(workspace_binary("einhorn-sim"))
-        .arg("-d")
-        .arg(&socket)
-        .arg("-e")
-        .arg(dir.path().join("pid"))
-        .arg("-f")
-        .arg(dir.path().join("lock"))
-        .arg("--events")
-        .arg(&events_path)
+    let master = sim_command(dir.path())
         .args([
             "-k",
             "-q",

@@ -12,25 +12,6 @@ use einhorn_sim::events::{Event, Record};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-fn events(path: &std::path::Path) -> Vec<Record> {
-    einhorn_sim::events::Record::read_file(path)
-}
-
-fn wait_events<T>(path: &std::path::Path, check: impl Fn(&[Record]) -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(found) = check(&events(path)) {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out; events: {:?}",
-            events(path)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn acked_pids(events: &[Record]) -> Vec<i64> {
     events
         .iter()
@@ -58,15 +39,7 @@ fn baseplate_serve_workers_under_einhorn_sim() {
     let events_path = dir.path().join("events.jsonl");
     let socket = dir.path().join("cmd.sock");
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/example.ini");
-    let child = Command::new(workspace_binary("einhorn-sim"))
-        .arg("-d")
-        .arg(&socket)
-        .arg("-e")
-        .arg(dir.path().join("pid"))
-        .arg("-f")
-        .arg(dir.path().join("lock"))
-        .arg("--events")
-        .arg(&events_path)
+    let child = sim_command(dir.path())
         .args(["-k", "-n", "2", "-m", "manual", "-b", "127.0.0.1:0,r", "--"])
         // A bare name: not on this PATH, so found next to einhorn-sim.
         .arg("baseplate-serve")
@@ -188,19 +161,8 @@ fn the_development_command_as_users_type_it() {
             "only {seen:?} answered within 5 s; master log:\n{}",
             log.lock().unwrap()
         );
-        if let Ok(mut stream) = std::net::TcpStream::connect(addr) {
-            stream.set_read_timeout(Some(WAIT)).unwrap();
-            send(
-                &mut stream,
-                "GET",
-                "/health",
-                &[("Connection", "close")],
-                b"",
-            );
-            if let Ok(response) = read_response(&mut stream) {
-                let value: serde_json::Value = serde_json::from_str(&response.text()).unwrap();
-                seen.insert(value["pid"].as_i64().unwrap());
-            }
+        if let Ok(pid) = health_pid(addr) {
+            seen.insert(pid);
         }
     }
     // Every worker ACKed at once (manual ACK in timer mode).

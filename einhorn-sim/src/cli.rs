@@ -149,6 +149,13 @@ pub struct Options {
     #[arg(short = 't', long = "signal-timeout", value_name = "T", value_parser = parse_count)]
     pub signal_timeout: Option<u32>,
 
+    /// Space respawns and smooth-upgrade spawns by -s, as Einhorn does. By
+    /// default, in manual ACK mode, the next worker starts as soon as the
+    /// previous new ones have ACKed (within --max-unacked), and -s with its
+    /// backoff applies only after a worker died before its ACK
+    #[arg(long = "einhorn-pacing")]
+    pub einhorn_pacing: bool,
+
     /// Most unacked new workers before spawning pauses (default: CPU count)
     #[arg(long = "max-unacked", value_name = "N", value_parser = parse_count)]
     pub max_unacked: Option<u32>,

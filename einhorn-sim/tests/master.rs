@@ -631,29 +631,38 @@ fn kill_children_on_exit_reaches_workers_when_the_master_dies() {
     sim.wait_worker_signal("USR2", &pids);
 }
 
-#[test]
-fn max_unacked_and_max_upgrade_additional_pace_an_upgrade() {
+/// Four ACKed workers, upgraded smoothly with `--max-unacked 2
+/// --max-upgrade-additional 1` and the `extra` options, workers ACKing
+/// `ack_delay_ms` after start and draining for `drain_ms`.
+fn upgrade_within_limits(extra: &[&str], ack_delay_ms: &str, drain_ms: &str) -> Sim {
+    let mut args = vec![
+        "-n",
+        "4",
+        "-m",
+        "manual",
+        "--max-unacked",
+        "2",
+        "--max-upgrade-additional",
+        "1",
+    ];
+    args.extend_from_slice(extra);
     let sim = Sim::start(
+        &args,
         &[
-            "-n",
-            "4",
-            "-m",
-            "manual",
-            "--max-unacked",
-            "2",
-            "--max-upgrade-additional",
-            "1",
-            "-s",
-            "0.05",
-        ],
-        &[
-            ("TEST_WORKER_ACK_DELAY_MS", "300"),
-            ("TEST_WORKER_DRAIN_MS", "500"),
+            ("TEST_WORKER_ACK_DELAY_MS", ack_delay_ms),
+            ("TEST_WORKER_DRAIN_MS", drain_ms),
         ],
     );
     sim.wait_count("ack", 4);
     let messages = sim.command("upgrade", &[]);
     assert_eq!(messages.last().unwrap(), "Upgrade done");
+    sim
+}
+
+#[test]
+fn max_unacked_and_max_upgrade_additional_pace_an_upgrade() {
+    // Einhorn's pacing, whose log says why each spawn waits.
+    let sim = upgrade_within_limits(&["-s", "0.05", "--einhorn-pacing"], "300", "500");
     let log = sim.log();
     assert!(
         log.contains(
@@ -677,6 +686,42 @@ fn max_unacked_and_max_upgrade_additional_pace_an_upgrade() {
         most = most.max(alive);
     }
     assert!(most <= 6, "{most} workers alive at once");
+}
+
+/// ACK pacing (the default in manual mode) starts the next worker when the
+/// previous new ones ACK, within the same limits.
+#[test]
+fn ack_pacing_keeps_max_unacked_and_max_upgrade_additional() {
+    let sim = upgrade_within_limits(&[], "100", "300");
+    let (mut alive, mut most) = (0i32, 0);
+    let mut unacked_new = std::collections::BTreeSet::new();
+    let mut most_unacked = 0;
+    for record in sim.events() {
+        match record.event {
+            Event::Spawn { pid, version, .. } => {
+                alive += 1;
+                if version == 1 {
+                    unacked_new.insert(pid);
+                }
+            }
+            Event::Ack { pid } => {
+                unacked_new.remove(&pid);
+            }
+            Event::Exit { pid, .. } => {
+                alive -= 1;
+                unacked_new.remove(&pid);
+            }
+            Event::RespawnDelay { .. } => panic!("ACK pacing armed a spawn timer"),
+            _ => {}
+        }
+        most = most.max(alive);
+        most_unacked = most_unacked.max(unacked_new.len());
+    }
+    assert!(most <= 6, "{most} workers alive at once");
+    assert_eq!(
+        most_unacked, 2,
+        "at most --max-unacked new workers wait for their ACK"
+    );
 }
 
 #[test]

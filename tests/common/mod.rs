@@ -415,6 +415,72 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// `GET /health` on a fresh connection: the pid of the worker that
+/// answered, or why none did.
+#[allow(dead_code)]
+pub fn health_pid(addr: SocketAddr) -> Result<i32, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    stream.set_nodelay(true).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    send(
+        &mut stream,
+        "GET",
+        "/health",
+        &[("Connection", "close")],
+        b"",
+    );
+    let response = read_response(&mut stream).map_err(|e| format!("read: {e}"))?;
+    if response.status != 200 {
+        return Err(format!("status {}: {}", response.status, response.text()));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(&response.text()).map_err(|e| format!("body: {e}"))?;
+    Ok(value["pid"].as_i64().unwrap_or_default() as i32)
+}
+
+/// The events einhorn-sim has written to its `--events` file so far.
+#[allow(dead_code)]
+pub fn events(path: &Path) -> Vec<einhorn_sim::events::Record> {
+    einhorn_sim::events::Record::read_file(path)
+}
+
+/// Waits until `check` finds what it wants in the events file.
+#[allow(dead_code)]
+pub fn wait_events<T>(
+    path: &Path,
+    check: impl Fn(&[einhorn_sim::events::Record]) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(found) = check(&events(path)) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out; events: {:#?}",
+            events(path)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `einhorn-sim` with its command socket (`cmd.sock`), pidfile, lockfile
+/// and `--events` file (`events.jsonl`) in `dir`.
+#[allow(dead_code)]
+pub fn sim_command(dir: &Path) -> Command {
+    let mut command = Command::new(workspace_binary("einhorn-sim"));
+    command
+        .arg("-d")
+        .arg(dir.join("cmd.sock"))
+        .arg("-e")
+        .arg(dir.join("pid"))
+        .arg("-f")
+        .arg(dir.join("lock"))
+        .arg("--events")
+        .arg(dir.join("events.jsonl"));
+    command
+}
+
 /// The first `-b` port, once einhorn-sim's `ready` event is there.
 #[allow(dead_code)]
 pub fn sim_port(events: &[einhorn_sim::events::Record]) -> Option<u16> {

@@ -129,6 +129,10 @@ pub struct Master {
     last_spinup: Option<Instant>,
     last_spinup_wall: Option<SystemTime>,
     consecutive_deaths_before_ack: u32,
+    /// When an ACKed worker last died on its own within `-s` of its start:
+    /// ACK pacing then waits `-s` too, so a worker that ACKs and crashes is
+    /// not respawned in a tight loop.
+    last_quick_exit: Option<Instant>,
     last_upgraded: Option<SystemTime>,
     has_outstanding_spinup_timer: bool,
     drop_env_active: bool,
@@ -174,6 +178,7 @@ impl Master {
             last_spinup: None,
             last_spinup_wall: None,
             consecutive_deaths_before_ack: 0,
+            last_quick_exit: None,
             last_upgraded: None,
             has_outstanding_spinup_timer: false,
             drop_env_active: false,
@@ -390,6 +395,10 @@ impl Master {
                 ));
                 continue;
             };
+            let quick = worker.spinup_time.elapsed() < Duration::from_secs_f64(self.seconds);
+            if worker.acked && worker.unsignaled() && quick {
+                self.last_quick_exit = Some(Instant::now());
+            }
             let suffix = if worker.acked {
                 ""
             } else {
@@ -434,7 +443,37 @@ impl Master {
         (self.seconds * 1.5f64.powi(self.consecutive_deaths_before_ack as i32)).min(30.0)
     }
 
+    /// Whether the next spawn waits only for ACKs: manual ACK mode, unless
+    /// `--einhorn-pacing`, while no new worker has died before its ACK (nor
+    /// an ACKed one within `-s` of its start). After such a death, the `-s`
+    /// interval and its backoff apply again, until an ACK breaks the streak.
+    fn paced_by_acks(&self) -> bool {
+        matches!(self.ack_mode, AckMode::Manual)
+            && !self.config.options.einhorn_pacing
+            && self.consecutive_deaths_before_ack == 0
+            && self
+                .last_quick_exit
+                .is_none_or(|t| t.elapsed().as_secs_f64() >= self.seconds)
+    }
+
+    /// Starts workers while any are missing and the limits allow
+    /// (`--max-unacked`, `--max-upgrade-additional`). Each ACK runs the
+    /// loop again, which starts the next ones: no timer is involved.
+    fn replenish_on_acks(&mut self) {
+        while self.paced_by_acks()
+            && self.pool.missing(self.version, self.number) > 0
+            && self.spinup_blocked().is_none()
+        {
+            self.debug("Spinning up a new process: the previous new workers have ACKed.");
+            self.spinup();
+        }
+    }
+
     fn replenish_gradually(&mut self) {
+        if self.paced_by_acks() {
+            self.replenish_on_acks();
+            return;
+        }
         if self.has_outstanding_spinup_timer || self.pool.missing(self.version, self.number) <= 0 {
             return;
         }
@@ -471,28 +510,40 @@ impl Master {
         ));
     }
 
+    /// Whether the limits allow a spawn now; logs why not.
     fn trigger_spinup(&self) -> bool {
+        match self.spinup_blocked() {
+            Some(reason) => {
+                self.info(&reason);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Why a spawn must wait: too many unacked new workers
+    /// (`--max-unacked`), or too many workers during an upgrade
+    /// (`--max-upgrade-additional`).
+    fn spinup_blocked(&self) -> Option<String> {
         let unacked = self.pool.unacked_new(self.version);
         if unacked >= self.max_unacked as usize {
-            self.info(&format!(
+            return Some(format!(
                 "There are {unacked} unacked new workers, and max_unacked is {}, so not spinning up a new process.",
                 self.max_unacked
             ));
-            return false;
         }
         if let Some(extra) = self.max_upgrade_additional {
             let total = self.pool.workers.len() as i64;
             let capacity = i64::from(self.number) + i64::from(extra);
             if capacity - total < 0 {
-                self.info(&format!(
+                return Some(format!(
                     "Over worker capacity by {} during upgrade, {} new workers of {total} total. Waiting for old workers to exit before spinning up a process.",
                     total - capacity,
                     self.pool.modern(self.version).count()
                 ));
-                return false;
             }
         }
-        true
+        None
     }
 
     fn spinup(&mut self) {

@@ -156,6 +156,12 @@ pub struct Options {
     #[arg(long = "einhorn-pacing")]
     pub einhorn_pacing: bool,
 
+    /// Start a smooth upgrade when PROGRAM's executable, or any PATH given
+    /// (a directory counts with everything under it), changes and then
+    /// stays unchanged for 300 ms. Put `--` before PROGRAM
+    #[arg(long = "watch", value_name = "PATH", num_args = 0..)]
+    pub watch: Option<Vec<PathBuf>>,
+
     /// Most unacked new workers before spawning pauses (default: CPU count)
     #[arg(long = "max-unacked", value_name = "N", value_parser = parse_count)]
     pub max_unacked: Option<u32>,
@@ -191,6 +197,9 @@ pub struct Options {
     pub command: Vec<String>,
 }
 
+/// `--ack-timeout` under `--watch` when none is given.
+pub const WATCH_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Options {
     /// The ACK mode; Einhorn's default is a timer of (integer) 1 second.
     pub fn ack_mode(&self) -> AckMode {
@@ -198,6 +207,13 @@ impl Options {
             timeout: Duration::from_secs(1),
             text: "1".to_string(),
         })
+    }
+
+    /// `--ack-timeout`; with `--watch`, 10 s when not given, so that a
+    /// build whose workers never ACK is abandoned (after 3 × 10 s).
+    pub fn ack_timeout(&self) -> Option<Duration> {
+        self.ack_timeout
+            .or_else(|| self.watch.is_some().then_some(WATCH_ACK_TIMEOUT))
     }
 
     /// Einhorn's verbosity: 0 = DEBUG, 1 = INFO (default), 2 = ERROR only.
@@ -245,6 +261,15 @@ mod tests {
         assert_eq!(o.ack_mode(), AckMode::Manual);
         assert_eq!(o.command, vec!["prog", "-x", "--y"]);
         assert_eq!(o.verbosity(), 2);
+        // --watch takes PATHs up to `--`, or none.
+        let o = Options::try_parse_from(["e", "--watch", "--", "prog"]).unwrap();
+        assert_eq!(
+            (o.watch, o.command),
+            (Some(vec![]), vec!["prog".to_string()])
+        );
+        let o = Options::try_parse_from(["e", "--watch", "a", "b", "-n", "2", "--", "p"]).unwrap();
+        assert_eq!(o.watch, Some(vec![PathBuf::from("a"), PathBuf::from("b")]));
+        assert_eq!((o.number, o.ack_timeout()), (2, Some(WATCH_ACK_TIMEOUT)));
         // Parsing stops at the first word that is not an option.
         let o = Options::try_parse_from(["einhorn-sim", "prog", "-n", "3"]).unwrap();
         assert_eq!((o.number, o.command.len()), (1, 3));

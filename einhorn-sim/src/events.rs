@@ -117,6 +117,14 @@ pub enum Event {
         /// The new version.
         version: u64,
     },
+    /// `--watch` saw a change settle: an upgrade starts, or is queued
+    /// behind the one in progress.
+    Rebuilt {
+        /// The changed paths.
+        paths: Vec<String>,
+        /// Queued behind the upgrade in progress rather than started.
+        queued: bool,
+    },
     /// An upgrade was given up (its workers crashed or never ACKed); the
     /// old workers keep serving.
     UpgradeAbandoned {
@@ -156,6 +164,7 @@ impl Event {
             Event::UpgradeStart { .. } => "upgrade_start",
             Event::UpgradeDone { .. } => "upgrade_done",
             Event::UpgradeAbandoned { .. } => "upgrade_abandoned",
+            Event::Rebuilt { .. } => "rebuilt",
             Event::MasterExit {} => "master_exit",
         }
     }

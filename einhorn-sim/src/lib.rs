@@ -17,6 +17,7 @@ mod private_file;
 pub mod protocol;
 pub mod report;
 pub mod spawn;
+pub mod watch;
 pub mod worker_report;
 
 use cli::Options;
@@ -116,6 +117,24 @@ pub fn run_with(
             bound,
         });
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        // --watch: PROGRAM's executable and the PATHs given.
+        let _watch = match &options.watch {
+            Some(paths) => {
+                let mut paths = paths.clone();
+                paths.insert(0, program.clone());
+                let watch = watch::start(&paths, tx.clone())?;
+                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                log.write(
+                    Level::Info,
+                    &format!(
+                        "Watching {} for rebuilds: a change upgrades smoothly",
+                        names.join(", ")
+                    ),
+                );
+                Some(watch)
+            }
+            None => None,
+        };
         tokio::spawn(command_server::serve(listener, tx));
         let config = Config {
             options,

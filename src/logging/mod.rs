@@ -324,6 +324,10 @@ mod tests {
     /// Whether a request span is created under `subscriber`: the span
     /// macro at the server's target and name.
     fn request_span_enabled(subscriber: impl Subscriber + Send + Sync + 'static) -> bool {
+        // A callsite's interest is the union over the live subscribers: one
+        // at a time, as in a server, or the other test's interest leaks in.
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         tracing::subscriber::with_default(subscriber, || {
             !tracing::info_span!(target: "baseplate::server::http", "request").is_disabled()
         })

@@ -49,6 +49,8 @@ pub enum Input {
     ReadDone(ConnId),
     /// The connection is gone.
     Closed(ConnId),
+    /// `--watch`: these paths changed and have settled.
+    Rebuilt(Vec<std::path::PathBuf>),
 }
 
 /// The most reply bytes a client may leave unread. Past it the client is
@@ -142,6 +144,9 @@ pub struct Master {
     peers: HashMap<ConnId, String>,
     /// Connections streaming an upgrade, with the request id to answer.
     subscribers: Vec<(ConnId, Value)>,
+    /// `--watch`: a rebuild arrived during an upgrade; one more upgrade
+    /// starts when it ends.
+    upgrade_queued: bool,
 }
 
 impl Master {
@@ -186,6 +191,7 @@ impl Master {
             connections: HashMap::new(),
             peers: HashMap::new(),
             subscribers: Vec::new(),
+            upgrade_queued: false,
             config,
         }
     }
@@ -201,6 +207,12 @@ impl Master {
             self.reap();
             self.replenish();
             self.cull();
+            if self.upgrade_queued && !self.upgrading && self.respawn {
+                self.upgrade_queued = false;
+                self.upgrade_log(Level::Info, "Starting the upgrade queued by --watch.");
+                self.upgrade(true);
+                continue;
+            }
             if !self.respawn && self.pool.workers.is_empty() {
                 break 0;
             }
@@ -343,6 +355,34 @@ impl Master {
                 self.peers.remove(&conn);
                 self.subscribers.retain(|(c, _)| *c != conn);
             }
+            Input::Rebuilt(paths) => self.on_rebuilt(&paths),
+        }
+    }
+
+    /// `--watch`: a rebuild upgrades smoothly. During an upgrade it queues
+    /// one more, unless the upgrade in progress is failing (a new worker
+    /// died before its ACK): then the new build replaces it at once, as a
+    /// second `upgrade` does in Einhorn.
+    fn on_rebuilt(&mut self, paths: &[std::path::PathBuf]) {
+        if !self.respawn {
+            return;
+        }
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let queued = self.upgrading && self.consecutive_deaths_before_ack == 0;
+        self.events.emit(Event::Rebuilt {
+            paths: names.clone(),
+            queued,
+        });
+        let what = names.join(", ");
+        if queued {
+            self.upgrade_queued = true;
+            self.upgrade_log(
+                Level::Info,
+                &format!("{what} changed during the upgrade: one more upgrade is queued."),
+            );
+        } else {
+            self.upgrade_log(Level::Info, &format!("{what} changed: upgrading."));
+            self.upgrade(true);
         }
     }
 
@@ -414,6 +454,18 @@ impl Master {
                 version: worker.version,
                 index: worker.index,
             });
+            let deaths = self.consecutive_deaths_before_ack;
+            if self.config.options.watch.is_some()
+                && self.upgrading
+                && worker.version == self.version
+                && deaths >= WATCH_CRASH_LIMIT
+            {
+                let version = self.version;
+                self.abandon_upgrade(
+                    version,
+                    &format!("{deaths} workers of version {version} died before their ACK"),
+                );
+            }
         }
     }
 
@@ -617,7 +669,7 @@ impl Master {
                 self.timers.push((now + *timeout, Timer::Ack(pid, now)))
             }
             AckMode::Manual => {
-                if let Some(limit) = self.config.options.ack_timeout {
+                if let Some(limit) = self.config.options.ack_timeout() {
                     self.timers
                         .push((now + limit, Timer::AckDeadline(pid, now)));
                 }
@@ -856,7 +908,7 @@ impl Master {
             from: self.upgrade_from,
             smooth,
         });
-        if let Some(limit) = self.config.options.ack_timeout {
+        if let Some(limit) = self.config.options.ack_timeout() {
             self.timers.push((
                 Instant::now() + limit * 3,
                 Timer::UpgradeDeadline(self.version),
@@ -892,16 +944,16 @@ impl Master {
         }
     }
 
-    /// `--ack-timeout`: the new workers could not ACK in time. Go back to the
-    /// old version, keep its workers, and stop the new ones.
-    fn abandon_upgrade(&mut self, version: u64) {
+    /// The new workers could not ACK in time (`--ack-timeout`), or kept
+    /// crashing before their ACK (`--watch`): go back to the old version,
+    /// keep its workers, and stop the new ones. `why` completes "upgrade
+    /// abandoned: ...".
+    fn abandon_upgrade(&mut self, version: u64, why: &str) {
         if !self.upgrading || self.version != version {
             return;
         }
-        let limit = self.config.options.ack_timeout.unwrap_or_default() * 3;
         let message = format!(
-            "upgrade abandoned: the workers of version {version} did not ACK within {}s; keeping version {}",
-            limit.as_secs_f64(),
+            "upgrade abandoned: {why}; keeping version {}",
             self.upgrade_from
         );
         self.error(&message);
@@ -955,7 +1007,7 @@ impl Master {
                         w.spinup_time == spinup && !w.acked && !w.signaled.contains("KILL")
                     });
                     if overdue {
-                        let limit = self.config.options.ack_timeout.unwrap_or_default();
+                        let limit = self.config.options.ack_timeout().unwrap_or_default();
                         self.upgrade_log(
                             Level::Error,
                             &format!(
@@ -992,11 +1044,22 @@ impl Master {
                         }
                     }
                 }
-                Timer::UpgradeDeadline(version) => self.abandon_upgrade(version),
+                Timer::UpgradeDeadline(version) => {
+                    let limit = self.config.options.ack_timeout().unwrap_or_default() * 3;
+                    let why = format!(
+                        "the workers of version {version} did not ACK within {}s",
+                        limit.as_secs_f64()
+                    );
+                    self.abandon_upgrade(version, &why);
+                }
             }
         }
     }
 }
+
+/// `--watch`: an upgrade is abandoned once this many of its workers in a
+/// row have died before their ACK (a build that crashes at start).
+const WATCH_CRASH_LIMIT: u32 = 3;
 
 /// Ruby's `inspect` of an array of pids: `[1, 2]`.
 fn inspect_pids(pids: &[i32]) -> String {

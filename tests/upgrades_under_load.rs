@@ -1,8 +1,9 @@
-//! Smooth upgrades paced by ACKs, as users run them: `einhorn-sim -n 8 -m
+//! Smooth upgrades under load, as users run them: `einhorn-sim -n 8 -m
 //! manual -b ADDR -- baseplate-serve app.ini`, upgraded with `einhornsh -e
-//! upgrade` while a client loop keeps sending requests. The new workers are
-//! all serving well within a second, no request fails, and a new version
-//! that crashes before its ACK costs no old worker.
+//! upgrade`, or by a rebuild under `--watch`, while a client loop keeps
+//! sending requests. Paced by ACKs, the new workers are all serving well
+//! within a second and no request fails; a new version that crashes before
+//! its ACK costs no old worker.
 
 mod common;
 
@@ -53,6 +54,7 @@ fn write_program(dir: &TempDir, body: &str) -> PathBuf {
     path
 }
 
+/// The worker program's body: exec `baseplate-serve` on the example config.
 fn serve_body() -> String {
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/example.ini");
     format!("exec '{}' \"$@\" '{fixture}'", binary().display())
@@ -83,6 +85,31 @@ fn start(dir: &TempDir, extra: &[&str]) -> Sim {
         socket,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
         first,
+    }
+}
+
+impl Sim {
+    /// No first-generation worker was signaled or exited.
+    fn assert_old_untouched(&self) {
+        let all = events(&self.events);
+        let touched: Vec<&Record> = all
+            .iter()
+            .filter(|r| matches!(r.event, Event::Signal { .. } | Event::Exit { .. }))
+            .filter(|r| r.event.pid().is_some_and(|p| self.first.contains(&p)))
+            .collect();
+        assert!(
+            touched.is_empty(),
+            "old workers were signaled or exited: {touched:#?}"
+        );
+    }
+
+    /// The load loop saw no failure, and a worker of a new build answered.
+    fn assert_new_served(&self, (pids, failures): (BTreeSet<i32>, Vec<String>)) {
+        assert_eq!(failures, Vec::<String>::new(), "requests failed");
+        assert!(
+            pids.iter().any(|p| !self.first.contains(p)),
+            "no new worker answered"
+        );
     }
 }
 
@@ -178,13 +205,8 @@ fn a_smooth_upgrade_of_8_workers_is_paced_by_acks_and_fails_no_request() {
         sim.first.is_subset(&exited).then_some(())
     });
     load.wait_answers(20);
-    let (pids, failures) = load.finish();
+    sim.assert_new_served(load.finish());
 
-    assert_eq!(
-        failures,
-        Vec::<String>::new(),
-        "requests failed during the upgrade"
-    );
     let all = events(&sim.events);
     let at = |name: &str| {
         all.iter()
@@ -199,10 +221,6 @@ fn a_smooth_upgrade_of_8_workers_is_paced_by_acks_and_fails_no_request() {
     assert!(took < 1.0, "the upgrade took {took:.3} s: {all:#?}");
     let new = acked(&all);
     assert_eq!(new.difference(&sim.first).count(), WORKERS, "{all:#?}");
-    assert!(
-        pids.iter().any(|p| !sim.first.contains(p)),
-        "no new worker answered the load loop"
-    );
 }
 
 #[test]
@@ -222,19 +240,112 @@ fn a_new_version_that_crashes_before_its_ack_costs_no_old_worker() {
 
     assert_eq!(failures, Vec::<String>::new(), "requests failed");
     assert!(pids.is_subset(&sim.first), "{pids:?} vs {:?}", sim.first);
+    sim.assert_old_untouched();
     let all = events(&sim.events);
-    let touched: Vec<&Record> = all
-        .iter()
-        .filter(|r| matches!(r.event, Event::Signal { .. } | Event::Exit { .. }))
-        .filter(|r| r.event.pid().is_some_and(|p| sim.first.contains(&p)))
-        .collect();
-    assert!(
-        touched.is_empty(),
-        "old workers were signaled or exited: {touched:#?}"
-    );
     assert!(
         all.iter()
             .any(|r| matches!(r.event, Event::UpgradeAbandoned { .. })),
         "{all:#?}"
     );
+}
+
+/// The time of the `n`th event called `name` (from 1), once it is there.
+fn nth_time(path: &Path, name: &str, n: usize) -> f64 {
+    wait_events(path, |e| {
+        e.iter()
+            .filter(|r| r.event.name() == name)
+            .nth(n - 1)
+            .map(|r| r.time)
+    })
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn a_rebuild_under_watch_is_live_within_2_s_and_fails_no_request() {
+    let dir = TempDir::new();
+    let sim = start(&dir, &["--watch"]);
+    let load = Load::start(sim.addr, 2);
+    load.wait_answers(20);
+
+    let rebuilt_at = now();
+    write_program(&dir, &format!("# build 2\n{}", serve_body()));
+    let done = nth_time(&sim.events, "upgrade_done", 1);
+    let all = events(&sim.events);
+    assert!(
+        all.iter()
+            .any(|r| matches!(r.event, Event::Rebuilt { queued: false, .. })),
+        "{all:#?}"
+    );
+    let took = done - rebuilt_at;
+    eprintln!("rebuild to upgraded: {took:.3} s");
+    assert!(
+        took < 2.0,
+        "the rebuild took {took:.3} s to go live: {all:#?}"
+    );
+    load.wait_answers(20);
+    sim.assert_new_served(load.finish());
+}
+
+#[test]
+fn a_broken_build_under_watch_keeps_the_old_workers_until_a_good_one() {
+    let dir = TempDir::new();
+    let sim = start(&dir, &["--watch"]);
+    let load = Load::start(sim.addr, 2);
+    load.wait_answers(20);
+
+    write_program(&dir, "echo 'broken build' >&2; exit 1");
+    nth_time(&sim.events, "upgrade_abandoned", 1);
+    load.wait_answers(20);
+    sim.assert_old_untouched();
+
+    // The fixed build upgrades as usual.
+    write_program(&dir, &format!("# build 3\n{}", serve_body()));
+    nth_time(&sim.events, "upgrade_done", 1);
+    load.wait_answers(20);
+    sim.assert_new_served(load.finish());
+}
+
+#[test]
+fn a_rebuild_during_an_upgrade_queues_one_more() {
+    let dir = TempDir::new();
+    let sim = start(&dir, &["--watch"]);
+    // Workers that take a second to start: the upgrade lasts a few seconds.
+    let slow = |build: u32| format!("# build {build}\nsleep 1\n{}", serve_body());
+    write_program(&dir, &slow(2));
+    wait_events(&sim.events, |e| {
+        e.iter()
+            .any(|r| matches!(r.event, Event::UpgradeStart { .. }))
+            .then_some(())
+    });
+    write_program(&dir, &slow(3));
+    let queued = wait_events(&sim.events, |e| {
+        e.iter()
+            .filter_map(|r| match &r.event {
+                Event::Rebuilt { queued, .. } => Some(*queued),
+                _ => None,
+            })
+            .nth(1)
+    });
+    assert!(
+        queued,
+        "the second rebuild was not queued behind the upgrade"
+    );
+    let first_done = nth_time(&sim.events, "upgrade_done", 1);
+    let second_start = nth_time(&sim.events, "upgrade_start", 2);
+    nth_time(&sim.events, "upgrade_done", 2);
+    assert!(
+        second_start >= first_done,
+        "the queued upgrade started before the first was done"
+    );
+    let starts = events(&sim.events)
+        .iter()
+        .filter(|r| matches!(r.event, Event::UpgradeStart { .. }))
+        .count();
+    assert_eq!(starts, 2, "one queued upgrade, not more");
 }

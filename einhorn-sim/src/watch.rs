@@ -1,0 +1,112 @@
+//! `--watch`: PROGRAM's executable and any paths given, watched for
+//! rebuilds. A change that has settled reaches the master as
+//! [`Input::Rebuilt`], which starts a smooth upgrade.
+//!
+//! Builds replace files by rename (cargo, linkers, editors), so each file's
+//! directory is watched rather than the file itself, and only a file whose
+//! inode, size or times differ from what was last seen counts: the kernel
+//! opening the executable to spawn a worker is an event too.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::master::Input;
+
+/// A change must be followed by this much quiet before it counts: a build
+/// writes its output in several steps.
+pub const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// The running watcher; dropping it stops watching.
+pub struct Watch {
+    _debouncer: Debouncer<RecommendedWatcher>,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").finish_non_exhaustive()
+    }
+}
+
+/// What identifies a version of a file.
+type Fingerprint = (u64, u64, i64, i64, i64, i64);
+
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
+}
+
+/// Starts watching `paths` (files, or directories watched recursively) and
+/// sends one [`Input::Rebuilt`] per settled batch of changes.
+pub fn start(paths: &[PathBuf], inputs: UnboundedSender<Input>) -> Result<Watch, String> {
+    let (mut files, mut dirs) = (Vec::new(), Vec::new());
+    for path in paths {
+        let path = std::path::absolute(path)
+            .map_err(|e| format!("--watch: cannot use {}: {e}", path.display()))?;
+        if path.is_dir() {
+            dirs.push(path);
+        } else {
+            files.push(path);
+        }
+    }
+    let mut seen: HashMap<PathBuf, Fingerprint> = files
+        .iter()
+        .filter_map(|f| Some((f.clone(), fingerprint(f)?)))
+        .collect();
+    let (watched_files, watched_dirs) = (files.clone(), dirs.clone());
+    let mut debouncer = new_debouncer(DEBOUNCE, move |result: DebounceEventResult| {
+        let Ok(events) = result else { return };
+        let mut changed: Vec<PathBuf> = Vec::new();
+        for event in events {
+            let path = event.path;
+            if watched_dirs.iter().any(|d| path.starts_with(d)) {
+                changed.push(path);
+            } else if watched_files.contains(&path) {
+                // Gone (mid-replacement) is not a change yet; the new file's
+                // own event follows.
+                if let Some(now) = fingerprint(&path) {
+                    if seen.insert(path.clone(), now) != Some(now) {
+                        changed.push(path);
+                    }
+                }
+            }
+        }
+        if !changed.is_empty() {
+            changed.sort();
+            changed.dedup();
+            let _ = inputs.send(Input::Rebuilt(changed));
+        }
+    })
+    .map_err(|e| format!("--watch: cannot watch files: {e}"))?;
+    let mut parents: Vec<PathBuf> = files
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .collect();
+    parents.sort();
+    parents.dedup();
+    let watches = parents
+        .iter()
+        .map(|d| (d, RecursiveMode::NonRecursive))
+        .chain(dirs.iter().map(|d| (d, RecursiveMode::Recursive)));
+    for (dir, mode) in watches {
+        debouncer
+            .watcher()
+            .watch(dir, mode)
+            .map_err(|e| format!("--watch: cannot watch {}: {e}", dir.display()))?;
+    }
+    Ok(Watch {
+        _debouncer: debouncer,
+    })
+}

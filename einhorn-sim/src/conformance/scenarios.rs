@@ -257,6 +257,11 @@ fn drain_on(cx: &Context, sig: Signal) -> Verdict {
     // New connections must be served by the other workers meanwhile.
     let load = Load::start(cx, 2, false);
     let answered = cx.probe.receive(&mut slow);
+    // Done with it: on a busy machine the reply can be out before the
+    // signal lands, leaving the connection idle and kept alive. Closing it
+    // keeps this scenario about the request in flight; idle connections
+    // are idle-keepalive-closed's.
+    drop(slow);
     let limit = cx.stop_timeout + cx.drain_time + Duration::from_secs(1);
     let exit = cx
         .pool

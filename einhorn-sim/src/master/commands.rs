@@ -5,38 +5,170 @@ use std::time::SystemTime;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use serde_norway::{Mapping, Value};
+use serde_norway::Value;
 
 use super::{ConnId, Master, EINHORN_VERSION};
 use crate::cli::AckMode;
 use crate::protocol::{self, Request};
-use crate::report::{format_time, Level};
+use crate::report::Level;
 
-/// `help` text: commands with a description, sorted by name.
 /// The most workers `set_workers` and `inc` allow (Einhorn's `set_workers`
 /// bound, 1000 included).
 pub const MAX_WORKERS: u32 = 1000;
 
-const DESCRIPTIONS: &[(&str, &str)] = &[
-    ("config", "Merge in a new set of config options. (Note: this will likely be subsumed by config file reloading at some point.)"),
-    ("dec", "Decrement the number of Einhorn child processes"),
-    ("die", "Send SIGNAL (default: SIGUSR2) to all workers, stop spawning new ones, and exit once all workers die (args: [SIGNAL])"),
-    ("help", "Print out available commands"),
-    ("inc", "Increment the number of Einhorn child processes"),
-    ("louder", "Increase verbosity"),
-    ("quieter", "Decrease verbosity"),
-    ("reload", "Reload Einhorn"),
-    ("set_workers", "Set the number of Einhorn child processes"),
-    ("signal", "Send one or more signals to all workers (args: SIG1 [SIG2 ...])"),
-    ("state", "Get a dump of Einhorn's current state"),
-    ("upgrade", "Upgrade all Einhorn workers smoothly. This causes Einhorn to reload its own code as well."),
-    ("upgrade_fleet", "Upgrade all Einhorn workers a fleet at a time. This causes Einhorn to reload its own code as well."),
+/// What a command's handler did.
+enum Outcome {
+    /// This is the reply.
+    Reply(String),
+    /// The handler answered (or closed the connection) itself.
+    Answered,
+}
+
+/// One command of the command socket.
+struct Command {
+    name: &'static str,
+    /// What `help` says; `None` for the commands it does not list (those
+    /// workers and clients send on their own).
+    help: Option<&'static str>,
+    /// Logged as `Command "NAME" from PEER` (the commands that change
+    /// something, as Einhorn logs them).
+    logged: bool,
+    run: fn(&mut Master, ConnId, &Request) -> Outcome,
+}
+
+/// Every command, sorted by name: `help`, the log filter and the dispatch
+/// all come from here.
+const COMMANDS: &[Command] = &[
+    Command {
+        name: "config",
+        help: Some("Merge in a new set of config options. (Note: this will likely be subsumed by config file reloading at some point.)"),
+        logged: true,
+        run: |m, _, r| Outcome::Reply(m.config_command(r)),
+    },
+    Command {
+        name: "dec",
+        help: Some("Decrement the number of Einhorn child processes"),
+        logged: true,
+        run: |m, _, _| Outcome::Reply(m.dec()),
+    },
+    Command {
+        name: "die",
+        help: Some("Send SIGNAL (default: SIGUSR2) to all workers, stop spawning new ones, and exit once all workers die (args: [SIGNAL])"),
+        logged: true,
+        run: |m, _, r| Outcome::Reply(m.die(r)),
+    },
+    Command {
+        name: "ehlo",
+        help: None,
+        logged: false,
+        run: |m, _, r| Outcome::Reply(m.ehlo(r)),
+    },
+    Command {
+        name: "help",
+        help: Some("Print out available commands"),
+        logged: false,
+        run: |_, _, _| {
+            Outcome::Reply(format!(
+                "You are speaking to the Einhorn command socket. You can run the following commands:\n\n{}\n",
+                help_text()
+            ))
+        },
+    },
+    Command {
+        name: "inc",
+        help: Some("Increment the number of Einhorn child processes"),
+        logged: true,
+        run: |m, _, _| Outcome::Reply(m.inc()),
+    },
+    Command {
+        name: "louder",
+        help: Some("Increase verbosity"),
+        logged: false,
+        run: |m, _, _| {
+            m.log.verbosity = m.log.verbosity.saturating_sub(1);
+            Outcome::Reply(format!("Verbosity set to {}", m.log.verbosity))
+        },
+    },
+    Command {
+        name: "quieter",
+        help: Some("Decrease verbosity"),
+        logged: false,
+        run: |m, _, _| {
+            m.log.verbosity = (m.log.verbosity + 1).min(2);
+            Outcome::Reply(format!("Verbosity set to {}", m.log.verbosity))
+        },
+    },
+    Command {
+        name: "reload",
+        help: Some("Reload Einhorn"),
+        logged: true,
+        run: |m, conn, r| {
+            m.respond(conn, r, "Reloading, as commanded");
+            m.reload();
+            Outcome::Answered
+        },
+    },
+    Command {
+        name: "set_workers",
+        help: Some("Set the number of Einhorn child processes"),
+        logged: true,
+        run: |m, _, r| Outcome::Reply(m.set_workers(r)),
+    },
+    Command {
+        name: "signal",
+        help: Some("Send one or more signals to all workers (args: SIG1 [SIG2 ...])"),
+        logged: true,
+        run: |m, _, r| Outcome::Reply(m.signal_command(r)),
+    },
+    Command {
+        name: "state",
+        help: Some("Get a dump of Einhorn's current state"),
+        logged: false,
+        run: |m, _, _| Outcome::Reply(m.state()),
+    },
+    Command {
+        name: "upgrade",
+        help: Some("Upgrade all Einhorn workers smoothly. This causes Einhorn to reload its own code as well."),
+        logged: true,
+        run: |m, conn, r| {
+            m.start_upgrade(conn, r, true);
+            Outcome::Answered
+        },
+    },
+    Command {
+        name: "upgrade_fleet",
+        help: Some("Upgrade all Einhorn workers a fleet at a time. This causes Einhorn to reload its own code as well."),
+        logged: true,
+        run: |m, conn, r| {
+            m.start_upgrade(conn, r, false);
+            Outcome::Answered
+        },
+    },
+    Command {
+        name: "worker:ack",
+        help: None,
+        logged: false,
+        run: |m, conn, r| {
+            m.worker_ack(conn, r);
+            Outcome::Answered
+        },
+    },
+    Command {
+        name: "worker:ping",
+        help: None,
+        logged: false,
+        run: |m, conn, r| {
+            m.worker_ping(conn, r);
+            Outcome::Answered
+        },
+    },
 ];
 
-fn descriptions() -> String {
-    DESCRIPTIONS
+/// `help`'s list: each listed command with its description, by name.
+fn help_text() -> String {
+    COMMANDS
         .iter()
-        .map(|(name, text)| format!("{name}: {text}"))
+        .filter_map(|c| Some(format!("{}: {}", c.name, c.help?)))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -160,10 +292,6 @@ fn ruby_to_i(text: &str) -> i64 {
     digits[..end].parse::<i64>().map_or(0, |n| sign * n)
 }
 
-fn time_value(t: Option<SystemTime>) -> Value {
-    t.map_or(Value::Null, |t| Value::String(format_time(t)))
-}
-
 impl Master {
     fn respond(&mut self, conn: ConnId, request: &Request, message: &str) {
         self.send(conn, protocol::reply(message, request.id(), false));
@@ -179,54 +307,18 @@ impl Master {
             );
             return;
         };
-        if matches!(
-            command.as_str(),
-            "inc"
-                | "dec"
-                | "set_workers"
-                | "signal"
-                | "die"
-                | "config"
-                | "reload"
-                | "upgrade"
-                | "upgrade_fleet"
-        ) {
-            let peer = self.peers.get(&conn).cloned().unwrap_or_default();
+        let Some(found) = COMMANDS.iter().find(|c| c.name == command) else {
+            let reply = format!("Unrecognized command: {command:?}\n\n{}\n", help_text());
+            self.respond(conn, &request, &reply);
+            return;
+        };
+        if found.logged {
+            let peer = self.clients.peers.get(&conn).cloned().unwrap_or_default();
             self.info(&format!("Command {command:?} from {peer}"));
         }
-        let reply = match command.as_str() {
-            "worker:ack" => return self.worker_ack(conn, &request),
-            "worker:ping" => return self.worker_ping(conn, &request),
-            "upgrade" => return self.start_upgrade(conn, &request, true),
-            "upgrade_fleet" => return self.start_upgrade(conn, &request, false),
-            "ehlo" => self.ehlo(&request),
-            "help" => format!(
-                "You are speaking to the Einhorn command socket. You can run the following commands:\n\n{}\n",
-                descriptions()
-            ),
-            "state" => self.state(),
-            "inc" => self.inc(),
-            "dec" => self.dec(),
-            "set_workers" => self.set_workers(&request),
-            "quieter" => {
-                self.log.verbosity = (self.log.verbosity + 1).min(2);
-                format!("Verbosity set to {}", self.log.verbosity)
-            }
-            "louder" => {
-                self.log.verbosity = self.log.verbosity.saturating_sub(1);
-                format!("Verbosity set to {}", self.log.verbosity)
-            }
-            "signal" => self.signal_command(&request),
-            "die" => self.die(&request),
-            "config" => self.config_command(&request),
-            "reload" => {
-                self.respond(conn, &request, "Reloading, as commanded");
-                self.reload();
-                return;
-            }
-            other => format!("Unrecognized command: {other:?}\n\n{}\n", descriptions()),
-        };
-        self.respond(conn, &request, &reply);
+        if let Outcome::Reply(reply) = (found.run)(self, conn, &request) {
+            self.respond(conn, &request, &reply);
+        }
     }
 
     fn ehlo(&self, request: &Request) -> String {
@@ -246,34 +338,34 @@ impl Master {
     fn inc(&mut self) -> String {
         // Einhorn's inc has no cap; this one stops where set_workers does,
         // so a loop of `inc` cannot fork without bound.
-        if self.number >= MAX_WORKERS {
+        if self.settings.number >= MAX_WORKERS {
             return format!(
                 "Can't increase number of workers (already at {}, the most set_workers allows).",
-                self.number
+                self.settings.number
             );
         }
-        let old = self.number;
-        self.number += 1;
+        let old = self.settings.number;
+        self.settings.number += 1;
         let message = format!(
             "Incrementing number of workers from {old} -> {}",
-            self.number
+            self.settings.number
         );
         eprintln!("{message}");
         message
     }
 
     fn dec(&mut self) -> String {
-        if self.number <= 1 {
+        if self.settings.number <= 1 {
             return format!(
                 "Can't decrease number of workers (already at {}).  Run kill {} if you really want to kill einhorn.",
-                self.number, self.pid
+                self.settings.number, self.pid
             );
         }
-        let old = self.number;
-        self.number -= 1;
+        let old = self.settings.number;
+        self.settings.number -= 1;
         let message = format!(
             "Decrementing number of workers from {old} -> {}",
-            self.number
+            self.settings.number
         );
         eprintln!("{message}");
         message
@@ -289,11 +381,11 @@ impl Master {
         if !(1..=i64::from(MAX_WORKERS)).contains(&count) {
             return format!("Invalid count: '{given}'. Must be an integer in [1,1000).");
         }
-        let (old, new) = (self.number, count as u32);
+        let (old, new) = (self.settings.number, count as u32);
         if old == new {
             return String::new();
         }
-        self.number = new;
+        self.settings.number = new;
         let message = if new > old {
             format!("Altering worker count, {old} -> {new}. Will spin up additional workers.")
         } else {
@@ -376,12 +468,14 @@ impl Master {
             let key = key.as_str().unwrap_or_default().trim_start_matches(':');
             let number = value.as_f64();
             match (key, number) {
-                ("number", Some(n)) if (1.0..=1000.0).contains(&n) => self.number = n as u32,
-                ("seconds", Some(s)) if s > 0.0 && s.is_finite() => self.seconds = s,
+                ("number", Some(n)) if (1.0..=1000.0).contains(&n) => {
+                    self.settings.number = n as u32
+                }
+                ("seconds", Some(s)) if s > 0.0 && s.is_finite() => self.settings.seconds = s,
                 ("verbosity", Some(v)) if (0.0..=2.0).contains(&v) => self.log.verbosity = v as u8,
-                ("max_unacked", Some(n)) if n >= 1.0 => self.max_unacked = n as u32,
+                ("max_unacked", Some(n)) if n >= 1.0 => self.settings.max_unacked = n as u32,
                 ("max_upgrade_additional", Some(n)) if n >= 0.0 => {
-                    self.max_upgrade_additional = Some(n as u32)
+                    self.settings.max_upgrade_additional = Some(n as u32)
                 }
                 _ => self.debug(&format!("config: ignoring {key}")),
             }
@@ -406,7 +500,7 @@ impl Master {
         match request.id().cloned() {
             Some(id) => {
                 self.send(conn, protocol::reply(message, Some(&id), true));
-                self.subscribers.push((conn, id));
+                self.clients.subscribers.push((conn, id));
             }
             None => self.respond(conn, request, message),
         }
@@ -419,7 +513,7 @@ impl Master {
                 "[client {conn}] Invalid request (no pid): {}",
                 ruby_inspect(&Value::Mapping(request.fields.clone()))
             )),
-            Some(pid) => match &self.ack_mode {
+            Some(pid) => match &self.settings.ack_mode {
                 AckMode::Manual => {
                     self.info(&format!("Received a manual ACK from {}", ruby_inspect(pid)));
                     match pid.as_i64().and_then(|p| i32::try_from(p).ok()) {
@@ -470,121 +564,6 @@ impl Master {
             ),
         }
         self.close(conn);
-    }
-
-    /// The `state` reply: the pool and settings as a YAML document.
-    fn state(&self) -> String {
-        let mut children = Mapping::new();
-        for w in &self.pool.workers {
-            let mut child = Mapping::new();
-            child.insert("type".into(), "worker".into());
-            child.insert("version".into(), w.version.into());
-            child.insert("acked".into(), w.acked.into());
-            child.insert(
-                "signaled".into(),
-                Value::Sequence(w.signaled.iter().map(|s| Value::from(s.as_str())).collect()),
-            );
-            child.insert("last_signaled_at".into(), time_value(w.last_signaled_wall));
-            child.insert("index".into(), w.index.into());
-            child.insert("spinup_time".into(), time_value(Some(w.spinup_wall)));
-            child.insert("pinged_at".into(), time_value(w.pinged_at));
-            child.insert(
-                "pinged_request_id".into(),
-                w.pinged_request_id.clone().unwrap_or(Value::Null),
-            );
-            children.insert(w.pid.into(), Value::Mapping(child));
-        }
-        let options = &self.config.options;
-        let mut config = Mapping::new();
-        config.insert("number".into(), self.number.into());
-        config.insert("backlog".into(), options.backlog.into());
-        config.insert("seconds".into(), self.seconds.into());
-        config.insert("max_unacked".into(), self.max_unacked.into());
-        if let Some(n) = self.max_upgrade_additional {
-            config.insert("max_upgrade_additional".into(), n.into());
-        }
-        let strings = |items: &[String]| {
-            Value::Sequence(items.iter().map(|s| Value::from(s.as_str())).collect())
-        };
-        let mut cmd = vec![self.program.display().to_string()];
-        cmd.extend(options.command[1..].iter().cloned());
-        let mut ack_mode = Mapping::new();
-        ack_mode.insert("type".into(), self.ack_mode.name().into());
-        if let AckMode::Timer { timeout, .. } = &self.ack_mode {
-            ack_mode.insert("timeout".into(), timeout.as_secs_f64().into());
-        }
-        let mut state = Mapping::new();
-        let mut put = |k: &str, v: Value| {
-            state.insert(k.into(), v);
-        };
-        put("children", Value::Mapping(children));
-        put("config", Value::Mapping(config));
-        put("version", self.version.into());
-        put("orig_cmd", strings(&options.command));
-        put("cmd", strings(&cmd));
-        put(
-            "bind",
-            Value::Sequence(
-                self.sockets
-                    .iter()
-                    .map(|s| Value::from(s.spec.address.to_string()))
-                    .collect(),
-            ),
-        );
-        put(
-            "bind_fds",
-            Value::Sequence(
-                self.sockets
-                    .iter()
-                    .map(|s| Value::from(s.raw_fd()))
-                    .collect(),
-            ),
-        );
-        put(
-            "bound_ports",
-            Value::Sequence(self.sockets.iter().map(|s| Value::from(s.port)).collect()),
-        );
-        put("respawn", self.respawn.into());
-        put("upgrading", self.upgrading.into());
-        put("smooth_upgrade", self.smooth_upgrade.into());
-        put(
-            "cmd_name",
-            options
-                .command_name
-                .as_deref()
-                .map_or(Value::Null, Value::from),
-        );
-        put("verbosity", self.log.verbosity.into());
-        put("generation", self.generation.into());
-        put("last_spinup", time_value(self.last_spinup_wall));
-        put("ack_mode", Value::Mapping(ack_mode));
-        put(
-            "kill_children_on_exit",
-            options.kill_children_on_exit.into(),
-        );
-        put(
-            "socket_path",
-            self.config.sock_path.display().to_string().into(),
-        );
-        put("pidfile", self.config.pidfile.display().to_string().into());
-        put(
-            "lockfile",
-            self.config.lockfile.display().to_string().into(),
-        );
-        put(
-            "consecutive_deaths_before_ack",
-            self.consecutive_deaths_before_ack.into(),
-        );
-        put("last_upgraded", time_value(self.last_upgraded));
-        put("drop_environment_variables", strings(&options.drop_env_var));
-        put(
-            "signal_timeout",
-            options.signal_timeout.map_or(Value::Null, Value::from),
-        );
-        let mut root = Mapping::new();
-        root.insert("state".into(), Value::Mapping(state));
-        let yaml = serde_norway::to_string(&Value::Mapping(root)).unwrap_or_default();
-        format!("---\n{yaml}")
     }
 }
 

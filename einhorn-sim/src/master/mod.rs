@@ -5,6 +5,7 @@
 mod commands;
 pub mod pool;
 pub mod signals;
+mod state;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -107,46 +108,103 @@ pub struct Config {
     pub lockfile: PathBuf,
 }
 
-/// The master's state.
+/// The master's state, by concern.
 pub struct Master {
+    /// The command line and the paths chosen from it.
     config: Config,
+    /// This process.
     pid: u32,
+    /// PROGRAM, as last resolved (again at each upgrade).
     program: PathBuf,
+    /// The `-b` sockets every worker gets.
     sockets: Vec<BoundSocket>,
-    number: u32,
-    seconds: f64,
-    max_unacked: u32,
-    max_upgrade_additional: Option<u32>,
-    ack_mode: AckMode,
+    /// What the master writes: its log, and the `--events` file.
     log: Log,
     events: Events,
+    /// What the command socket can change.
+    settings: Settings,
+    /// The workers.
     pool: Pool,
+    /// The version new workers are spawned at.
     version: u64,
-    newest_version: u64,
+    /// False once the master is shutting down: no more spawns.
     respawn: bool,
-    upgrading: bool,
-    smooth_upgrade: bool,
-    upgrade_from: u64,
+    /// The upgrade in progress, and what is left of past ones.
+    upgrade_state: UpgradeState,
+    /// When workers may be spawned.
+    spinup: Spinup,
+    /// What the master waits for, and when.
+    timers: Vec<(Instant, Timer)>,
+    /// The command-socket connections.
+    clients: Clients,
+}
+
+/// The settings the command socket can change (`config`, `inc`, `dec`,
+/// `set_workers`, `louder`, `quieter`), first taken from the command line.
+struct Settings {
+    /// `-n`: how many workers to run.
+    number: u32,
+    /// `-s`: the base spawn interval, in seconds.
+    seconds: f64,
+    /// `--max-unacked`.
+    max_unacked: u32,
+    /// `--max-upgrade-additional`.
+    max_upgrade_additional: Option<u32>,
+    /// `-m`.
+    ack_mode: AckMode,
+}
+
+/// Upgrades: the one in progress, and the counters that outlive it.
+#[derive(Default)]
+struct UpgradeState {
+    /// An upgrade is in progress.
+    active: bool,
+    /// It is smooth (one old worker goes per new ACK), not a fleet one.
+    smooth: bool,
+    /// The version it replaces.
+    from: u64,
+    /// The highest version ever started.
+    newest_version: u64,
+    /// Reloads so far (each upgrade reloads first).
     generation: u64,
-    last_spinup: Option<Instant>,
-    last_spinup_wall: Option<SystemTime>,
-    consecutive_deaths_before_ack: u32,
+    /// When the last upgrade started.
+    last_upgraded: Option<SystemTime>,
+    /// `--drop-env-var` applies: the first upgrade has happened.
+    drop_env_active: bool,
+    /// `--watch`: a rebuild arrived during an upgrade; one more upgrade
+    /// starts when it ends.
+    queued: bool,
+}
+
+/// Spawn pacing: when the last worker started, and the deaths that slow
+/// the next ones down.
+#[derive(Default)]
+struct Spinup {
+    /// When the last worker was spawned (`None`: not yet, so the first N
+    /// start at once).
+    last: Option<Instant>,
+    /// The same, as wall-clock time for `state`.
+    last_wall: Option<SystemTime>,
+    /// New workers in a row that died before their ACK: the backoff
+    /// exponent, and the end of ACK pacing until the next ACK.
+    deaths_before_ack: u32,
     /// When an ACKed worker last died on its own within `-s` of its start:
     /// ACK pacing then waits `-s` too, so a worker that ACKs and crashes is
     /// not respawned in a tight loop.
     last_quick_exit: Option<Instant>,
-    last_upgraded: Option<SystemTime>,
-    has_outstanding_spinup_timer: bool,
-    drop_env_active: bool,
-    timers: Vec<(Instant, Timer)>,
+    /// A `Timer::Spinup` is armed.
+    timer_armed: bool,
+}
+
+/// The command-socket connections.
+#[derive(Default)]
+struct Clients {
+    /// Where each connection's replies go.
     connections: HashMap<ConnId, ClientHandle>,
     /// Who each connection is (peer credentials).
     peers: HashMap<ConnId, String>,
     /// Connections streaming an upgrade, with the request id to answer.
     subscribers: Vec<(ConnId, Value)>,
-    /// `--watch`: a rebuild arrived during an upgrade; one more upgrade
-    /// starts when it ends.
-    upgrade_queued: bool,
 }
 
 impl Master {
@@ -163,35 +221,24 @@ impl Master {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
         Master {
             pid: std::process::id(),
-            number: options.number,
-            seconds: options.seconds,
-            max_unacked,
-            max_upgrade_additional: options.max_upgrade_additional,
-            ack_mode: options.ack_mode(),
+            settings: Settings {
+                number: options.number,
+                seconds: options.seconds,
+                max_unacked,
+                max_upgrade_additional: options.max_upgrade_additional,
+                ack_mode: options.ack_mode(),
+            },
             log: Log::new(options.verbosity()),
             events,
             program,
             sockets,
             pool: Pool::default(),
             version: 0,
-            newest_version: 0,
             respawn: true,
-            upgrading: false,
-            smooth_upgrade: false,
-            upgrade_from: 0,
-            generation: 0,
-            last_spinup: None,
-            last_spinup_wall: None,
-            consecutive_deaths_before_ack: 0,
-            last_quick_exit: None,
-            last_upgraded: None,
-            has_outstanding_spinup_timer: false,
-            drop_env_active: false,
+            upgrade_state: UpgradeState::default(),
+            spinup: Spinup::default(),
             timers: Vec::new(),
-            connections: HashMap::new(),
-            peers: HashMap::new(),
-            subscribers: Vec::new(),
-            upgrade_queued: false,
+            clients: Clients::default(),
             config,
         }
     }
@@ -207,8 +254,8 @@ impl Master {
             self.reap();
             self.replenish();
             self.cull();
-            if self.upgrade_queued && !self.upgrading && self.respawn {
-                self.upgrade_queued = false;
+            if self.upgrade_state.queued && !self.upgrade_state.active && self.respawn {
+                self.upgrade_state.queued = false;
                 self.upgrade_log(Level::Info, "Starting the upgrade queued by --watch.");
                 self.upgrade(true);
                 continue;
@@ -284,7 +331,7 @@ impl Master {
         } else {
             msg.to_string()
         };
-        for (conn, id) in self.subscribers.clone() {
+        for (conn, id) in self.clients.subscribers.clone() {
             self.send(conn, protocol::reply(&text, Some(&id), true));
         }
     }
@@ -292,37 +339,37 @@ impl Master {
     // ----- connections -----
 
     fn send(&mut self, conn: ConnId, value: Value) {
-        let Some(client) = self.connections.get(&conn) else {
+        let Some(client) = self.clients.connections.get(&conn) else {
             return;
         };
         let line = protocol::encode(&value);
         let pending = client.pending.fetch_add(line.len(), Ordering::Relaxed) + line.len();
         if pending > MAX_PENDING_OUTPUT {
-            let who = self.peers.get(&conn).cloned().unwrap_or_default();
+            let who = self.clients.peers.get(&conn).cloned().unwrap_or_default();
             self.error(&format!(
                 "Disconnecting command socket client {conn} ({who}): it left more than {} MiB of replies unread",
                 MAX_PENDING_OUTPUT >> 20
             ));
             client.abort.notify_one();
-            self.connections.remove(&conn);
-            self.subscribers.retain(|(c, _)| *c != conn);
+            self.clients.connections.remove(&conn);
+            self.clients.subscribers.retain(|(c, _)| *c != conn);
             return;
         }
         let _ = client.tx.send(Outgoing::Line(line));
     }
 
     fn close(&mut self, conn: ConnId) {
-        if let Some(client) = self.connections.remove(&conn) {
+        if let Some(client) = self.clients.connections.remove(&conn) {
             let _ = client.tx.send(Outgoing::Close);
         }
-        self.subscribers.retain(|(c, _)| *c != conn);
+        self.clients.subscribers.retain(|(c, _)| *c != conn);
     }
 
     fn on_input(&mut self, input: Input) {
         match input {
             Input::Connected(conn, client, peer) => {
-                self.connections.insert(conn, client);
-                self.peers.insert(conn, peer);
+                self.clients.connections.insert(conn, client);
+                self.clients.peers.insert(conn, peer);
             }
             Input::Line(conn, request) => {
                 // Lines after a worker:ack on the same connection are still
@@ -334,7 +381,7 @@ impl Master {
                         protocol::reply("Could not parse command", None, false),
                     ),
                 }
-                if let Some(client) = self.connections.get(&conn) {
+                if let Some(client) = self.clients.connections.get(&conn) {
                     client.handled.notify_one();
                 }
             }
@@ -346,14 +393,14 @@ impl Master {
                 self.close(conn);
             }
             Input::ReadDone(conn) => {
-                if !self.subscribers.iter().any(|(c, _)| *c == conn) {
+                if !self.clients.subscribers.iter().any(|(c, _)| *c == conn) {
                     self.close(conn);
                 }
             }
             Input::Closed(conn) => {
-                self.connections.remove(&conn);
-                self.peers.remove(&conn);
-                self.subscribers.retain(|(c, _)| *c != conn);
+                self.clients.connections.remove(&conn);
+                self.clients.peers.remove(&conn);
+                self.clients.subscribers.retain(|(c, _)| *c != conn);
             }
             Input::Rebuilt(paths) => self.on_rebuilt(&paths),
         }
@@ -368,14 +415,14 @@ impl Master {
             return;
         }
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        let queued = self.upgrading && self.consecutive_deaths_before_ack == 0;
+        let queued = self.upgrade_state.active && self.spinup.deaths_before_ack == 0;
         self.events.emit(Event::Rebuilt {
             paths: names.clone(),
             queued,
         });
         let what = names.join(", ");
         if queued {
-            self.upgrade_queued = true;
+            self.upgrade_state.queued = true;
             self.upgrade_log(
                 Level::Info,
                 &format!("{what} changed during the upgrade: one more upgrade is queued."),
@@ -435,14 +482,15 @@ impl Master {
                 ));
                 continue;
             };
-            let quick = worker.spinup_time.elapsed() < Duration::from_secs_f64(self.seconds);
+            let quick =
+                worker.spinup_time.elapsed() < Duration::from_secs_f64(self.settings.seconds);
             if worker.acked && worker.unsignaled() && quick {
-                self.last_quick_exit = Some(Instant::now());
+                self.spinup.last_quick_exit = Some(Instant::now());
             }
             let suffix = if worker.acked {
                 ""
             } else {
-                self.consecutive_deaths_before_ack += 1;
+                self.spinup.deaths_before_ack += 1;
                 " before it was ACKed"
             };
             self.upgrade_log(Level::Info, &format!("===> Exited worker {pid}{suffix}"));
@@ -454,9 +502,9 @@ impl Master {
                 version: worker.version,
                 index: worker.index,
             });
-            let deaths = self.consecutive_deaths_before_ack;
+            let deaths = self.spinup.deaths_before_ack;
             if self.config.options.watch.is_some()
-                && self.upgrading
+                && self.upgrade_state.active
                 && worker.version == self.version
                 && deaths >= WATCH_CRASH_LIMIT
             {
@@ -473,7 +521,7 @@ impl Master {
         if !self.respawn {
             return;
         }
-        if self.last_spinup.is_none() {
+        if self.spinup.last.is_none() {
             self.replenish_immediately();
         } else {
             self.replenish_gradually();
@@ -481,18 +529,18 @@ impl Master {
     }
 
     fn replenish_immediately(&mut self) {
-        let missing = self.pool.missing(self.version, self.number);
+        let missing = self.pool.missing(self.version, self.settings.number);
         if missing <= 0 {
             return;
         }
         self.info(&format!("Launching {missing} new workers"));
         for _ in 0..missing {
-            self.spinup();
+            self.spawn_worker();
         }
     }
 
     fn spinup_interval(&self) -> f64 {
-        (self.seconds * 1.5f64.powi(self.consecutive_deaths_before_ack as i32)).min(30.0)
+        (self.settings.seconds * 1.5f64.powi(self.spinup.deaths_before_ack as i32)).min(30.0)
     }
 
     /// Whether the next spawn waits only for ACKs: manual ACK mode, unless
@@ -500,12 +548,13 @@ impl Master {
     /// an ACKed one within `-s` of its start). After such a death, the `-s`
     /// interval and its backoff apply again, until an ACK breaks the streak.
     fn paced_by_acks(&self) -> bool {
-        matches!(self.ack_mode, AckMode::Manual)
+        matches!(self.settings.ack_mode, AckMode::Manual)
             && !self.config.options.einhorn_pacing
-            && self.consecutive_deaths_before_ack == 0
+            && self.spinup.deaths_before_ack == 0
             && self
+                .spinup
                 .last_quick_exit
-                .is_none_or(|t| t.elapsed().as_secs_f64() >= self.seconds)
+                .is_none_or(|t| t.elapsed().as_secs_f64() >= self.settings.seconds)
     }
 
     /// Starts workers while any are missing and the limits allow
@@ -513,11 +562,11 @@ impl Master {
     /// loop again, which starts the next ones: no timer is involved.
     fn replenish_on_acks(&mut self) {
         while self.paced_by_acks()
-            && self.pool.missing(self.version, self.number) > 0
+            && self.pool.missing(self.version, self.settings.number) > 0
             && self.spinup_blocked().is_none()
         {
             self.debug("Spinning up a new process: the previous new workers have ACKed.");
-            self.spinup();
+            self.spawn_worker();
         }
     }
 
@@ -526,20 +575,21 @@ impl Master {
             self.replenish_on_acks();
             return;
         }
-        if self.has_outstanding_spinup_timer || self.pool.missing(self.version, self.number) <= 0 {
+        if self.spinup.timer_armed || self.pool.missing(self.version, self.settings.number) <= 0 {
             return;
         }
         let interval = self.spinup_interval();
         let ago = self
-            .last_spinup
+            .spinup
+            .last
             .map_or(f64::INFINITY, |t| t.elapsed().as_secs_f64());
         if ago > interval {
             if self.trigger_spinup() {
                 let message = format!(
                     "Last spinup was {ago}s ago, and spinup_interval is {interval}s, so spinning up a new process."
                 );
-                if self.consecutive_deaths_before_ack > 0 {
-                    let deaths = self.consecutive_deaths_before_ack;
+                if self.spinup.deaths_before_ack > 0 {
+                    let deaths = self.spinup.deaths_before_ack;
                     self.upgrade_log(
                         Level::Info,
                         &format!("{message} (there have been {deaths} consecutive unacked worker deaths)"),
@@ -547,14 +597,14 @@ impl Master {
                 } else {
                     self.debug(&message);
                 }
-                self.spinup();
+                self.spawn_worker();
             }
         } else {
             self.debug(&format!(
                 "Last spinup was {ago}s ago, and spinup_interval is {interval}s, so not spinning up a new process."
             ));
         }
-        self.has_outstanding_spinup_timer = true;
+        self.spinup.timer_armed = true;
         self.events.emit(Event::RespawnDelay { seconds: interval });
         self.timers.push((
             Instant::now() + Duration::from_secs_f64(interval),
@@ -578,15 +628,15 @@ impl Master {
     /// (`--max-upgrade-additional`).
     fn spinup_blocked(&self) -> Option<String> {
         let unacked = self.pool.unacked_new(self.version);
-        if unacked >= self.max_unacked as usize {
+        if unacked >= self.settings.max_unacked as usize {
             return Some(format!(
                 "There are {unacked} unacked new workers, and max_unacked is {}, so not spinning up a new process.",
-                self.max_unacked
+                self.settings.max_unacked
             ));
         }
-        if let Some(extra) = self.max_upgrade_additional {
+        if let Some(extra) = self.settings.max_upgrade_additional {
             let total = self.pool.workers.len() as i64;
-            let capacity = i64::from(self.number) + i64::from(extra);
+            let capacity = i64::from(self.settings.number) + i64::from(extra);
             if capacity - total < 0 {
                 return Some(format!(
                     "Over worker capacity by {} during upgrade, {} new workers of {total} total. Waiting for old workers to exit before spinning up a process.",
@@ -598,9 +648,10 @@ impl Master {
         None
     }
 
-    fn spinup(&mut self) {
+    /// Spawns one worker at the current version.
+    fn spawn_worker(&mut self) {
         let index = self.pool.free_index();
-        let dropped: &[String] = if self.drop_env_active {
+        let dropped: &[String] = if self.upgrade_state.drop_env_active {
             &self.config.options.drop_env_var
         } else {
             &[]
@@ -622,14 +673,14 @@ impl Master {
         }
         .run();
         let now = Instant::now();
-        self.last_spinup = Some(now);
-        self.last_spinup_wall = Some(SystemTime::now());
+        self.spinup.last = Some(now);
+        self.spinup.last_wall = Some(SystemTime::now());
         let pid = match spawned {
             Ok(pid) => pid as i32,
             Err(e) => {
                 // Counts like a worker that died before its ACK, so the
                 // respawn backoff applies.
-                self.consecutive_deaths_before_ack += 1;
+                self.spinup.deaths_before_ack += 1;
                 self.upgrade_log(
                     Level::Error,
                     &format!("Could not spawn {}: {e}", self.program.display()),
@@ -664,7 +715,7 @@ impl Master {
             pinged_at: None,
             pinged_request_id: None,
         });
-        match &self.ack_mode {
+        match &self.settings.ack_mode {
             AckMode::Timer { timeout, .. } => {
                 self.timers.push((now + *timeout, Timer::Ack(pid, now)))
             }
@@ -747,7 +798,7 @@ impl Master {
     }
 
     fn register_ack(&mut self, pid: i32) {
-        let count_before = self.consecutive_deaths_before_ack;
+        let count_before = self.spinup.deaths_before_ack;
         let Some(worker) = self.pool.get_mut(pid) else {
             self.error(&format!(
                 "Could not find state for PID {pid}; ignoring ACK."
@@ -759,7 +810,7 @@ impl Master {
             return;
         }
         worker.acked = true;
-        self.consecutive_deaths_before_ack = 0;
+        self.spinup.deaths_before_ack = 0;
         let streak = if count_before > 0 {
             format!(", breaking the streak of {count_before} consecutive unacked workers dying")
         } else {
@@ -768,8 +819,8 @@ impl Master {
         self.info(&format!(
             "Up to {} / {} {} ACKs{streak}",
             self.pool.ack_count(self.version),
-            self.number,
-            self.ack_mode.name()
+            self.settings.number,
+            self.settings.ack_mode.name()
         ));
         self.events.emit(Event::Ack { pid });
     }
@@ -779,9 +830,9 @@ impl Master {
     fn cull(&mut self) {
         let acked = self.pool.ack_count(self.version);
         let unsignaled = self.pool.unsignaled_count(self.version);
-        let target = self.number as usize;
-        if self.upgrading && acked >= target {
-            self.upgrading = false;
+        let target = self.settings.number as usize;
+        if self.upgrade_state.active && acked >= target {
+            self.upgrade_state.active = false;
             self.upgrade_log(
                 Level::Info,
                 &format!(
@@ -795,13 +846,13 @@ impl Master {
             self.finish_upgrade_streams("Upgrade done");
         }
         let old = self.pool.old(self.version);
-        if !self.upgrading && !old.is_empty() {
+        if !self.upgrade_state.active && !old.is_empty() {
             self.upgrade_log(
                 Level::Info,
                 &format!("Killing off {} old workers.", old.len()),
             );
             self.signal_all(Signal::SIGUSR2, &old, true);
-        } else if self.upgrading && self.smooth_upgrade {
+        } else if self.upgrade_state.active && self.upgrade_state.smooth {
             let excess = (old.len() + acked) as i64 - target as i64;
             if excess > 0 {
                 let victims: Vec<i32> = old.into_iter().take(excess as usize).collect();
@@ -865,17 +916,24 @@ impl Master {
                     ago.as_secs()
                 ),
             );
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            if let Some(w) = self.pool.get_mut(pid) {
-                w.signaled.insert("KILL".to_string());
-                w.last_signaled_at = Some(Instant::now());
-                w.last_signaled_wall = Some(SystemTime::now());
-            }
-            self.events.emit(Event::Signal {
-                pid,
-                signal: "SIGKILL".to_string(),
-            });
+            self.escalate_to_kill(pid);
         }
+    }
+
+    /// `-t`: SIGKILL for a worker still alive after its graceful signal,
+    /// recorded as that signal is (the `KILL` mark stops any further
+    /// escalation; `last_signaled_at` is now).
+    fn escalate_to_kill(&mut self, pid: i32) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        if let Some(w) = self.pool.get_mut(pid) {
+            w.signaled.insert("KILL".to_string());
+            w.last_signaled_at = Some(Instant::now());
+            w.last_signaled_wall = Some(SystemTime::now());
+        }
+        self.events.emit(Event::Signal {
+            pid,
+            signal: "SIGKILL".to_string(),
+        });
     }
 
     /// Starts a smooth or fleet upgrade: new workers of a new version, the
@@ -883,29 +941,29 @@ impl Master {
     /// so a rebuilt binary is picked up.
     fn upgrade(&mut self, smooth: bool) {
         self.reload();
-        self.smooth_upgrade = smooth;
-        self.drop_env_active = true;
-        if self.upgrading {
+        self.upgrade_state.smooth = smooth;
+        self.upgrade_state.drop_env_active = true;
+        if self.upgrade_state.active {
             let msg = format!(
                 "Currently upgrading ({} / {} ACKs; bumping version and starting over)...",
                 self.pool.ack_count(self.version),
-                self.number
+                self.settings.number
             );
             self.upgrade_log(Level::Info, &msg);
         } else {
-            self.upgrading = true;
-            self.upgrade_from = self.version;
+            self.upgrade_state.active = true;
+            self.upgrade_state.from = self.version;
             let kind = if smooth { "smooth" } else { "fleet" };
             let msg = format!("Starting {kind} upgrade from version {}...", self.version);
             self.upgrade_log(Level::Info, &msg);
         }
-        self.consecutive_deaths_before_ack = 0;
-        self.last_upgraded = Some(SystemTime::now());
-        self.newest_version += 1;
-        self.version = self.newest_version;
+        self.spinup.deaths_before_ack = 0;
+        self.upgrade_state.last_upgraded = Some(SystemTime::now());
+        self.upgrade_state.newest_version += 1;
+        self.version = self.upgrade_state.newest_version;
         self.events.emit(Event::UpgradeStart {
             version: self.version,
-            from: self.upgrade_from,
+            from: self.upgrade_state.from,
             smooth,
         });
         if let Some(limit) = self.config.options.ack_timeout() {
@@ -924,7 +982,7 @@ impl Master {
     /// Einhorn re-execs itself here; this master keeps running and only
     /// re-resolves PROGRAM and counts the generation.
     fn reload(&mut self) {
-        self.generation += 1;
+        self.upgrade_state.generation += 1;
         match resolve_program(&self.config.options.command[0]) {
             Ok(program) => self.program = program,
             Err(e) => self.error(&format!(
@@ -934,12 +992,12 @@ impl Master {
         }
         self.info(&format!(
             "Reloaded (generation {}); einhorn-sim does not re-exec itself",
-            self.generation
+            self.upgrade_state.generation
         ));
     }
 
     fn finish_upgrade_streams(&mut self, message: &str) {
-        for (conn, id) in std::mem::take(&mut self.subscribers) {
+        for (conn, id) in std::mem::take(&mut self.clients.subscribers) {
             self.send(conn, protocol::reply(message, Some(&id), false));
         }
     }
@@ -949,20 +1007,20 @@ impl Master {
     /// keep its workers, and stop the new ones. `why` completes "upgrade
     /// abandoned: ...".
     fn abandon_upgrade(&mut self, version: u64, why: &str) {
-        if !self.upgrading || self.version != version {
+        if !self.upgrade_state.active || self.version != version {
             return;
         }
         let message = format!(
             "upgrade abandoned: {why}; keeping version {}",
-            self.upgrade_from
+            self.upgrade_state.from
         );
         self.error(&message);
         self.events.emit(Event::UpgradeAbandoned {
             version,
-            kept_version: self.upgrade_from,
+            kept_version: self.upgrade_state.from,
         });
-        self.upgrading = false;
-        self.version = self.upgrade_from;
+        self.upgrade_state.active = false;
+        self.version = self.upgrade_state.from;
         self.finish_upgrade_streams(&format!("ERROR: {message}"));
         let failed: Vec<i32> = self
             .pool
@@ -992,7 +1050,7 @@ impl Master {
                         continue;
                     }
                     if self.pool.get(pid).is_some_and(|w| w.spinup_time == spinup) {
-                        if let AckMode::Timer { text, .. } = &self.ack_mode {
+                        if let AckMode::Timer { text, .. } = &self.settings.ack_mode {
                             self.info(&format!(
                                 "Worker {pid} has been up for {text}s, so we are considering it alive."
                             ));
@@ -1019,7 +1077,7 @@ impl Master {
                     }
                 }
                 Timer::Spinup => {
-                    self.has_outstanding_spinup_timer = false;
+                    self.spinup.timer_armed = false;
                     self.replenish();
                 }
                 Timer::SignalTimeout(targets) => {
@@ -1031,11 +1089,7 @@ impl Master {
                                     continue;
                                 }
                                 self.info(&format!("Child {pid} is still active after {t}s. Sending SIGKILL."));
-                                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                                if let Some(w) = self.pool.get_mut(pid) {
-                                    w.signaled.insert("KILL".to_string());
-                                }
-                                self.events.emit(Event::Signal { pid, signal: "SIGKILL".to_string() });
+                                self.escalate_to_kill(pid);
                             }
                             Some(_) => self.info(&format!(
                                 "Different spinup time recorded for {pid} after {t}s. This probably indicates a PID rollover."

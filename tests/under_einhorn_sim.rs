@@ -128,7 +128,7 @@ fn the_development_command_as_users_type_it() {
         .arg(dir.path().join("cmd.sock"))
         .arg("--events")
         .arg(&events_path)
-        .args(["-k", "-n", "4", "--"])
+        .args(["-n", "4", "--"])
         .arg(binary())
         .arg("--bind")
         .arg(format!("127.0.0.1:{port}"))
@@ -151,7 +151,8 @@ fn the_development_command_as_users_type_it() {
             log.push('\n');
         }
     });
-    let _master = KillOnDrop(child);
+    // No -k, as users type it: the guard stops the master with SIGTERM.
+    let _master = TermOnDrop(child);
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let started = Instant::now();
     let mut seen = BTreeSet::new();

@@ -45,12 +45,15 @@ fn run_kit(knobs: &[(&str, &str)], extra: &[&str]) -> Run {
     let mut command = Command::new(kit_binary());
     command
         .args([
+            // The slow request must still be in flight when the worker
+            // handles its signal: 1.5 s holds on a machine twice as busy
+            // (500 ms did not), and the stop timeout leaves it room.
             "--stop-timeout",
-            "2",
+            "3",
             "--ack-deadline",
             "2",
             "--slow-request",
-            "/sleep?ms=500",
+            "/sleep?ms=1500",
         ])
         .arg("--json")
         .arg(&json)

@@ -404,6 +404,28 @@ pub fn unix_get(path: &Path) -> String {
     reply
 }
 
+/// An einhorn-sim master stopped as a user stops it when the test ends,
+/// also when it fails: SIGTERM (it passes TERM to its workers and waits
+/// for them), then SIGKILL if it is still there after 10 s. For masters
+/// run without `-k`, whose workers would outlive a SIGKILLed master.
+#[allow(dead_code)]
+pub struct TermOnDrop(pub Child);
+
+impl Drop for TermOnDrop {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A child process (such as an einhorn-sim master) killed and reaped when
 /// the test ends, also when it fails.
 pub struct KillOnDrop(pub Child);

@@ -27,30 +27,45 @@ fn port(field: &str) -> Option<u16> {
     u16::from_str_radix(field.rsplit(':').next()?, 16).ok()
 }
 
+/// Parses one line of `/proc/net/tcp` (or `tcp6`), not the header.
+fn parse_line(line: &str) -> Option<TcpEntry> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let queues = f.get(4)?;
+    Some(TcpEntry {
+        local_port: port(f.get(1)?)?,
+        remote_port: port(f.get(2)?)?,
+        state: u8::from_str_radix(f.get(3)?, 16).ok()?,
+        rx_queue: u32::from_str_radix(queues.split(':').nth(1)?, 16).ok()?,
+        inode: f.get(9)?.parse().ok()?,
+    })
+}
+
 /// Parses the text of `/proc/net/tcp` (or `tcp6`).
 pub fn parse_tcp(text: &str) -> Vec<TcpEntry> {
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let queues = f.get(4)?;
-            Some(TcpEntry {
-                local_port: port(f.get(1)?)?,
-                remote_port: port(f.get(2)?)?,
-                state: u8::from_str_radix(f.get(3)?, 16).ok()?,
-                rx_queue: u32::from_str_radix(queues.split(':').nth(1)?, 16).ok()?,
-                inode: f.get(9)?.parse().ok()?,
-            })
-        })
-        .collect()
+    text.lines().skip(1).filter_map(parse_line).collect()
 }
+
+const TCP_TABLES: [&str; 2] = ["/proc/net/tcp", "/proc/net/tcp6"];
 
 /// Every TCP socket of this network namespace, IPv4 and IPv6.
 pub fn tcp_entries() -> Vec<TcpEntry> {
-    ["/proc/net/tcp", "/proc/net/tcp6"]
+    TCP_TABLES
         .iter()
         .flat_map(|path| parse_tcp(&std::fs::read_to_string(path).unwrap_or_default()))
         .collect()
+}
+
+/// The server side of the connection from `client_port` to `server_port`,
+/// once it is established. One read of the tables, stopping at the match:
+/// a machine that has run many tests holds thousands of TIME_WAIT lines,
+/// and the scenarios poll this while a request is in flight.
+pub fn server_side(server_port: u16, client_port: u16) -> Option<TcpEntry> {
+    TCP_TABLES.iter().find_map(|path| {
+        let text = std::fs::read_to_string(path).ok()?;
+        text.lines().skip(1).filter_map(parse_line).find(|e| {
+            e.state == ESTABLISHED && e.local_port == server_port && e.remote_port == client_port
+        })
+    })
 }
 
 /// A process's state letter from `/proc/PID/stat` (`T` when stopped).
@@ -88,28 +103,6 @@ pub fn listening_ports(pid: i32) -> Vec<u16> {
     ports.sort_unstable();
     ports.dedup();
     ports
-}
-
-/// How many bytes the server side of the connection from `client_port` to
-/// `server_port` has not read yet (`None` until the connection exists).
-pub fn server_unread(server_port: u16, client_port: u16) -> Option<u32> {
-    tcp_entries()
-        .into_iter()
-        .find(|e| {
-            e.state == ESTABLISHED && e.local_port == server_port && e.remote_port == client_port
-        })
-        .map(|e| e.rx_queue)
-}
-
-/// Whether any process of `pids` holds a socket with inode `inode` (the
-/// server side of a connection).
-pub fn held_by_any(pids: &[i32], server_port: u16, client_port: u16) -> Option<i32> {
-    let entry = tcp_entries().into_iter().find(|e| {
-        e.state == ESTABLISHED && e.local_port == server_port && e.remote_port == client_port
-    })?;
-    pids.iter()
-        .copied()
-        .find(|pid| socket_inodes(*pid).contains(&entry.inode))
 }
 
 #[cfg(test)]

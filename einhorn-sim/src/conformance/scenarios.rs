@@ -96,8 +96,12 @@ impl Context {
         let deadline = Instant::now() + Duration::from_secs(10);
         let port = self.pool.addr.port();
         loop {
-            let held = procfs::held_by_any(&[worker], port, client_port).is_some();
-            if held && procfs::server_unread(port, client_port) == Some(0) {
+            // Held by the worker, and the request read: one look at the
+            // tables per poll.
+            let read = procfs::server_side(port, client_port).is_some_and(|e| {
+                e.rx_queue == 0 && procfs::socket_inodes(worker).contains(&e.inode)
+            });
+            if read {
                 return Ok(());
             }
             if Instant::now() > deadline {

@@ -68,6 +68,26 @@ pub fn run_with(
     runtime.block_on(async move {
         let signals = signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let log = Log::new(options.verbosity());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        // --watch: PROGRAM's executable and the PATHs given, watched before
+        // anything is bound or written, so a bad PATH leaves nothing behind.
+        let _watch = match &options.watch {
+            Some(paths) => {
+                let mut paths = paths.clone();
+                paths.insert(0, program.clone());
+                let watch = watch::start(&paths, tx.clone())?;
+                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                log.write(
+                    Level::Info,
+                    &format!(
+                        "Watching {} for rebuilds: a change upgrades smoothly",
+                        names.join(", ")
+                    ),
+                );
+                Some(watch)
+            }
+            None => None,
+        };
         let mut sockets = Vec::new();
         if options.bind.is_empty() {
             log.write(
@@ -116,25 +136,6 @@ pub fn run_with(
             socket_path: sock_path.display().to_string(),
             bound,
         });
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        // --watch: PROGRAM's executable and the PATHs given.
-        let _watch = match &options.watch {
-            Some(paths) => {
-                let mut paths = paths.clone();
-                paths.insert(0, program.clone());
-                let watch = watch::start(&paths, tx.clone())?;
-                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-                log.write(
-                    Level::Info,
-                    &format!(
-                        "Watching {} for rebuilds: a change upgrades smoothly",
-                        names.join(", ")
-                    ),
-                );
-                Some(watch)
-            }
-            None => None,
-        };
         tokio::spawn(command_server::serve(listener, tx));
         let config = Config {
             options,

@@ -57,8 +57,13 @@ pub fn start(paths: &[PathBuf], inputs: UnboundedSender<Input>) -> Result<Watch,
             .map_err(|e| format!("--watch: cannot use {}: {e}", path.display()))?;
         if path.is_dir() {
             dirs.push(path);
-        } else {
+        } else if path.parent().is_some_and(Path::is_dir) {
             files.push(path);
+        } else {
+            return Err(format!(
+                "--watch: cannot watch {}: its directory does not exist",
+                path.display()
+            ));
         }
     }
     let mut seen: HashMap<PathBuf, Fingerprint> = files

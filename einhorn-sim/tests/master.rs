@@ -553,6 +553,7 @@ fn startup_errors_are_one_line_and_exit_1() {
         vec!["-b", "nope", "--", "true"],
         vec!["-s", "0", "--", "true"],
         vec!["--", "no-such-program-anywhere"],
+        vec!["--watch", "/no/such/dir/file", "--", "true"],
         vec![],
     ] {
         let output = std::process::Command::new(sim_binary())

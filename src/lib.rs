@@ -150,6 +150,7 @@ mod error;
 #[cfg(feature = "examples")]
 pub mod examples;
 mod handlers;
+pub mod health;
 mod logging;
 mod os_error;
 mod registry;

@@ -18,6 +18,7 @@ use crate::config::{AppConfig, ConfigFile, Section};
 use crate::einhorn::Worker;
 use crate::error::{io_reason, BoxError, Error};
 use crate::handlers::access_log;
+use crate::health::{self, AnsweredBy, Health};
 use crate::logging::file_config::FileLogging;
 use crate::logging::UserLayer;
 use crate::registry::{AppFactory, BuiltThriftApp, Registry};
@@ -371,7 +372,8 @@ impl Serve {
             warn!("--reload is for development only: it restarts the server when files change");
         }
 
-        let app = self.build_app(options, server_section, app_section)?;
+        let health = Health::default();
+        let app = self.build_app(options, server_section, app_section, &health)?;
         if args.check {
             println!(
                 "config OK: server {:?} ({}), app {:?} ({})",
@@ -432,24 +434,28 @@ impl Serve {
         };
         let outcome = match app {
             App::Http(handler) => {
-                lifecycle::run(listener, handler, options, tracker, triggers).await
+                lifecycle::run(listener, handler, options, tracker, health, triggers).await
             }
             App::Thrift(handler) => {
-                lifecycle::run(listener, handler, options, tracker, triggers).await
+                lifecycle::run(listener, handler, options, tracker, health, triggers).await
             }
         };
         Ok(outcome)
     }
 
     /// Runs the app factory named in the app section, checks that the server
-    /// serves its kind, wraps the app in the `handler` layer, if any, and
+    /// serves its kind, wraps the app in the `handler` layer, if any, then
+    /// in the server's health probes (unless the app answers them), and
     /// makes the connection handler that serves it with the server's options.
     fn build_app(
         &self,
         options: &ServerOptions,
         server_section: &Section,
         app_section: &Section,
+        health: &Health,
     ) -> Result<App, Error> {
+        let config = AppConfig::with_health(app_section.clone(), health.clone());
+        let server_answers = options.health_answered_by == AnsweredBy::Server;
         let name = app_section
             .get("factory")
             .filter(|f| !f.is_empty())
@@ -475,7 +481,7 @@ impl Serve {
         match (factory, &options.protocol) {
             (AppFactory::Thrift(make), ProtocolOptions::Thrift(thrift)) => {
                 let timeouts = ServerTimeouts::from_app_section(app_section)?;
-                let service = match make(app_section).map_err(failed)? {
+                let service = match make(&config).map_err(failed)? {
                     BuiltThriftApp::Processor(processor) => {
                         processor_service(processor, thrift.execution, thrift.max_handler_threads)
                     }
@@ -491,6 +497,11 @@ impl Serve {
                         layer(service)
                     }
                 };
+                let service = if server_answers {
+                    health::thrift::answer_probes(service, health.clone())
+                } else {
+                    service
+                };
                 Ok(App::Thrift(ThriftHandler::new(
                     service,
                     thrift.max_frame_size,
@@ -498,7 +509,7 @@ impl Serve {
                 )))
             }
             (AppFactory::Http(make), ProtocolOptions::Http(http)) => {
-                let app = make(app_section).map_err(failed)?;
+                let app = make(&config).map_err(failed)?;
                 let app = match &options.handler {
                     None => app,
                     Some(handler) => {
@@ -508,6 +519,11 @@ impl Serve {
                             .map_err(|message| server_section.error("handler", message))?;
                         layer(app)
                     }
+                };
+                let app = if server_answers {
+                    health::http::answer_probes(app, health.clone(), &http.health_path)
+                } else {
+                    app
                 };
                 Ok(App::Http(HttpHandler::new(app, http)))
             }

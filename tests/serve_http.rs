@@ -19,7 +19,10 @@ fn example_routes() {
     assert_eq!(r.status, 200);
     assert_eq!(
         r.text(),
-        format!("{{\"pid\":{},\"status\":\"ok\"}}", server.child.id())
+        format!(
+            "{{\"pid\":{},\"probe\":\"readiness\",\"status\":\"ok\"}}",
+            server.child.id()
+        )
     );
 
     let r = get(addr, "/sleep?ms=20");
@@ -111,13 +114,10 @@ fn logs_are_json_lines_with_pid_and_request_trace_id() {
 fn access_log_handler_logs_each_request_at_debug() {
     let config = config_with("handler = baseplate.handlers.access_log");
     let mut server = Server::start(&config, &["--debug"]);
-    get(server.addr(), "/health?x=1");
-    let line = server.wait_for("/health?x=1");
+    get(server.addr(), "/?x=1");
+    let line = server.wait_for("/?x=1");
     assert!(line.contains("\"level\":\"DEBUG\""), "{line}");
-    assert!(
-        line.contains("\\\"GET /health?x=1 HTTP/1.1\\\" 200"),
-        "{line}"
-    );
+    assert!(line.contains("\\\"GET /?x=1 HTTP/1.1\\\" 200"), "{line}");
     assert!(line.contains("127.0.0.1:"), "{line}");
 }
 

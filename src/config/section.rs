@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+use crate::health::Health;
+
 /// One option of a section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -29,8 +31,46 @@ pub struct Section {
     pub(crate) entries: Vec<Entry>,
 }
 
-/// The options an app factory receives: its `[app:NAME]` section.
-pub type AppConfig = Section;
+/// What an app factory receives: its `[app:NAME]` section (every
+/// [`Section`] method works on it directly), and the server's [`Health`]
+/// for the app's own probe checks.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    section: Section,
+    health: Health,
+}
+
+impl AppConfig {
+    /// The config for `section`, with a health state of its own (for tests
+    /// and embedding; the server makes its own).
+    pub fn new(section: Section) -> AppConfig {
+        AppConfig::with_health(section, Health::default())
+    }
+
+    /// The config for `section`, whose checks go to `health`.
+    pub(crate) fn with_health(section: Section, health: Health) -> AppConfig {
+        AppConfig { section, health }
+    }
+
+    /// The section itself.
+    pub fn section(&self) -> &Section {
+        &self.section
+    }
+
+    /// The server's health: add readiness, liveness and startup checks
+    /// here. The server answers probes from it on both protocols.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+}
+
+impl std::ops::Deref for AppConfig {
+    type Target = Section;
+
+    fn deref(&self) -> &Section {
+        &self.section
+    }
+}
 
 /// The options a server factory receives: its `[server:NAME]` section.
 pub type ServerConfig = Section;

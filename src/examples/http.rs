@@ -1,8 +1,11 @@
 //! `baseplate.examples.http:make_app`: a small HTTP app for trying the
 //! server, and for testing shutdown and limits with slow requests.
 //!
-//! Routes: `GET /`, `GET /health`, `GET /sleep?ms=N`, `POST /echo`,
-//! `GET /config`, and `GET /panic` to show what an app bug costs (one 500).
+//! Routes: `GET /`, `GET /health` (reached only with
+//! `health.answered_by = app`: the server answers probes by default),
+//! `GET /sleep?ms=N`, `POST /echo`, `GET /config`, and `GET /panic` to show
+//! what an app bug costs (one 500). With `maintenance_file = PATH`,
+//! readiness fails while that file exists.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,6 +29,7 @@ use crate::config::{
     from_section, AppConfig, Base64, ConfigErrors, Endpoint, File, Percent, Timespan,
     TimespanOrInfinite, UnixUser,
 };
+use crate::health::Probe;
 
 /// The factory name to use in `[app:NAME] factory = ...`.
 pub const NAME: &str = "baseplate.examples.http:make_app";
@@ -60,6 +64,9 @@ pub struct ExampleSettings {
     pub motd: Option<File>,
     /// A timespan, or `infinite`.
     pub deadline: Option<TimespanOrInfinite>,
+    /// While this file exists, readiness probes fail (an app check, as a
+    /// maintenance switch).
+    pub maintenance_file: Option<std::path::PathBuf>,
 }
 
 /// `cache.*` of [`ExampleSettings`].
@@ -101,6 +108,20 @@ impl ExampleSettings {
 /// Builds the example app; its settings are served back on `/config`.
 pub fn make_app(config: &AppConfig) -> Result<ExampleApp, ConfigErrors> {
     let settings: ExampleSettings = from_section(config)?;
+    if let Some(path) = settings.maintenance_file.clone() {
+        config
+            .health()
+            .add_check(Probe::Readiness, "maintenance", move || {
+                let exists = path.exists();
+                let path = path.display().to_string();
+                async move {
+                    match exists {
+                        true => Err(format!("{path} exists")),
+                        false => Ok(()),
+                    }
+                }
+            });
+    }
     Ok(ExampleApp {
         config: Arc::new(settings.to_json().to_string().into_bytes()),
     })

@@ -20,6 +20,7 @@ use super::listener::Listener;
 use super::shutdown::{self, Shutdown};
 use super::tracker::Tracker;
 use super::{ConnectionHandler, ServerOptions};
+use crate::health::Health;
 use crate::signals::{SignalEvent, Signals};
 
 /// Why serving stopped.
@@ -67,6 +68,7 @@ pub(crate) async fn run<H: ConnectionHandler>(
     handler: H,
     options: &ServerOptions,
     tracker: Tracker,
+    health: Health,
     triggers: Triggers,
 ) -> Outcome {
     let (stop_tx, mut stop_rx) = watch::channel(Stop::Running);
@@ -121,6 +123,11 @@ pub(crate) async fn run<H: ConnectionHandler>(
     tokio::pin!(aborted);
     // Set once `aborted` has completed (it must not be polled again).
     let mut interrupted = false;
+    if reason == Stop::Shutdown {
+        // Readiness fails from now on, so that load balancers stop routing
+        // here while the listener is still open (during drain_time).
+        health.start_shutdown();
+    }
     if reason == Stop::Shutdown && !options.drain_time.is_zero() {
         info!(
             "Draining inbound requests for {}...",

@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::config::{
     from_section, ConfigErrors, Positive, ServerConfig, Timespan, TimespanOrSeconds,
 };
+use crate::health::AnsweredBy;
 use listener::Stream;
 use shutdown::Shutdown;
 use tracker::ConnectionHandle;
@@ -44,6 +45,7 @@ const COMMON_KEYS: &[&str] = &[
     "stop_timeout",
     "drain_time",
     "handler",
+    "health.answered_by",
 ];
 
 /// Keys only one kind of server reads.
@@ -55,6 +57,7 @@ fn kind_keys(kind: ServerKind) -> &'static [&'static str] {
             "body_timeout",
             "max_header_size",
             "max_body_size",
+            "health.path",
         ],
         ServerKind::Thrift => &["max_frame_size", "execution", "max_handler_threads"],
     }
@@ -83,6 +86,8 @@ pub(crate) struct ServerOptions {
     pub drain_time: Duration,
     /// The name of a registered layer to wrap the app in.
     pub handler: Option<String>,
+    /// Whether the server or the app answers health probes.
+    pub health_answered_by: AnsweredBy,
     /// The options only this kind of server reads.
     pub protocol: ProtocolOptions,
     /// Keys set in the section that no server reads, with their lines.
@@ -112,6 +117,8 @@ pub(crate) struct HttpOptions {
     pub max_body_size: u64,
     /// How long reading a request body may wait for its next bytes.
     pub body_timeout: Duration,
+    /// The path the server answers health probes on.
+    pub health_path: String,
 }
 
 /// The Thrift server's limits and where its sync processors run.
@@ -164,7 +171,7 @@ impl ServerOptions {
         // (every bad value reported at once, in the order written).
         let raw: RawOptions = from_section(&section.only(known))?;
         let protocol = match kind {
-            ServerKind::Http => ProtocolOptions::Http(raw.http()),
+            ServerKind::Http => ProtocolOptions::Http(raw.http(section)?),
             ServerKind::Thrift => ProtocolOptions::Thrift(raw.thrift(section)?),
         };
         Ok(ServerOptions {
@@ -173,6 +180,11 @@ impl ServerOptions {
             stop_timeout: raw.stop_timeout.map_or(Duration::ZERO, |t| t.0),
             drain_time: raw.drain_time.map_or(Duration::ZERO, |t| t.0),
             handler: raw.handler.filter(|h| !h.is_empty()),
+            health_answered_by: raw
+                .health
+                .as_ref()
+                .and_then(|h| h.answered_by)
+                .unwrap_or_default(),
             protocol,
             unknown_keys,
         })
@@ -199,12 +211,32 @@ struct RawOptions {
     max_header_size: Option<Positive>,
     max_body_size: Option<Positive>,
     body_timeout: Option<Timespan>,
+    health: Option<RawHealth>,
+}
+
+/// `health.*` as written.
+#[derive(Debug, serde::Deserialize)]
+struct RawHealth {
+    answered_by: Option<AnsweredBy>,
+    path: Option<String>,
 }
 
 impl RawOptions {
-    /// The HTTP server's options, defaults filled in.
-    fn http(&self) -> HttpOptions {
-        HttpOptions {
+    /// The HTTP server's options, defaults filled in and checked.
+    fn http(&self, section: &ServerConfig) -> Result<HttpOptions, ConfigErrors> {
+        let health_path = match self.health.as_ref().and_then(|h| h.path.as_deref()) {
+            None => crate::health::http::DEFAULT_PATH.to_string(),
+            Some(path) if path.starts_with('/') && !path.contains(['?', '#']) => path.to_string(),
+            Some(path) => {
+                return Err(section
+                    .error(
+                        "health.path",
+                        format!("{path:?} is not a path; use one that starts with / and has no query, like /health"),
+                    )
+                    .into())
+            }
+        };
+        Ok(HttpOptions {
             header_timeout: self.header_timeout.map_or(Duration::from_secs(30), |t| t.0),
             idle_timeout: self.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |t| t.0),
             max_header_size: self
@@ -212,7 +244,8 @@ impl RawOptions {
                 .map_or(64 * 1024, |Positive(n)| saturating_usize(n)),
             max_body_size: self.max_body_size.map_or(16 * 1024 * 1024, |Positive(n)| n),
             body_timeout: self.body_timeout.map_or(Duration::from_secs(30), |t| t.0),
-        }
+            health_path,
+        })
     }
 
     /// The Thrift server's options, defaults filled in and checked.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::{from_section, AppConfig, ConfigErrors, TimespanOrInfinite};
+use crate::config::{from_section, ConfigErrors, Section, TimespanOrInfinite};
 
 /// The `server_timeout.*` settings of an app section.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,7 +43,7 @@ fn finite(t: TimespanOrInfinite) -> Option<Duration> {
 impl ServerTimeouts {
     /// Reads the `server_timeout.*` keys of an app section; other keys are
     /// the app's own.
-    pub fn from_app_section(section: &AppConfig) -> Result<ServerTimeouts, ConfigErrors> {
+    pub fn from_app_section(section: &Section) -> Result<ServerTimeouts, ConfigErrors> {
         let raw: Raw = from_section(&section.only(|key| key.starts_with("server_timeout.")))?;
         let Some(raw) = raw.server_timeout else {
             return Ok(ServerTimeouts::default());

@@ -1,0 +1,286 @@
+//! Health probes end to end: `baseplate-healthcheck` against the example
+//! services on both protocols, for every probe type, through a shutdown's
+//! drain, against a stopped service, and with the app's own checks.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use baseplate::examples::example_thrift::TExampleSyncClient;
+use common::thrift_clients::{crate_client, Dialect};
+use common::*;
+use nix::sys::signal::Signal;
+
+const PROBES: [&str; 3] = ["readiness", "liveness", "startup"];
+
+fn healthcheck(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_baseplate-healthcheck"))
+        .args(args)
+        .output()
+        .expect("run baseplate-healthcheck")
+}
+
+/// Asserts the check passed: `OK!` on stdout, nothing on stderr, exit 0.
+fn assert_ok(output: &Output, what: &str) {
+    assert_eq!(
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).as_ref(),
+            String::from_utf8_lossy(&output.stderr).as_ref()
+        ),
+        (Some(0), "OK!\n", ""),
+        "{what}"
+    );
+}
+
+/// Asserts the check failed with one line on stderr containing `needle`,
+/// and returns that line.
+fn assert_fails(output: &Output, needle: &str) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(output.stdout.is_empty(), "{:?}", output.stdout);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.contains(needle), "{needle:?} not in {stderr:?}");
+    stderr.trim_end().to_string()
+}
+
+fn thrift_config(server_options: &str, factory: &str) -> String {
+    format!(
+        "[server:main]\nfactory = baseplate.server.thrift\n{server_options}\n[app:main]\nfactory = {factory}\n"
+    )
+}
+
+const SYNC_THRIFT: &str = "baseplate.examples.thrift:make_processor";
+const ASYNC_THRIFT: &str = "baseplate.examples.thrift_async:make_service";
+
+#[test]
+fn every_probe_passes_against_the_example_services() {
+    let http = Server::start(&config_with(""), &[]);
+    let thrift = Server::start(&thrift_config("", SYNC_THRIFT), &[]);
+    let thrift_async = Server::start(&thrift_config("", ASYNC_THRIFT), &[]);
+    for probe in PROBES {
+        for (kind, server) in [
+            ("wsgi", &http),
+            ("http", &http),
+            ("thrift", &thrift),
+            ("thrift", &thrift_async),
+        ] {
+            let addr = server.addr().to_string();
+            assert_ok(
+                &healthcheck(&["--probe", probe, kind, &addr]),
+                &format!("{kind} {probe}"),
+            );
+        }
+    }
+    // The default probe is readiness, and probes may be given by number.
+    assert_ok(&healthcheck(&["wsgi", &http.addr().to_string()]), "default");
+    assert_ok(
+        &healthcheck(&["thrift", &thrift.addr().to_string(), "--probe", "2"]),
+        "number",
+    );
+}
+
+#[test]
+fn the_http_answer_is_json_with_the_probe_and_the_worker() {
+    let server = Server::start(&config_with(""), &[]);
+    let pid = server.child.id();
+    for (query, probe) in [
+        ("", "readiness"),
+        ("?type=1", "readiness"),
+        ("?type=2", "liveness"),
+        ("?type=3", "startup"),
+        ("?type=liveness", "liveness"),
+        ("?type=99", "readiness"),
+    ] {
+        let r = get(server.addr(), &format!("/health{query}"));
+        assert_eq!(r.status, 200, "{query}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(
+            r.text(),
+            format!(r#"{{"pid":{pid},"probe":"{probe}","status":"ok"}}"#),
+            "{query}"
+        );
+    }
+    let r = get(server.addr(), "/health?type=ready");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains(r#"unknown probe type \"ready\""#),
+        "{}",
+        r.text()
+    );
+    let r = request(server.addr(), "POST", "/health", &[], b"");
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+    // Other routes still reach the app.
+    assert_eq!(get(server.addr(), "/").status, 200);
+}
+
+#[test]
+fn a_stopped_service_fails_with_one_line() {
+    for (config, kind) in [
+        (config_with(""), "wsgi"),
+        (thrift_config("", SYNC_THRIFT), "thrift"),
+    ] {
+        let mut server = Server::start(&config, &[]);
+        let addr = server.addr().to_string();
+        assert_ok(&healthcheck(&[kind, &addr]), "running");
+        server.signal(Signal::SIGTERM);
+        assert!(server.wait_exit(WAIT).success());
+        let line = assert_fails(&healthcheck(&[kind, &addr]), "cannot connect to");
+        assert_eq!(
+            line,
+            format!("cannot connect to {addr}: Connection refused (os error 111)")
+        );
+    }
+}
+
+#[test]
+fn a_service_that_does_not_answer_fails_within_the_timeout() {
+    // A listener nobody accepts on: the connection is made, no answer comes.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    for kind in ["wsgi", "thrift"] {
+        let line = assert_fails(
+            &healthcheck(&["--timeout", "300 milliseconds", kind, &addr]),
+            "timed out after 0.3s",
+        );
+        assert!(line.starts_with("no answer to "), "{line}");
+    }
+    // The wrong protocol is one line too, not a hang or a panic.
+    let http = Server::start(&config_with(""), &[]);
+    assert_fails(
+        &healthcheck(&["--timeout", "5", "thrift", &http.addr().to_string()]),
+        "THeader",
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["grpc", "127.0.0.1:1"][..],
+        &["wsgi", "nonsense"],
+        &["--probe", "ready", "wsgi", "127.0.0.1:1"],
+        &["wsgi"],
+    ] {
+        let output = healthcheck(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).starts_with("error: "),
+            "{args:?}"
+        );
+    }
+}
+
+/// Readiness fails from the moment shutdown starts while liveness and
+/// startup stay healthy, on both protocols; the V1 `is_healthy()` (the
+/// example IDL's own method) sees the same state.
+#[test]
+fn readiness_fails_during_drain_and_liveness_stays_healthy() {
+    let drain = "drain_time = 3 seconds\nstop_timeout = 3 seconds";
+    for (config, kind) in [
+        (config_with(drain), "wsgi"),
+        (thrift_config(drain, SYNC_THRIFT), "thrift"),
+        (thrift_config(drain, ASYNC_THRIFT), "thrift"),
+    ] {
+        let mut server = Server::start(&config, &[]);
+        let addr = server.addr().to_string();
+        let mut v1 = (kind == "thrift").then(|| crate_client(server.addr(), Dialect::FramedBinary));
+        if let Some(client) = v1.as_mut() {
+            assert!(client.is_healthy().unwrap());
+        }
+        server.signal(Signal::SIGTERM);
+        server.wait_for("Draining inbound requests");
+        assert_fails(
+            &healthcheck(&["--probe", "readiness", kind, &addr]),
+            "unhealthy",
+        );
+        assert_ok(
+            &healthcheck(&["--probe", "liveness", kind, &addr]),
+            "liveness",
+        );
+        assert_ok(
+            &healthcheck(&["--probe", "startup", kind, &addr]),
+            "startup",
+        );
+        if let Some(client) = v1.as_mut() {
+            assert!(!client.is_healthy().unwrap(), "the V1 method in drain");
+        }
+        if kind == "wsgi" {
+            let r = get(server.addr(), "/health?type=1");
+            assert_eq!(r.status, 503);
+            assert!(
+                r.text()
+                    .contains(r#""failed":{"shutdown":"the server is shutting down"}"#),
+                "{}",
+                r.text()
+            );
+        }
+        drop(v1);
+        assert!(server.wait_exit(WAIT).success());
+    }
+}
+
+#[test]
+fn an_app_check_fails_readiness_while_it_fails() {
+    let dir = TempDir::new();
+    let flag = dir.path().join("maintenance");
+    let config = format!(
+        "[server:main]\nfactory = baseplate.server.wsgi\n{EXAMPLE_APP}maintenance_file = {}\n",
+        flag.display()
+    );
+    let server = Server::start(&config, &[]);
+    let addr = server.addr().to_string();
+    assert_ok(&healthcheck(&["wsgi", &addr]), "no flag");
+    std::fs::write(&flag, "").unwrap();
+    let line = assert_fails(&healthcheck(&["wsgi", &addr]), "with status 503");
+    assert!(line.contains("exists"), "{line}");
+    assert_ok(
+        &healthcheck(&["--probe", "liveness", "wsgi", &addr]),
+        "liveness",
+    );
+    std::fs::remove_file(&flag).unwrap();
+    assert_ok(&healthcheck(&["wsgi", &addr]), "flag removed");
+}
+
+#[test]
+fn health_path_and_answered_by_app_are_configurable() {
+    let server = Server::start(&config_with("health.path = /healthz"), &[]);
+    let pid = server.child.id();
+    let r = get(server.addr(), "/healthz?type=2");
+    assert_eq!(
+        r.text(),
+        format!(r#"{{"pid":{pid},"probe":"liveness","status":"ok"}}"#)
+    );
+    // /health is the app's own route now.
+    assert_eq!(
+        get(server.addr(), "/health").text(),
+        format!(r#"{{"pid":{pid},"status":"ok"}}"#)
+    );
+
+    // With the app answering, a draining Thrift server's app still says
+    // true: the server's state is the app's to consult.
+    let config = thrift_config(
+        "health.answered_by = app\ndrain_time = 3 seconds",
+        SYNC_THRIFT,
+    );
+    let mut server = Server::start(&config, &[]);
+    let addr = server.addr().to_string();
+    server.signal(Signal::SIGTERM);
+    server.wait_for("Draining inbound requests");
+    assert_ok(&healthcheck(&["thrift", &addr]), "the app answers");
+    assert!(server.wait_exit(WAIT).success());
+}
+
+#[test]
+fn the_checker_reaches_a_unix_socket() {
+    let dir = TempDir::new();
+    let socket = dir.path().join("http.sock");
+    let config = dir.write("app.ini", &config_with(""));
+    let mut command = Command::new(binary());
+    command.arg("--bind").arg(&socket).arg(&config);
+    let mut server = Server::spawn(command, TempDir::new());
+    server.wait_for("Listening on");
+    assert_ok(
+        &healthcheck(&["wsgi", socket.to_str().unwrap()]),
+        "UNIX socket",
+    );
+}

@@ -152,6 +152,7 @@ pub mod examples;
 mod handlers;
 pub mod health;
 mod logging;
+pub mod metrics;
 mod os_error;
 mod registry;
 mod reload;

@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -21,6 +22,7 @@ use crate::handlers::access_log;
 use crate::health::{self, AnsweredBy, Health};
 use crate::logging::file_config::FileLogging;
 use crate::logging::UserLayer;
+use crate::metrics::{Metrics, MetricsOptions};
 use crate::registry::{AppFactory, BuiltThriftApp, Registry};
 use crate::reload::{self, Reloader};
 use crate::server::http::HttpHandler;
@@ -373,8 +375,9 @@ impl Serve {
         }
 
         let health = Health::default();
-        let app = self.build_app(options, server_section, app_section, &health)?;
+        let metrics_options = MetricsOptions::from_app_section(app_section)?;
         if args.check {
+            self.build_app(options, server_section, app_section, &health, None)?;
             println!(
                 "config OK: server {:?} ({}), app {:?} ({})",
                 args.server_name,
@@ -386,6 +389,21 @@ impl Serve {
         }
 
         let worker = Worker::from_env()?;
+        let metrics = match &metrics_options {
+            Some(metrics_options) => Some(start_metrics(
+                metrics_options,
+                worker.as_ref().map(|w| w.master_pid),
+                matches!(options.protocol, ProtocolOptions::Http(_)),
+            )?),
+            None => None,
+        };
+        let app = self.build_app(
+            options,
+            server_section,
+            app_section,
+            &health,
+            metrics.as_ref().map(|(metrics, _)| Arc::clone(metrics)),
+        )?;
         // Where the socket comes from, first match wins: the previous run
         // (--reload), Einhorn, systemd socket activation, else --bind.
         let listener = if let Some(fd) = handover.inherited.take() {
@@ -407,7 +425,7 @@ impl Serve {
                  connection is ever refused",
                 args.bind
             );
-            Listener::bind_shared(&args.bind)?
+            Listener::bind_shared(&args.bind, "--bind")?
         } else if let Some(fd) = systemd::listen_fd()? {
             debug!("serving on the socket from systemd (LISTEN_FDS); --bind is ignored");
             Listener::adopt(fd, "LISTEN_FDS (fd 3)")?
@@ -423,7 +441,7 @@ impl Serve {
         }
         info!("Listening on {address}");
         systemd::notify("READY=1");
-        let tracker = Tracker::default();
+        let tracker = Tracker::new(metrics.as_ref().map(|(metrics, _)| Arc::clone(metrics)));
         let triggers = Triggers {
             signals,
             reload: handover.changes.take(),
@@ -440,6 +458,8 @@ impl Serve {
                 lifecycle::run(listener, handler, options, tracker, health, triggers).await
             }
         };
+        // The exporter stops with the run.
+        drop(metrics);
         Ok(outcome)
     }
 
@@ -453,6 +473,7 @@ impl Serve {
         server_section: &Section,
         app_section: &Section,
         health: &Health,
+        metrics: Option<Arc<Metrics>>,
     ) -> Result<App, Error> {
         let config = AppConfig::with_health(app_section.clone(), health.clone());
         let server_answers = options.health_answered_by == AnsweredBy::Server;
@@ -506,6 +527,7 @@ impl Serve {
                     service,
                     thrift.max_frame_size,
                     timeouts,
+                    metrics,
                 )))
             }
             (AppFactory::Http(make), ProtocolOptions::Http(http)) => {
@@ -525,7 +547,7 @@ impl Serve {
                 } else {
                     app
                 };
-                Ok(App::Http(HttpHandler::new(app, http)))
+                Ok(App::Http(HttpHandler::new(app, http, metrics)))
             }
             (factory, _) => {
                 let (app_kind, wanted) = match factory.kind() {
@@ -545,6 +567,48 @@ impl Serve {
             }
         }
     }
+}
+
+/// The exporter task: aborted when dropped.
+struct Exporter(tokio::task::JoinHandle<()>);
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Opens this worker's metrics file and starts the exporter.
+fn start_metrics(
+    options: &MetricsOptions,
+    einhorn_master: Option<i32>,
+    http: bool,
+) -> Result<(Arc<Metrics>, Exporter), Error> {
+    let dir = options.directory(einhorn_master);
+    let metrics = Metrics::open(&dir, http).map_err(|e| {
+        Error::io(
+            format!(
+                "cannot write metrics in {} (metrics.multiprocess_dir, or {})",
+                dir.display(),
+                crate::metrics::MULTIPROC_DIR_VAR
+            ),
+            &e,
+        )
+    })?;
+    let listener = Listener::bind_shared(&options.bind, "metrics.bind")?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Error::io("cannot read the metrics address", &e))?;
+    info!(
+        "Prometheus metrics exported on {address}/metrics, summed over the workers writing to {}",
+        dir.display()
+    );
+    let metrics = Arc::new(metrics);
+    let exporter = tokio::spawn(crate::metrics::exporter::serve(
+        listener,
+        Arc::clone(&metrics),
+    ));
+    Ok((metrics, Exporter(exporter)))
 }
 
 /// How [`Serve::run`] ended (errors aside).

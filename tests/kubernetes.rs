@@ -104,6 +104,18 @@ fn the_documented_manifests_parse_and_agree_with_their_config() {
             "{probe}: the checker gives up first"
         );
     }
+    let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"].as_str(), Some("true"));
+    let app = config.section("app", "main").unwrap();
+    assert_eq!(app.get("metrics.enabled"), Some("true"));
+    let bind: baseplate::config::Endpoint = app.get("metrics.bind").unwrap().parse().unwrap();
+    let baseplate::config::Endpoint::Tcp { port, .. } = bind else {
+        panic!("metrics.bind is not TCP")
+    };
+    assert_eq!(
+        annotations["prometheus.io/port"].as_str(),
+        Some(port.to_string().as_str())
+    );
     let service = of_kind(&documents, "Service");
     assert_eq!(
         service["spec"]["selector"],

@@ -71,8 +71,10 @@ fn the_tower_request_carries_headers_trace_ids_and_the_deadline() {
             && text.ends_with(" parent=- span=- sampled=None user_agent=- deadline=-"),
         "{text}"
     );
-    // Methods it does not answer get UNKNOWN_METHOD, and the connection lives.
-    match framed.is_healthy() {
+    // Methods it does not answer get UNKNOWN_METHOD, and the connection
+    // lives; `is_healthy` is the server's to answer.
+    assert!(framed.is_healthy().unwrap());
+    match framed.add(1, 2) {
         Err(thrift::Error::Application(e)) => {
             assert_eq!(e.kind, thrift::ApplicationErrorKind::UnknownMethod)
         }

@@ -31,16 +31,6 @@ struct Sim {
     first: BTreeSet<i32>,
 }
 
-fn acked(events: &[Record]) -> BTreeSet<i32> {
-    events
-        .iter()
-        .filter_map(|r| match r.event {
-            Event::Ack { pid } => Some(pid),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Writes the worker program: a shell script that execs `body`'s command
 /// (so the worker keeps the pid the master spawned). Replaced atomically,
 /// as a build that writes a new binary and renames it over the old one.

@@ -148,8 +148,17 @@ impl Service<Request<RequestBody>> for ExampleApp {
     }
 }
 
+/// The routes, for metrics' `http_endpoint` label.
+const ROUTES: &[&str] = &["/", "/health", "/sleep", "/echo", "/config", "/panic"];
+
 async fn route(request: Request<RequestBody>, config: &[u8]) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_string();
+    if let (Some(route), Some(endpoint)) = (
+        ROUTES.iter().find(|r| **r == path),
+        request.extensions().get::<crate::metrics::Endpoint>(),
+    ) {
+        endpoint.set(*route);
+    }
     match (request.method(), path.as_str()) {
         (&Method::GET, "/") => text(
             StatusCode::OK,
@@ -164,7 +173,7 @@ async fn route(request: Request<RequestBody>, config: &[u8]) -> Response<Full<By
         (&Method::POST, "/echo") => echo(request.into_body()).await,
         (&Method::GET, "/config") => json(config.to_vec()),
         (&Method::GET, "/panic") => panic!("the example app panics on /panic, as asked"),
-        (_, "/" | "/health" | "/sleep" | "/echo" | "/config" | "/panic") => {
+        (_, route) if ROUTES.contains(&route) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),

@@ -46,6 +46,9 @@ impl Service<HttpRequest> for Probes {
         if request.uri().path() != &*self.path {
             return self.app.call(request);
         }
+        if let Some(endpoint) = request.extensions().get::<crate::metrics::Endpoint>() {
+            endpoint.set(Arc::clone(&self.path));
+        }
         let health = self.health.clone();
         let method = request.method().clone();
         let query = request.uri().query().map(str::to_string);

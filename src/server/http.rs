@@ -20,6 +20,7 @@ use super::tracker::{Activity, ConnectionHandle, RequestInfo};
 use super::{ConnectionFuture, ConnectionHandler, HttpOptions};
 use crate::app::{full_body, HttpRequest, HttpResponse, HttpService};
 use crate::body::RequestBody;
+use crate::metrics::{HttpRequestMetrics, Metrics};
 use crate::trace::{self, TraceId};
 
 /// How often an HTTP/2 connection is pinged, and how long a ping may go
@@ -84,11 +85,18 @@ pub(crate) struct HttpHandler {
     header_timeout: Duration,
     /// An idle connection is closed after this long.
     idle_timeout: Duration,
+    /// Where requests are counted, with metrics on.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl HttpHandler {
-    /// A handler for `app` with the limits of `options`.
-    pub(crate) fn new(app: HttpService, options: &HttpOptions) -> HttpHandler {
+    /// A handler for `app` with the limits of `options`, counting requests
+    /// in `metrics`.
+    pub(crate) fn new(
+        app: HttpService,
+        options: &HttpOptions,
+        metrics: Option<Arc<Metrics>>,
+    ) -> HttpHandler {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -110,6 +118,7 @@ impl HttpHandler {
             body_timeout: options.body_timeout,
             header_timeout: options.header_timeout,
             idle_timeout: options.idle_timeout,
+            metrics,
         }
     }
 }
@@ -128,17 +137,20 @@ impl ConnectionHandler for HttpHandler {
             timeout: self.body_timeout,
         };
         let (header_timeout, idle_timeout) = (self.header_timeout, self.idle_timeout);
+        let metrics = self.metrics.clone();
         Box::pin(async move {
             let peer = connection.peer().clone();
             let first_request = connection.clone();
             let watched = connection.clone();
             let closing = shutdown.clone();
+            let counted = metrics.clone();
             let service = service_fn(move |request| {
                 dispatch(
                     app.clone(),
                     connection.clone(),
                     closing.clone(),
                     limits,
+                    counted.clone(),
                     request,
                 )
             });
@@ -150,10 +162,16 @@ impl ConnectionHandler for HttpHandler {
                     match expired {
                         Expired::FirstRequest => {
                             debug!(peer = %peer, "closing a connection that sent no request head within header_timeout");
+                            if let Some(metrics) = &metrics {
+                                metrics.limited("header_timeout");
+                            }
                             return;
                         }
                         Expired::Idle => {
                             debug!(peer = %peer, "closing a connection idle for idle_timeout");
+                            if let Some(metrics) = &metrics {
+                                metrics.limited("idle_timeout");
+                            }
                             conn.as_mut().graceful_shutdown();
                             // A peer that never lets it finish is cut off.
                             tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await.unwrap_or(Ok(()))
@@ -200,6 +218,7 @@ async fn dispatch(
     connection: ConnectionHandle,
     shutdown: Shutdown,
     limits: BodyLimits,
+    metrics: Option<Arc<Metrics>>,
     request: http::Request<Incoming>,
 ) -> Result<HttpResponse, Infallible> {
     let http1 = request.version() <= http::Version::HTTP_11;
@@ -249,6 +268,12 @@ async fn dispatch(
     );
     request.extensions_mut().insert(connection.peer().clone());
     request.extensions_mut().insert(trace_id.clone());
+    let recording = metrics.map(|metrics| {
+        let recording =
+            HttpRequestMetrics::start(&metrics, request.method(), declared.unwrap_or(0));
+        request.extensions_mut().insert(recording.endpoint());
+        recording
+    });
     let mut response = trace::scope(trace_id, async move {
         let outcome = match std::future::poll_fn(|cx| app.poll_ready(cx)).await {
             Ok(()) => CatchUnwind(app.call(request))
@@ -263,6 +288,13 @@ async fn dispatch(
     })
     .instrument(span)
     .await;
+    if let Some(recording) = recording {
+        use http_body::Body;
+        let size = response.body().size_hint().exact();
+        if let Some(late) = recording.finish(response.status().as_u16(), size) {
+            response = response.map(|body| crate::metrics::counted_body::counted(body, late));
+        }
+    }
     if http1 && shutdown.is_triggered() {
         // Shutting down: this connection takes no further request.
         response.headers_mut().insert(

@@ -279,12 +279,19 @@ async fn accept_loop<H: ConnectionHandler>(
         // Take a permit before accepting: at the limit, clients wait in the
         // kernel backlog (where an idle Einhorn sibling can take them).
         let permit = match &limit {
-            Some(semaphore) => tokio::select! {
-                permit = Arc::clone(semaphore).acquire_owned() => match permit {
-                    Ok(permit) => Some(permit),
-                    Err(_) => return (listener, connections),
-                },
-                _ = shutdown.wait() => return (listener, connections),
+            Some(semaphore) => match Arc::clone(semaphore).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    // At the limit: counted once per wait.
+                    tracker.limited("max_concurrency");
+                    tokio::select! {
+                        permit = Arc::clone(semaphore).acquire_owned() => match permit {
+                            Ok(permit) => Some(permit),
+                            Err(_) => return (listener, connections),
+                        },
+                        _ = shutdown.wait() => return (listener, connections),
+                    }
+                }
             },
             None => None,
         };

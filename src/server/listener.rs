@@ -76,7 +76,7 @@ impl Listener {
     pub(crate) fn bind(endpoint: &Endpoint) -> Result<Listener, Error> {
         match endpoint {
             Endpoint::Tcp { host, port } => {
-                let addr = resolve(host, *port)?;
+                let addr = resolve(host, *port, "--bind")?;
                 bind_tcp(addr).map_err(|e| {
                     Error::io(format!("cannot listen on {addr} (--bind {endpoint})"), &e)
                 })
@@ -95,12 +95,13 @@ impl Listener {
 
     /// Binds `endpoint` so that sibling processes may bind it too (TCP with
     /// `SO_REUSEPORT`): for Einhorn workers whose master passed no socket.
-    pub(crate) fn bind_shared(endpoint: &Endpoint) -> Result<Listener, Error> {
+    /// `what` names the setting the endpoint came from, for messages.
+    pub(crate) fn bind_shared(endpoint: &Endpoint, what: &str) -> Result<Listener, Error> {
         match endpoint {
             Endpoint::Tcp { host, port } => {
-                let addr = resolve(host, *port)?;
+                let addr = resolve(host, *port, what)?;
                 bind_tcp_with(addr, true).map_err(|e| {
-                    Error::io(format!("cannot listen on {addr} (--bind {endpoint}, shared with sibling workers)"), &e)
+                    Error::io(format!("cannot listen on {addr} ({what} {endpoint}, shared with sibling workers)"), &e)
                 })
             }
             Endpoint::Unix(_) => Listener::bind(endpoint),
@@ -224,7 +225,7 @@ impl Listener {
 
 /// Resolves a `--bind` host the way baseplate.py does: IPv4 for names
 /// (IPv6 only when the name has no IPv4 address), every address for "".
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, Error> {
+fn resolve(host: &str, port: u16, what: &str) -> Result<SocketAddr, Error> {
     if host.is_empty() {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
     }
@@ -233,14 +234,14 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, Error> {
     }
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| Error::io(format!("cannot resolve host {host:?} (--bind)"), &e))?
+        .map_err(|e| Error::io(format!("cannot resolve host {host:?} ({what})"), &e))?
         .collect();
     addrs
         .iter()
         .find(|a| a.is_ipv4())
         .or_else(|| addrs.first())
         .copied()
-        .ok_or_else(|| Error::new(format!("host {host:?} (--bind) has no addresses")))
+        .ok_or_else(|| Error::new(format!("host {host:?} ({what}) has no addresses")))
 }
 
 fn bind_tcp(addr: SocketAddr) -> io::Result<Listener> {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::listener::PeerAddr;
+use crate::metrics::Metrics;
 use crate::trace::TraceId;
 
 /// What a request is, for the dump.
@@ -43,6 +44,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Clone, Default)]
 pub(crate) struct Tracker {
     state: Arc<Mutex<Registry>>,
+    /// Where connections are counted, with metrics on.
+    metrics: Option<Arc<Metrics>>,
 }
 
 #[derive(Default)]
@@ -77,6 +80,21 @@ pub(crate) enum Activity {
 }
 
 impl Tracker {
+    /// A tracker that also counts connections in `metrics`.
+    pub(crate) fn new(metrics: Option<Arc<Metrics>>) -> Tracker {
+        Tracker {
+            state: Arc::default(),
+            metrics,
+        }
+    }
+
+    /// A limit held a connection back or closed it (for metrics).
+    pub(crate) fn limited(&self, limit: &str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.limited(limit);
+        }
+    }
+
     /// Registers a new connection; it is forgotten when the handle (and all
     /// its clones) are dropped.
     pub(crate) fn open(&self, peer: PeerAddr) -> ConnectionHandle {
@@ -90,6 +108,9 @@ impl Tracker {
                 idle_since: Instant::now(),
             }),
         });
+        if let Some(metrics) = &self.metrics {
+            metrics.connection_opened();
+        }
         let mut state = lock(&self.state);
         state.next_id += 1;
         let id = state.next_id;
@@ -176,6 +197,9 @@ struct HandleInner {
 impl Drop for HandleInner {
     fn drop(&mut self) {
         lock(&self.tracker.state).connections.remove(&self.id);
+        if let Some(metrics) = &self.tracker.metrics {
+            metrics.connection_closed();
+        }
     }
 }
 

@@ -437,8 +437,9 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// `GET /health` on a fresh connection: the pid of the worker that
-/// answered, or why none did.
+/// A liveness probe (`GET /health?type=liveness`) on a fresh connection:
+/// the pid of the worker that answered, or why none did. Liveness, since a
+/// draining worker fails readiness but still serves.
 #[allow(dead_code)]
 pub fn health_pid(addr: SocketAddr) -> Result<i32, String> {
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
@@ -447,7 +448,7 @@ pub fn health_pid(addr: SocketAddr) -> Result<i32, String> {
     send(
         &mut stream,
         "GET",
-        "/health",
+        "/health?type=liveness",
         &[("Connection", "close")],
         b"",
     );
@@ -510,4 +511,52 @@ pub fn sim_port(events: &[einhorn_sim::events::Record]) -> Option<u16> {
         einhorn_sim::events::Event::Ready { bound, .. } => bound.first().map(|b| b.port),
         _ => None,
     })
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on, below the ephemeral
+/// range (so no outgoing connection takes it meanwhile), for servers that
+/// must be told a fixed port (every worker binds the same one).
+#[allow(dead_code)]
+pub fn fixed_port() -> u16 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    // Spread the tests of parallel processes apart.
+    let base = 20_000 + (std::process::id() % 500) as u64 * 20;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 10_000;
+        let port = 20_000 + (port - 20_000) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+}
+
+/// The pids that sent their ACK, from einhorn-sim's events.
+#[allow(dead_code)]
+pub fn acked(events: &[einhorn_sim::events::Record]) -> std::collections::BTreeSet<i32> {
+    events
+        .iter()
+        .filter_map(|r| match r.event {
+            einhorn_sim::events::Event::Ack { pid } => Some(pid),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The pids of workers that exited, from einhorn-sim's events.
+#[allow(dead_code)]
+pub fn exited(events: &[einhorn_sim::events::Record]) -> std::collections::BTreeSet<i32> {
+    events
+        .iter()
+        .filter_map(|r| match r.event {
+            einhorn_sim::events::Event::Exit { pid, .. } => Some(pid),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The workers that ACKed and have not exited.
+#[allow(dead_code)]
+pub fn live_workers(events: &[einhorn_sim::events::Record]) -> std::collections::BTreeSet<i32> {
+    let gone = exited(events);
+    acked(events).difference(&gone).copied().collect()
 }

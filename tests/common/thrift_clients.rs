@@ -30,7 +30,11 @@ pub enum Dialect {
 }
 
 pub fn crate_client(addr: SocketAddr, dialect: Dialect) -> Client {
-    let stream = TcpStream::connect(addr).unwrap();
+    client_on(TcpStream::connect(addr).unwrap(), dialect)
+}
+
+/// The example service's client over a connection already open.
+pub fn client_on(stream: TcpStream, dialect: Dialect) -> Client {
     // A stalled server fails the test instead of hanging it.
     stream.set_read_timeout(Some(WAIT)).unwrap();
     // The framed transport writes the length and the message separately:

@@ -57,6 +57,11 @@ pub struct Options {
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub ack_deadline: Duration,
 
+    /// A TCP port the workers may listen on besides the inherited socket,
+    /// like a metrics exporter's (repeatable, or comma-separated)
+    #[arg(long, value_name = "PORT", value_delimiter = ',')]
+    pub allow_port: Vec<u16>,
+
     /// Run only these scenarios (comma-separated)
     #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
     pub only: Vec<String>,
@@ -109,6 +114,7 @@ pub fn run(options: &Options, events: EventLog) -> Result<Vec<Outcome>, String> 
         stop_timeout: options.stop_timeout,
         drain_time: options.drain_time,
         ack_deadline: options.ack_deadline,
+        allowed_ports: options.allow_port.clone(),
     });
     // Every scenario's own waits are bounded; this is the backstop.
     let bound = Duration::from_secs(60)

@@ -26,6 +26,8 @@ pub struct Context {
     pub drain_time: Duration,
     /// How long a worker may take to ACK.
     pub ack_deadline: Duration,
+    /// Ports workers may listen on besides the inherited one (`--allow-port`).
+    pub allowed_ports: Vec<u16>,
 }
 
 /// A scenario's verdict: what it saw, or why it failed.
@@ -375,17 +377,29 @@ fn no_stray_listeners(cx: &Context) -> Verdict {
     for worker in cx.pool.live() {
         let extra: Vec<u16> = procfs::listening_ports(worker)
             .into_iter()
-            .filter(|p| *p != inherited)
+            .filter(|p| *p != inherited && !cx.allowed_ports.contains(p))
             .collect();
         if !extra.is_empty() {
             return Err(format!(
-                "worker {worker} listens on TCP port(s) {extra:?} besides the inherited {inherited}"
+                "worker {worker} listens on TCP port(s) {extra:?} besides the inherited {inherited}{}",
+                if cx.allowed_ports.is_empty() {
+                    " (declare a port the service must open, like a metrics exporter's, with --allow-port)".to_string()
+                } else {
+                    format!(" and the allowed {:?}", cx.allowed_ports)
+                }
             ));
         }
     }
-    Ok(format!(
-        "workers listen only on the inherited port {inherited}"
-    ))
+    if cx.allowed_ports.is_empty() {
+        Ok(format!(
+            "workers listen only on the inherited port {inherited}"
+        ))
+    } else {
+        Ok(format!(
+            "workers listen only on the inherited port {inherited} and the allowed {:?}",
+            cx.allowed_ports
+        ))
+    }
 }
 
 fn upgrade_under_load(cx: &Context) -> Verdict {

@@ -17,6 +17,8 @@ use super::dialect::Protocol;
 use super::scanner;
 use super::timeout::Deadline;
 use crate::error::BoxError;
+use crate::metrics::thrift::Recorder;
+pub use crate::metrics::thrift::{CallOutcome, RaisedException};
 use crate::trace::TraceId;
 
 /// A Thrift app as the server holds it: a boxed tower service from one call
@@ -68,12 +70,17 @@ pub struct ThriftRequest {
     pub message: Bytes,
     /// Limits for decoding the arguments.
     pub(crate) max_size: usize,
+    /// Whether replies note the call's outcome (metrics are on).
+    pub(crate) record_outcome: bool,
 }
 
 /// The reply to one call: an encoded message, or nothing for a one-way call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ThriftResponse {
     message: Vec<u8>,
+    /// What the reply says of the call (success, or which exception), when
+    /// it was written through [`ThriftRequest::reply`] with metrics on.
+    outcome: Option<CallOutcome>,
 }
 
 impl ThriftResponse {
@@ -82,9 +89,25 @@ impl ThriftResponse {
         ThriftResponse::default()
     }
 
-    /// A reply message already encoded in the request's protocol.
+    /// A reply message already encoded in the request's protocol. Metrics
+    /// count it as a success unless it is a `TApplicationException`; say
+    /// otherwise with [`with_outcome`](Self::with_outcome).
     pub fn encoded(message: Vec<u8>) -> ThriftResponse {
-        ThriftResponse { message }
+        ThriftResponse {
+            message,
+            outcome: None,
+        }
+    }
+
+    /// The reply with its outcome stated, for metrics.
+    pub fn with_outcome(mut self, outcome: CallOutcome) -> ThriftResponse {
+        self.outcome = Some(outcome);
+        self
+    }
+
+    /// The outcome, as stated or noted while the reply was written.
+    pub fn outcome(&self) -> Option<&CallOutcome> {
+        self.outcome.as_ref()
     }
 
     /// The encoded reply (empty for no reply).
@@ -135,13 +158,17 @@ impl ThriftRequest {
         write: impl FnOnce(&mut dyn TOutputProtocol) -> thrift::Result<()>,
     ) -> thrift::Result<ThriftResponse> {
         let ident = TMessageIdentifier::new(&*self.method, TMessageType::Reply, self.seq_id);
-        with_output(self.protocol, |output| {
+        let body = |output: &mut dyn TOutputProtocol| {
             output.write_message_begin(&ident)?;
             write(output)?;
             output.write_message_end()?;
             output.flush()
-        })
-        .map(ThriftResponse::encoded)
+        };
+        if !self.record_outcome {
+            return with_output(self.protocol, body).map(ThriftResponse::encoded);
+        }
+        recorded_output(self.protocol, body)
+            .map(|(message, outcome)| ThriftResponse::encoded(message).with_outcome(outcome))
     }
 
     /// The reply for a handler error that is not a declared exception: an
@@ -231,6 +258,21 @@ pub(crate) fn with_output(
     Ok(out)
 }
 
+/// Like [`with_output`], also noting what the reply says of the call.
+pub(crate) fn recorded_output(
+    protocol: Protocol,
+    f: impl FnOnce(&mut dyn TOutputProtocol) -> thrift::Result<()>,
+) -> thrift::Result<(Vec<u8>, CallOutcome)> {
+    let mut outcome = CallOutcome::default();
+    let message = with_output(protocol, |output| {
+        let mut recorder = Recorder::new(output);
+        let written = f(&mut recorder);
+        outcome = recorder.outcome();
+        written
+    })?;
+    Ok((message, outcome))
+}
+
 /// A `TApplicationException` message in `protocol`.
 pub(crate) fn exception_message(
     protocol: Protocol,
@@ -247,6 +289,7 @@ pub(crate) fn exception_message(
     });
     // Writing to a Vec cannot fail.
     ThriftResponse::encoded(written.unwrap_or_default())
+        .with_outcome(CallOutcome::application_exception())
 }
 
 /// The message header at the start of a payload.

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 use tracing::{error, field::Empty, warn, Instrument, Span};
 
-use super::call::{header, peek_message, ThriftRequest, ThriftResponse, TraceContext};
+use super::call::{header, peek_message, CallOutcome, ThriftRequest, ThriftResponse, TraceContext};
 use super::frame::{self, Next, Unwrapped};
 use super::timeout::Budget;
 use super::{context, HandlerPanicked, MalformedCall, Served, ThriftService};
@@ -146,7 +146,37 @@ async fn answer(
         request.trace.trace_id.clone(),
     );
     let oneway = request.is_oneway();
-    let response = run(request, span, service, served.timeouts.debug).await?;
+    let Some(metrics) = &served.metrics else {
+        let response = run(request, span, service, served.timeouts.debug).await?;
+        if oneway {
+            return Ok(Vec::new());
+        }
+        return Ok(frame::wrap(&wrap, protocol, response.into_message()));
+    };
+    let method = Arc::clone(&request.method);
+    let started = Instant::now();
+    let active = metrics.thrift_active(&method);
+    if let Some(active) = &active {
+        active.add(0, 1);
+    }
+    metrics.in_flight(true);
+    let response = run(request, span, service, served.timeouts.debug).await;
+    metrics.in_flight(false);
+    if let Some(active) = &active {
+        active.sub(0, 1);
+    }
+    let response = response?;
+    let outcome = match response.outcome() {
+        Some(outcome) => outcome.clone(),
+        // Encoded by hand: only its message type tells.
+        None => match peek_message(protocol, response.message()) {
+            Some(ident) if ident.message_type == TMessageType::Exception => {
+                CallOutcome::application_exception()
+            }
+            _ => CallOutcome::default(),
+        },
+    };
+    metrics.thrift_call(&method, &outcome, started.elapsed());
     if oneway {
         return Ok(Vec::new());
     }
@@ -221,6 +251,7 @@ fn context(unwrapped: Unwrapped, served: &Served) -> Result<(ThriftRequest, Span
         deadline,
         message,
         max_size: served.max_frame_size,
+        record_outcome: served.metrics.is_some(),
     };
     Ok((request, span))
 }

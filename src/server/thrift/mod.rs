@@ -36,6 +36,7 @@ use super::listener::Stream;
 use super::shutdown::Shutdown;
 use super::tracker::ConnectionHandle;
 use super::{ConnectionFuture, ConnectionHandler};
+use crate::metrics::Metrics;
 use tracing::warn;
 
 /// Where a synchronous processor runs (server option `execution`).
@@ -105,21 +106,26 @@ struct Served {
     max_frame_size: usize,
     /// The app's `server_timeout.*` settings.
     timeouts: ServerTimeouts,
+    /// Where calls are counted, with metrics on.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl ThriftHandler {
     /// A handler serving `service`, refusing messages over `max_frame_size`
-    /// bytes and giving calls the deadlines `timeouts` sets.
+    /// bytes, giving calls the deadlines `timeouts` sets, and counting them
+    /// in `metrics`.
     pub(crate) fn new(
         service: ThriftService,
         max_frame_size: usize,
         timeouts: ServerTimeouts,
+        metrics: Option<Arc<Metrics>>,
     ) -> ThriftHandler {
         ThriftHandler {
             service,
             served: Arc::new(Served {
                 max_frame_size,
                 timeouts,
+                metrics,
             }),
         }
     }

@@ -12,7 +12,7 @@ use thrift::server::TProcessor;
 use tokio::sync::oneshot;
 use tracing::{warn, Span};
 
-use super::call::{with_input, with_output, ThriftRequest, ThriftResponse};
+use super::call::{recorded_output, with_input, with_output, ThriftRequest, ThriftResponse};
 use super::context;
 use super::threads::HandlerThreads;
 use super::{Execution, HandlerPanicked, MalformedCall};
@@ -116,7 +116,7 @@ fn run(
     context::with_headers(request.headers.clone(), || {
         trace::with_thread(request.trace.trace_id.clone(), || {
             let mut failure = None;
-            let written = with_output(request.protocol, |output| {
+            let process = |output: &mut dyn thrift::protocol::TOutputProtocol| {
                 with_input(
                     request.protocol,
                     &request.message,
@@ -128,15 +128,29 @@ fn run(
                     },
                 );
                 Ok(())
-            });
-            let out = written.unwrap_or_default();
+            };
+            let (out, outcome) = if request.record_outcome {
+                let (out, outcome) = recorded_output(request.protocol, process).unwrap_or_default();
+                (out, Some(outcome))
+            } else {
+                (
+                    with_output(request.protocol, process).unwrap_or_default(),
+                    None,
+                )
+            };
             match failure {
                 // The processor answers every error it can with an
                 // exception; with nothing written, the message was unreadable.
                 Some(e) if out.is_empty() && !request.is_oneway() => {
                     Err(MalformedCall(e.to_string()).into())
                 }
-                _ => Ok(ThriftResponse::encoded(out)),
+                _ => {
+                    let response = ThriftResponse::encoded(out);
+                    Ok(match outcome {
+                        Some(outcome) => response.with_outcome(outcome),
+                        None => response,
+                    })
+                }
             }
         })
     })

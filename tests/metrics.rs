@@ -1,0 +1,308 @@
+//! Prometheus metrics across Einhorn workers, as users run them:
+//! `einhorn-sim -n 4 -m manual -b ADDR -- baseplate-serve app.ini` with
+//! `metrics.enabled = true`. Any worker answering `/metrics` returns the
+//! sums over all four; counters survive a worker killed with SIGKILL and
+//! respawned; gauges count live workers only.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::thread;
+
+use baseplate::examples::example_thrift::TExampleSyncClient;
+use common::thrift_clients::{crate_client, Dialect};
+use common::*;
+use einhorn_sim::conformance::procfs;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const WORKERS: usize = 4;
+
+/// A running master with its workers ACKed.
+struct Sim {
+    _master: KillOnDrop,
+    events: PathBuf,
+    addr: SocketAddr,
+    metrics: SocketAddr,
+}
+
+fn start(dir: &TempDir, server: &str, app: &str) -> Sim {
+    let port = fixed_port();
+    let config = dir.write(
+        "app.ini",
+        &format!(
+            "[server:main]\nfactory = {server}\nstop_timeout = 5 seconds\n\n[app:main]\nfactory = {app}\nmetrics.enabled = true\nmetrics.bind = 127.0.0.1:{port}\nmetrics.multiprocess_dir = {}\n",
+            dir.path().join("metrics").display()
+        ),
+    );
+    let events_path = dir.path().join("events.jsonl");
+    let child = sim_command(dir.path())
+        .args(["-k", "-n", "4", "-m", "manual", "-b", "127.0.0.1:0,r", "--"])
+        .arg(binary())
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let master = KillOnDrop(child);
+    let sim_port = wait_events(&events_path, sim_port);
+    wait_events(&events_path, |e| {
+        (live_workers(e).len() == WORKERS).then_some(())
+    });
+    Sim {
+        _master: master,
+        events: events_path,
+        addr: SocketAddr::from(([127, 0, 0, 1], sim_port)),
+        metrics: SocketAddr::from(([127, 0, 0, 1], port)),
+    }
+}
+
+/// `GET /metrics` on a new connection.
+fn scrape(metrics: SocketAddr) -> String {
+    let r = get(metrics, "/metrics");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let text = r.text();
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    text
+}
+
+/// The samples of `name` (exactly: `name{...} V` or `name V`), with their
+/// label text and value.
+fn samples<'a>(text: &'a str, name: &str) -> Vec<(&'a str, f64)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(rest) => {
+                    let (labels, value) = rest.split_once("} ")?;
+                    (labels, value)
+                }
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            Some((labels, value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn total(text: &str, name: &str) -> f64 {
+    samples(text, name).iter().map(|(_, v)| v).sum()
+}
+
+/// The worker holding the server side of `client`'s connection.
+fn worker_of(client: &TcpStream, sim: &Sim) -> i32 {
+    let client_port = client.local_addr().unwrap().port();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(entry) = procfs::server_side(sim.addr.port(), client_port) {
+            if let Some(pid) = live_workers(&events(&sim.events))
+                .into_iter()
+                .find(|pid| procfs::socket_inodes(*pid).contains(&entry.inode))
+            {
+                return pid;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no worker holds the connection"
+        );
+        thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Kills `pid` with SIGKILL and waits for its replacement's ACK.
+fn kill_9_and_respawn(sim: &Sim, pid: i32) {
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    wait_events(&sim.events, |e| {
+        let live = live_workers(e);
+        (exited(e).contains(&pid) && live.len() == WORKERS).then_some(())
+    });
+}
+
+/// Sends `n` requests over kept-alive connections, from 4 threads.
+fn http_load(addr: SocketAddr, n: usize) {
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            thread::spawn(move || {
+                let mut stream = connect(addr);
+                for i in (t..n).step_by(4) {
+                    send(&mut stream, "GET", "/", &[], b"");
+                    let r = read_response(&mut stream).unwrap();
+                    assert_eq!(r.status, 200, "request {i}");
+                    if r.header("connection") == Some("close") {
+                        stream = connect(addr);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+fn metrics_dir_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("metrics"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn http_counts_are_summed_over_workers_and_survive_a_kill_9() {
+    let dir = TempDir::new();
+    let sim = start(
+        &dir,
+        "baseplate.server.wsgi",
+        "baseplate.examples.http:make_app",
+    );
+    http_load(sim.addr, 1000);
+
+    // One request in flight on a worker that is about to be killed.
+    let mut slow = connect(sim.addr);
+    send(&mut slow, "GET", "/sleep?ms=60000", &[], b"");
+    let victim = worker_of(&slow, &sim);
+    let text = wait_for_scrape(sim.metrics, |text| {
+        total(text, "http_server_active_requests") == 1.0
+    });
+    assert_eq!(
+        samples(&text, "http_server_active_requests")
+            .into_iter()
+            .filter(|(_, v)| *v != 0.0)
+            .collect::<Vec<_>>(),
+        [(r#"http_method="GET",http_endpoint="/sleep""#, 1.0)]
+    );
+    assert_eq!(total(&text, "http_server_requests_total"), 1000.0);
+    assert_eq!(total(&text, "baseplate_worker_processes"), WORKERS as f64);
+
+    kill_9_and_respawn(&sim, victim);
+    drop(slow);
+    for scrape_number in 0..5 {
+        let text = scrape(sim.metrics);
+        assert_eq!(
+            samples(&text, "http_server_requests_total"),
+            [(
+                r#"http_method="GET",http_endpoint="/",http_success="true",http_response_code="200""#,
+                1000.0
+            )],
+            "scrape {scrape_number}:\n{text}"
+        );
+        // The killed worker's request in flight is not counted: it is dead.
+        assert_eq!(
+            total(&text, "http_server_active_requests"),
+            0.0,
+            "scrape {scrape_number}"
+        );
+        assert_eq!(total(&text, "baseplate_server_active_requests"), 0.0);
+        assert_eq!(total(&text, "baseplate_worker_processes"), WORKERS as f64);
+        assert_eq!(
+            total(&text, "http_server_latency_seconds_count"),
+            1000.0,
+            "scrape {scrape_number}"
+        );
+        assert!(total(&text, "process_cpu_seconds_total") > 0.0);
+        assert!(total(&text, "process_resident_memory_bytes") > 0.0);
+    }
+    // The dead worker's file was merged into the archive: four live files.
+    let files = metrics_dir_files(dir.path());
+    assert_eq!(
+        files.iter().filter(|f| f.starts_with("w-")).count(),
+        WORKERS,
+        "{files:?}"
+    );
+    assert!(files.contains(&"archive.db".to_string()), "{files:?}");
+}
+
+/// Scrapes until `check` passes (a request just sent may not be counted
+/// at once), and returns that scrape.
+fn wait_for_scrape(metrics: SocketAddr, check: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = scrape(metrics);
+        if check(&text) {
+            return text;
+        }
+        assert!(std::time::Instant::now() < deadline, "never true:\n{text}");
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn thrift_counts_name_the_exception_and_survive_a_kill_9() {
+    for app in [
+        "baseplate.examples.thrift:make_processor",
+        "baseplate.examples.thrift_async:make_service",
+    ] {
+        let dir = TempDir::new();
+        let sim = start(&dir, "baseplate.server.thrift", app);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let addr = sim.addr;
+                thread::spawn(move || {
+                    let mut client = crate_client(addr, Dialect::FramedBinary);
+                    for _ in 0..240 {
+                        assert_eq!(client.echo("hi".into()).unwrap(), "hi");
+                    }
+                    for _ in 0..10 {
+                        let e = client.fail("no".into()).unwrap_err();
+                        assert!(e.to_string().contains("Oops"), "{e}");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // One call in flight on a worker that is about to be killed.
+        let slow = TcpStream::connect(sim.addr).unwrap();
+        let stream = slow.try_clone().unwrap();
+        let call = thread::spawn(move || {
+            let _ = crate_client_on(stream).sleep(60_000);
+        });
+        let victim = worker_of(&slow, &sim);
+        wait_for_scrape(sim.metrics, |text| {
+            samples(text, "thrift_server_active_requests")
+                .contains(&(r#"thrift_method="sleep""#, 1.0))
+        });
+        kill_9_and_respawn(&sim, victim);
+        call.join().unwrap();
+
+        for scrape_number in 0..5 {
+            let text = scrape(sim.metrics);
+            let mut requests = samples(&text, "thrift_server_requests_total");
+            requests.sort_by(|a, b| a.0.cmp(b.0));
+            assert_eq!(
+                requests,
+                [
+                    (
+                        r#"thrift_method="echo",thrift_success="true",thrift_exception_type="",thrift_baseplate_status="",thrift_baseplate_status_code="""#,
+                        960.0
+                    ),
+                    (
+                        r#"thrift_method="fail",thrift_success="false",thrift_exception_type="Oops",thrift_baseplate_status="",thrift_baseplate_status_code="""#,
+                        40.0
+                    ),
+                ],
+                "{app}, scrape {scrape_number}:\n{text}"
+            );
+            assert_eq!(total(&text, "thrift_server_active_requests"), 0.0);
+            assert_eq!(
+                total(&text, "thrift_server_latency_seconds_count"),
+                1000.0,
+                "{app}"
+            );
+        }
+    }
+}
+
+/// The example service's client over an open connection.
+fn crate_client_on(stream: TcpStream) -> common::thrift_clients::Client {
+    common::thrift_clients::client_on(stream, Dialect::FramedBinary)
+}

@@ -154,6 +154,8 @@ pub mod health;
 mod logging;
 pub mod metrics;
 mod os_error;
+#[cfg(feature = "otel")]
+mod otel;
 mod registry;
 mod reload;
 mod serve;

@@ -358,7 +358,47 @@ impl Serve {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
         );
+        #[cfg(feature = "otel")]
+        let (layers, export) = {
+            let mut layers = layers;
+            let export = match args.check {
+                true => None,
+                false => crate::otel::start(app_section)?.map(|(layer, export)| {
+                    layers.push(layer);
+                    export
+                }),
+            };
+            (layers, export)
+        };
         crate::logging::init(args.debug, file_logging, layers)?;
+        let served = self
+            .serve_started(
+                args,
+                options,
+                server_section,
+                app_section,
+                handover,
+                signals,
+            )
+            .await;
+        // The last spans leave whether serving ended well or not.
+        #[cfg(feature = "otel")]
+        if let Some(export) = export {
+            export.shutdown().await;
+        }
+        served
+    }
+
+    /// [`start`](Self::start) once logging is set up.
+    async fn serve_started(
+        &self,
+        args: &Args,
+        options: &ServerOptions,
+        server_section: &Section,
+        app_section: &Section,
+        handover: &mut Handover,
+        signals: Signals,
+    ) -> Result<Outcome, Error> {
         // A panic in app code is a bug to log like any other error, as JSON
         // when logs are JSON, not a raw message on stderr.
         std::panic::set_hook(Box::new(|info| tracing::error!("{info}")));

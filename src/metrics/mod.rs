@@ -427,7 +427,7 @@ pub(crate) struct HttpDone<'a> {
     pub latency: Duration,
     pub request_size: u64,
     /// `None` when the body's size is not known yet (streamed): it is
-    /// recorded with [`HttpRequestMetrics::response_size`] when it is.
+    /// recorded through [`LateSize`] when it is.
     pub response_size: Option<u64>,
 }
 

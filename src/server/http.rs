@@ -262,6 +262,12 @@ async fn dispatch(
         method = %request.method(),
         route = request.uri().path(),
     );
+    #[cfg(feature = "otel")]
+    crate::otel::set_remote_parent(
+        &span,
+        |name| request.headers().get(name).and_then(|v| v.to_str().ok()),
+        "X-",
+    );
     let _in_flight = connection.begin_request(
         RequestInfo::Http(request.method().clone(), request.uri().clone()),
         trace_id.clone(),

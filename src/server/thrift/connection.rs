@@ -241,6 +241,8 @@ fn context(unwrapped: Unwrapped, served: &Served) -> Result<(ThriftRequest, Span
             span.record(field, truncate(value, MAX_LOGGED_HEADER));
         }
     }
+    #[cfg(feature = "otel")]
+    crate::otel::set_remote_parent(&span, |name| header(&headers, name), "");
     let request = ThriftRequest {
         method: Arc::from(ident.name.as_str()),
         seq_id: ident.sequence_number,

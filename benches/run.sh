@@ -36,9 +36,27 @@ SERVE=target/release/baseplate-serve
 SIM=target/release/einhorn-sim
 EINHORNSH=target/release/einhornsh
 
+# BEFORE_SERVE=PATH: a baseplate-serve built from an earlier commit, for the
+# suites that check a change costs nothing when it is off (*-vs-before).
+BEFORE_SERVE=${BEFORE_SERVE:-}
+
 WORK=$(mktemp -d)
 trap 'pkill -P $$ >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-sed "s/^stop_timeout.*/&\nexecution = inline/" fixtures/thrift.ini > "$WORK/thrift-inline.ini"
+# The Thrift suites call is_healthy. The server answers it itself unless
+# `health.answered_by = app`; these configs send it to the app, so the
+# suites measure a call through the app's processor, as before the server
+# answered probes.
+app_health() { sed "s/^factory = baseplate.server.thrift$/&\nhealth.answered_by = app/" "$1"; }
+app_health fixtures/thrift.ini > "$WORK/thrift.ini"
+app_health fixtures/thrift.ini | sed "s/^stop_timeout.*/&\nexecution = inline/" > "$WORK/thrift-inline.ini"
+app_health fixtures/thrift-async.ini > "$WORK/thrift-async.ini"
+# with_metrics CONFIG PORT: the config with the exporter on PORT, writing
+# to a directory of its own.
+with_metrics() {
+  mkdir -p "$WORK/metrics-$2"
+  printf '%s\nmetrics.enabled = true\nmetrics.bind = 127.0.0.1:%s\nmetrics.multiprocess_dir = %s\n' \
+    "$(cat "$1")" "$2" "$WORK/metrics-$2"
+}
 RESULTS="$WORK/results.txt"   # lines: SUITE SIDE METRIC VALUE
 
 # A port below the kernel's ephemeral range (where wrk's client ports, some
@@ -78,9 +96,15 @@ start_server() {
     bare-hyper)   exec taskset -c 0 "$BARE_HYPER" "127.0.0.1:$port" 2 ;;
     sim-http)     exec taskset -c 0 "$SIM" -q -d "$WORK/sim-$port.sock" -e "$WORK/sim-$port.pid" -f "$WORK/sim-$port.lock" \
                     -n 2 -m manual -b "127.0.0.1:$port,r" -- "$SERVE" fixtures/example.ini ;;
-    serve-thrift) exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" fixtures/thrift.ini ;;
+    serve-metrics) with_metrics fixtures/example.ini "$(free_port)" > "$WORK/http-metrics-$port.ini"
+                  exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" "$WORK/http-metrics-$port.ini" ;;
+    before-http)  exec taskset -c 0 "$BEFORE_SERVE" --bind "127.0.0.1:$port" fixtures/example.ini ;;
+    serve-thrift) exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" "$WORK/thrift.ini" ;;
     serve-inline) exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" "$WORK/thrift-inline.ini" ;;
-    serve-async)  exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" fixtures/thrift-async.ini ;;
+    serve-async)  exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" "$WORK/thrift-async.ini" ;;
+    async-metrics) with_metrics "$WORK/thrift-async.ini" "$(free_port)" > "$WORK/thrift-metrics-$port.ini"
+                  exec taskset -c 0 "$SERVE" --bind "127.0.0.1:$port" "$WORK/thrift-metrics-$port.ini" ;;
+    before-async) exec taskset -c 0 "$BEFORE_SERVE" --bind "127.0.0.1:$port" fixtures/thrift-async.ini ;;
     bare-thrift)  exec taskset -c 0 "$BARE_THRIFT" "127.0.0.1:$port" ;;
     tserver)      exec taskset -c 0 "$TSERVER" "127.0.0.1:$port" 64 ;;
     volo)         exec taskset -c 0 "$VOLO" "127.0.0.1:$port" ;;
@@ -173,6 +197,11 @@ for round in $(seq "$ROUNDS"); do
   http_run http-hello A serve-http;   http_run http-hello B bare-hyper
   http_run http-einhorn A sim-http;   http_run http-einhorn B bare-hyper
   http_run logging A serve-http;      http_run logging B serve-quiet
+  http_run http-metrics A serve-metrics;       http_run http-metrics B bare-hyper
+  http_run http-metrics-cost A serve-metrics;  http_run http-metrics-cost B serve-http
+  if [ -n "$BEFORE_SERVE" ]; then
+    http_run http-vs-before A serve-http;  http_run http-vs-before B before-http
+  fi
   thrift_run thrift-framed A serve-thrift framed is_healthy;  thrift_run thrift-framed B bare-thrift framed is_healthy
   thrift_run thrift-header A serve-thrift header is_healthy;  thrift_run thrift-header B bare-thrift framed is_healthy
   thrift_run thrift-echo1k A serve-thrift framed echo1k;      thrift_run thrift-echo1k B bare-thrift framed echo1k
@@ -184,6 +213,11 @@ for round in $(seq "$ROUNDS"); do
   thrift_run async-echo1k A serve-async framed echo1k;      thrift_run async-echo1k B bare-thrift framed echo1k
   thrift_run async-vs-volo A serve-async framed is_healthy;  thrift_run async-vs-volo B volo framed is_healthy
   thrift_run async-echo1k-vs-volo A serve-async framed echo1k;  thrift_run async-echo1k-vs-volo B volo framed echo1k
+  thrift_run thrift-metrics A async-metrics framed is_healthy;       thrift_run thrift-metrics B bare-thrift framed is_healthy
+  thrift_run thrift-metrics-cost A async-metrics framed is_healthy;  thrift_run thrift-metrics-cost B serve-async framed is_healthy
+  if [ -n "$BEFORE_SERVE" ]; then
+    thrift_run thrift-vs-before A serve-async framed is_healthy;  thrift_run thrift-vs-before B before-async framed is_healthy
+  fi
   config_run config-1m-keys
   upgrade_run upgrade-8 A;  upgrade_run upgrade-8 B --einhorn-pacing
 done
@@ -208,7 +242,7 @@ TABLE="$WORK/table.md"
       return sprintf("%s (%s–%s)", med, a[1], a[n]) "|" med
     }
     END {
-      order="http-hello http-einhorn logging thrift-framed thrift-header thrift-echo1k thrift-inline sync-vs-tserver sync-echo1k-vs-tserver async-framed async-header async-echo1k async-vs-volo async-echo1k-vs-volo config-1m-keys upgrade-8"
+      order="http-hello http-einhorn logging http-metrics http-metrics-cost http-vs-before thrift-framed thrift-header thrift-echo1k thrift-inline sync-vs-tserver sync-echo1k-vs-tserver async-framed async-header async-echo1k async-vs-volo async-echo1k-vs-volo thrift-metrics thrift-metrics-cost thrift-vs-before config-1m-keys upgrade-8"
       split(order, suites, " ")
       split("throughput p99_ms seconds", metrics, " ")
       for (s=1; s in suites; s++) for (m=1; m<=3; m++) {

@@ -19,7 +19,9 @@ use crate::config::{AppConfig, ConfigFile, Section};
 use crate::einhorn::Worker;
 use crate::error::{io_reason, BoxError, Error};
 use crate::handlers::access_log;
-use crate::health::{self, AnsweredBy, Health};
+use crate::health::http::HttpProbes;
+use crate::health::thrift::ThriftProbes;
+use crate::health::{AnsweredBy, Health};
 use crate::logging::file_config::FileLogging;
 use crate::logging::UserLayer;
 use crate::metrics::{Metrics, MetricsOptions};
@@ -504,9 +506,10 @@ impl Serve {
     }
 
     /// Runs the app factory named in the app section, checks that the server
-    /// serves its kind, wraps the app in the `handler` layer, if any, then
-    /// in the server's health probes (unless the app answers them), and
-    /// makes the connection handler that serves it with the server's options.
+    /// serves its kind, wraps the app in the `handler` layer, if any, and
+    /// makes the connection handler that serves it with the server's
+    /// options, its metrics and its health probes (unless the app answers
+    /// them).
     fn build_app(
         &self,
         options: &ServerOptions,
@@ -558,16 +561,12 @@ impl Serve {
                         layer(service)
                     }
                 };
-                let service = if server_answers {
-                    health::thrift::answer_probes(service, health.clone())
-                } else {
-                    service
-                };
                 Ok(App::Thrift(ThriftHandler::new(
                     service,
                     thrift.max_frame_size,
                     timeouts,
                     metrics,
+                    server_answers.then(|| ThriftProbes::new(health.clone())),
                 )))
             }
             (AppFactory::Http(make), ProtocolOptions::Http(http)) => {
@@ -582,12 +581,9 @@ impl Serve {
                         layer(app)
                     }
                 };
-                let app = if server_answers {
-                    health::http::answer_probes(app, health.clone(), &http.health_path)
-                } else {
-                    app
-                };
-                Ok(App::Http(HttpHandler::new(app, http, metrics)))
+                let probes =
+                    server_answers.then(|| HttpProbes::new(health.clone(), &http.health_path));
+                Ok(App::Http(HttpHandler::new(app, http, metrics, probes)))
             }
             (factory, _) => {
                 let (app_kind, wanted) = match factory.kind() {
@@ -624,7 +620,9 @@ fn start_metrics(
     einhorn_master: Option<i32>,
     http: bool,
 ) -> Result<(Arc<Metrics>, Exporter), Error> {
-    let dir = options.directory(einhorn_master);
+    let dir = options
+        .directory(einhorn_master)
+        .map_err(|e| Error::io("cannot make the metrics directory", &e))?;
     let metrics = Metrics::open(&dir, http).map_err(|e| {
         Error::io(
             format!(

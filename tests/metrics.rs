@@ -26,15 +26,42 @@ struct Sim {
     events: PathBuf,
     addr: SocketAddr,
     metrics: SocketAddr,
+    /// The default metrics directory, when the config names none: removed
+    /// at the end.
+    _default_dir: Option<RemoveOnDrop>,
 }
 
-fn start(dir: &TempDir, server: &str, app: &str) -> Sim {
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Where the metrics go.
+#[derive(Clone, Copy)]
+enum Directory {
+    /// `metrics.multiprocess_dir` in the test's directory.
+    Configured,
+    /// Neither the key nor PROMETHEUS_MULTIPROC_DIR: the default one of
+    /// the Einhorn master.
+    Default,
+}
+
+fn start(dir: &TempDir, server: &str, app: &str, directory: Directory) -> Sim {
     let port = fixed_port();
+    let multiprocess_dir = match directory {
+        Directory::Configured => format!(
+            "metrics.multiprocess_dir = {}\n",
+            dir.path().join("metrics").display()
+        ),
+        Directory::Default => String::new(),
+    };
     let config = dir.write(
         "app.ini",
         &format!(
-            "[server:main]\nfactory = {server}\nstop_timeout = 5 seconds\n\n[app:main]\nfactory = {app}\nmetrics.enabled = true\nmetrics.bind = 127.0.0.1:{port}\nmetrics.multiprocess_dir = {}\n",
-            dir.path().join("metrics").display()
+            "[server:main]\nfactory = {server}\nstop_timeout = 5 seconds\n\n[app:main]\nfactory = {app}\nmetrics.enabled = true\nmetrics.bind = 127.0.0.1:{port}\n{multiprocess_dir}"
         ),
     );
     let events_path = dir.path().join("events.jsonl");
@@ -42,10 +69,18 @@ fn start(dir: &TempDir, server: &str, app: &str) -> Sim {
         .args(["-k", "-n", "4", "-m", "manual", "-b", "127.0.0.1:0,r", "--"])
         .arg(binary())
         .arg(&config)
+        .env_remove("PROMETHEUS_MULTIPROC_DIR")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let default_dir = matches!(directory, Directory::Default).then(|| {
+        RemoveOnDrop(std::env::temp_dir().join(format!(
+            "baseplate-metrics-{}/einhorn-{}",
+            nix::unistd::geteuid(),
+            child.id()
+        )))
+    });
     let master = KillOnDrop(child);
     let sim_port = wait_events(&events_path, sim_port);
     wait_events(&events_path, |e| {
@@ -56,6 +91,7 @@ fn start(dir: &TempDir, server: &str, app: &str) -> Sim {
         events: events_path,
         addr: SocketAddr::from(([127, 0, 0, 1], sim_port)),
         metrics: SocketAddr::from(([127, 0, 0, 1], port)),
+        _default_dir: default_dir,
     }
 }
 
@@ -162,6 +198,7 @@ fn http_counts_are_summed_over_workers_and_survive_a_kill_9() {
         &dir,
         "baseplate.server.wsgi",
         "baseplate.examples.http:make_app",
+        Directory::Configured,
     );
     http_load(sim.addr, 1000);
 
@@ -241,7 +278,12 @@ fn thrift_counts_name_the_exception_and_survive_a_kill_9() {
         "baseplate.examples.thrift_async:make_service",
     ] {
         let dir = TempDir::new();
-        let sim = start(&dir, "baseplate.server.thrift", app);
+        // The sync app with the Einhorn master's default directory.
+        let directory = match app.contains("async") {
+            true => Directory::Configured,
+            false => Directory::Default,
+        };
+        let sim = start(&dir, "baseplate.server.thrift", app, directory);
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let addr = sim.addr;

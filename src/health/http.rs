@@ -1,58 +1,46 @@
 //! The HTTP server's answer to health probes: `GET /health?type=N` (the
 //! path is `health.path`), as baseplate.py's checker sends it, with a JSON
-//! body and 200 or 503. Every other request goes to the app.
+//! body and 200 or 503. Every other request goes to the app (and so does
+//! this one with `health.answered_by = app`).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::{header, Method, StatusCode};
-use tower::Service;
 
 use super::{Health, Probe};
-use crate::app::{full_body, HttpRequest, HttpResponse, HttpService};
-use crate::error::BoxError;
+use crate::app::{full_body, HttpRequest, HttpResponse};
 
 /// The default `health.path`.
 pub(crate) const DEFAULT_PATH: &str = "/health";
 
-/// `app` with probes on `path` answered from `health`.
-pub(crate) fn answer_probes(app: HttpService, health: Health, path: &str) -> HttpService {
-    HttpService::new(Probes {
-        app,
-        health,
-        path: Arc::from(path),
-    })
-}
-
+/// The server's answer to probes on `path`, from `health`. The HTTP handler
+/// asks it first, so a probe costs the app nothing and other requests pay
+/// one comparison.
 #[derive(Clone)]
-struct Probes {
-    app: HttpService,
+pub(crate) struct HttpProbes {
     health: Health,
     path: Arc<str>,
 }
 
-impl Service<HttpRequest> for Probes {
-    type Response = HttpResponse;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.app.poll_ready(cx)
+impl HttpProbes {
+    pub(crate) fn new(health: Health, path: &str) -> HttpProbes {
+        HttpProbes {
+            health,
+            path: Arc::from(path),
+        }
     }
 
-    fn call(&mut self, request: HttpRequest) -> Self::Future {
-        if request.uri().path() != &*self.path {
-            return self.app.call(request);
-        }
+    /// Whether `request` is a probe.
+    pub(crate) fn is_probe(&self, request: &HttpRequest) -> bool {
+        request.uri().path() == &*self.path
+    }
+
+    /// The answer to a probe.
+    pub(crate) async fn answer(&self, request: &HttpRequest) -> HttpResponse {
         if let Some(endpoint) = request.extensions().get::<crate::metrics::Endpoint>() {
             endpoint.set(Arc::clone(&self.path));
         }
-        let health = self.health.clone();
-        let method = request.method().clone();
-        let query = request.uri().query().map(str::to_string);
-        Box::pin(async move { Ok(respond(&health, &method, query.as_deref()).await) })
+        respond(&self.health, request.method(), request.uri().query()).await
     }
 }
 

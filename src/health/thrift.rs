@@ -2,62 +2,49 @@
 //! in both of baseplate.thrift's forms (`BaseplateService.is_healthy()` and
 //! `BaseplateServiceV2.is_healthy(1: IsHealthyRequest request)`, which
 //! share the method name on the wire), answered from [`Health`]. Every
-//! other call goes to the app.
-
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+//! other call goes to the app (and so does this one with
+//! `health.answered_by = app`).
 
 use thrift::protocol::{
     TFieldIdentifier, TInputProtocol, TOutputProtocol, TStructIdentifier, TType,
 };
-use tower::Service;
 
 use super::{Health, Probe};
-use crate::error::BoxError;
-use crate::server::thrift::{ThriftRequest, ThriftResponse, ThriftService};
+use crate::server::thrift::{ThriftRequest, ThriftResponse};
 
 /// The method both health services define.
 pub(crate) const METHOD: &str = "is_healthy";
 
-/// `app` with `is_healthy` calls answered from `health`.
-pub(crate) fn answer_probes(app: ThriftService, health: Health) -> ThriftService {
-    ThriftService::new(Probes { app, health })
-}
-
+/// The server's answer to `is_healthy`, from `health`. The Thrift
+/// connection asks it before the app, so other calls pay one comparison.
 #[derive(Clone)]
-struct Probes {
-    app: ThriftService,
+pub(crate) struct ThriftProbes {
     health: Health,
 }
 
-impl Service<ThriftRequest> for Probes {
-    type Response = ThriftResponse;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<ThriftResponse, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.app.poll_ready(cx)
+impl ThriftProbes {
+    pub(crate) fn new(health: Health) -> ThriftProbes {
+        ThriftProbes { health }
     }
 
-    fn call(&mut self, request: ThriftRequest) -> Self::Future {
-        if &*request.method != METHOD || request.is_oneway() {
-            return self.app.call(request);
+    /// Whether `request` is a probe.
+    pub(crate) fn is_probe(&self, request: &ThriftRequest) -> bool {
+        &*request.method == METHOD && !request.is_oneway()
+    }
+
+    /// The answer to a probe.
+    pub(crate) async fn answer(&self, request: ThriftRequest) -> ThriftResponse {
+        let probe = match request.read_args(read_args) {
+            Ok(probe) => probe,
+            Err(e) => return request.error_reply(e),
+        };
+        let report = self.health.check(probe).await;
+        if !report.is_healthy() {
+            tracing::debug!(probe = %probe, failed = ?report.failures, "is_healthy: false");
         }
-        let health = self.health.clone();
-        Box::pin(async move {
-            let probe = match request.read_args(read_args) {
-                Ok(probe) => probe,
-                Err(e) => return Ok(request.error_reply(e)),
-            };
-            let report = health.check(probe).await;
-            if !report.is_healthy() {
-                tracing::debug!(probe = %probe, failed = ?report.failures, "is_healthy: false");
-            }
-            Ok(request
-                .reply(|o| write_result(o, report.is_healthy()))
-                .unwrap_or_else(|e| request.error_reply(e)))
-        })
+        request
+            .reply(|o| write_result(o, report.is_healthy()))
+            .unwrap_or_else(|e| request.error_reply(e))
     }
 }
 

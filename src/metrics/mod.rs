@@ -91,20 +91,47 @@ impl MetricsOptions {
 
     /// The shared directory: `metrics.multiprocess_dir`, else
     /// `PROMETHEUS_MULTIPROC_DIR`, else one per Einhorn master (so that
-    /// every worker of a master shares it), else one for this process.
-    pub(crate) fn directory(&self, einhorn_master: Option<i32>) -> PathBuf {
+    /// every worker of a master shares it), else one for this process. The
+    /// default ones are in a directory of this user's own under `$TMPDIR`,
+    /// made private (0700) and checked to be this user's, so that no other
+    /// user of the machine can read or plant metrics files there.
+    pub(crate) fn directory(&self, einhorn_master: Option<i32>) -> std::io::Result<PathBuf> {
         if let Some(dir) = &self.dir {
-            return dir.clone();
+            return Ok(dir.clone());
         }
         if let Some(dir) = std::env::var_os(MULTIPROC_DIR_VAR).filter(|d| !d.is_empty()) {
-            return PathBuf::from(dir);
+            return Ok(PathBuf::from(dir));
         }
-        let base = std::env::temp_dir().join("baseplate-metrics");
-        match einhorn_master {
+        let uid = nix::unistd::geteuid();
+        let base = std::env::temp_dir().join(format!("baseplate-metrics-{uid}"));
+        private_dir(&base, uid)?;
+        Ok(match einhorn_master {
             Some(master) => base.join(format!("einhorn-{master}")),
             None => base.join(format!("process-{}", std::process::id())),
-        }
+        })
     }
+}
+
+/// Makes `dir` (mode 0700) unless it exists, and checks that it belongs to
+/// `uid` and that no one else may write to it.
+fn private_dir(dir: &Path, uid: nix::unistd::Uid) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() || meta.uid() != uid.as_raw() || meta.mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(format!(
+            "{} is not a private directory of uid {uid} (owner uid {}, mode {:o}); \
+             set metrics.multiprocess_dir or PROMETHEUS_MULTIPROC_DIR",
+            dir.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(())
 }
 
 /// The name of the server kind, as the `server_protocol` label says it.
@@ -125,9 +152,47 @@ pub(crate) struct Metrics {
     http: RwLock<HashMap<Box<[u8]>, Arc<HttpSeries>>>,
     /// The request metrics of one Thrift outcome.
     thrift: RwLock<HashMap<Box<[u8]>, Arc<ThriftSeries>>>,
+    /// The series every request or connection touches, looked up once.
+    fixed: Fixed,
+    /// The active-requests gauge of a request whose endpoint is not named
+    /// yet, by method (see [`method_label`]).
+    unnamed: [std::sync::OnceLock<Option<Slots>>; METHODS.len() + 1],
+    /// The Thrift method names seen, up to [`MAX_THRIFT_METHODS`].
+    thrift_methods: RwLock<std::collections::HashSet<Box<str>>>,
     /// Set once a write to the file failed, so it is logged once.
     failed: AtomicBool,
 }
+
+/// The series of a server that do not depend on the request.
+struct Fixed {
+    accepted: Option<Slots>,
+    open: Option<Slots>,
+    active: Option<Slots>,
+}
+
+/// HTTP methods shown as they are; any other (an extension method a client
+/// made up) is `other`, so that clients cannot add series at will.
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// The `http_method` label of `method`, and its index in [`METHODS`] (or
+/// one past the end for `other`).
+fn method_label(method: &http::Method) -> (&'static str, usize) {
+    let name = method.as_str();
+    match METHODS.iter().position(|m| *m == name) {
+        Some(i) => (METHODS[i], i),
+        None => (OTHER, METHODS.len()),
+    }
+}
+
+/// The label value standing for the values past a bound.
+pub(crate) const OTHER: &str = "other";
+
+/// The most distinct `thrift_method` values: method names come from the
+/// wire, and a client sending made-up names must not grow the series (and
+/// every scrape) without end. Later new names are counted as `other`.
+pub(crate) const MAX_THRIFT_METHODS: usize = 1000;
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -186,13 +251,26 @@ impl Metrics {
             .filter(|id| !id.is_empty())
             .unwrap_or_else(|| std::process::id().to_string());
         let store = Store::create(dir, &worker_id)?;
-        let metrics = Metrics {
+        let protocol = protocol_label(http);
+        let mut metrics = Metrics {
             store,
             dir: dir.to_path_buf(),
-            protocol: protocol_label(http),
+            protocol,
             http: RwLock::default(),
             thrift: RwLock::default(),
+            fixed: Fixed {
+                accepted: None,
+                open: None,
+                active: None,
+            },
+            unnamed: Default::default(),
+            thrift_methods: RwLock::default(),
             failed: AtomicBool::new(false),
+        };
+        metrics.fixed = Fixed {
+            accepted: metrics.series(&names::ACCEPTED_CONNECTIONS, &[protocol]),
+            open: metrics.series(&names::OPEN_CONNECTIONS, &[protocol]),
+            active: metrics.series(&names::ACTIVE_REQUESTS, &[protocol]),
         };
         if let Some(workers) = metrics.series(&names::PROCESS_WORKERS, &[]) {
             workers.set(0, 1);
@@ -233,17 +311,17 @@ impl Metrics {
 
     /// A connection was accepted.
     pub(crate) fn connection_opened(&self) {
-        if let Some(s) = self.series(&names::ACCEPTED_CONNECTIONS, &[self.protocol]) {
+        if let Some(s) = &self.fixed.accepted {
             s.add(0, 1);
         }
-        if let Some(s) = self.series(&names::OPEN_CONNECTIONS, &[self.protocol]) {
+        if let Some(s) = &self.fixed.open {
             s.add(0, 1);
         }
     }
 
     /// A connection closed.
     pub(crate) fn connection_closed(&self) {
-        if let Some(s) = self.series(&names::OPEN_CONNECTIONS, &[self.protocol]) {
+        if let Some(s) = &self.fixed.open {
             s.sub(0, 1);
         }
     }
@@ -257,7 +335,7 @@ impl Metrics {
 
     /// A request started (`true`) or ended (`false`), any endpoint.
     pub(crate) fn in_flight(&self, started: bool) {
-        if let Some(s) = self.series(&names::ACTIVE_REQUESTS, &[self.protocol]) {
+        if let Some(s) = &self.fixed.active {
             if started {
                 s.add(0, 1);
             } else {
@@ -271,7 +349,39 @@ impl Metrics {
         self.series(&names::HTTP_ACTIVE, &[method, endpoint])
     }
 
-    /// The active-requests gauge of a Thrift method.
+    /// The active-requests gauge of a request not yet routed.
+    fn http_unnamed(&self, method: &'static str, index: usize) -> Option<Slots> {
+        self.unnamed[index]
+            .get_or_init(|| self.http_active(method, UNNAMED))
+            .clone()
+    }
+
+    /// The `thrift_method` label of `method`: itself, or `other` once
+    /// [`MAX_THRIFT_METHODS`] names have been seen.
+    pub(crate) fn thrift_method<'a>(&self, method: &'a str) -> &'a str {
+        if self
+            .thrift_methods
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(method)
+        {
+            return method;
+        }
+        let mut seen = self
+            .thrift_methods
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if seen.len() < MAX_THRIFT_METHODS {
+            seen.insert(method.into());
+            method
+        } else if seen.contains(method) {
+            method
+        } else {
+            OTHER
+        }
+    }
+
+    /// The active-requests gauge of a Thrift method (already bounded).
     pub(crate) fn thrift_active(&self, method: &str) -> Option<Slots> {
         self.series(&names::THRIFT_ACTIVE, &[method])
     }
@@ -464,7 +574,8 @@ impl std::fmt::Debug for Endpoint {
 
 struct EndpointState {
     name: Option<Arc<str>>,
-    method: http::Method,
+    /// The `http_method` label.
+    method: &'static str,
     metrics: Arc<Metrics>,
     /// The active-requests gauge this request is counted in now.
     active: Option<Slots>,
@@ -484,7 +595,7 @@ impl Endpoint {
             return;
         }
         // The request moves to its endpoint's active-requests gauge.
-        let moved = state.metrics.http_active(state.method.as_str(), &name);
+        let moved = state.metrics.http_active(state.method, &name);
         if let Some(old) = state.active.take() {
             old.sub(0, 1);
         }
@@ -516,7 +627,8 @@ impl HttpRequestMetrics {
     /// Starts recording a request: counted as active (endpoint not yet
     /// named) until [`finish`](Self::finish).
     pub(crate) fn start(metrics: &Arc<Metrics>, method: &http::Method, request_size: u64) -> Self {
-        let active = metrics.http_active(method.as_str(), UNNAMED);
+        let (method, index) = method_label(method);
+        let active = metrics.http_unnamed(method, index);
         if let Some(active) = &active {
             active.add(0, 1);
         }
@@ -525,7 +637,7 @@ impl HttpRequestMetrics {
             endpoint: Endpoint {
                 inner: Arc::new(Mutex::new(EndpointState {
                     name: None,
-                    method: method.clone(),
+                    method,
                     metrics: Arc::clone(metrics),
                     active,
                     finished: false,
@@ -560,10 +672,10 @@ impl HttpRequestMetrics {
             None if status == 404 => Arc::from("404"),
             None => Arc::from(UNNAMED),
         };
-        let method = state.method.clone();
+        let method = state.method;
         drop(state);
         metrics.http_request(&HttpDone {
-            method: method.as_str(),
+            method,
             endpoint: &endpoint,
             status,
             latency: self.started.elapsed(),
@@ -582,7 +694,7 @@ impl HttpRequestMetrics {
 /// Records a streamed response's size once its body has been sent.
 pub(crate) struct LateSize {
     metrics: Arc<Metrics>,
-    method: http::Method,
+    method: &'static str,
     endpoint: Arc<str>,
     success: bool,
 }
@@ -593,9 +705,58 @@ impl LateSize {
         let success = if self.success { "true" } else { "false" };
         if let Some(slots) = self.metrics.series(
             &names::HTTP_RESPONSE_SIZE,
-            &[self.method.as_str(), &self.endpoint, success],
+            &[self.method, &self.endpoint, success],
         ) {
             self.metrics.http_response_size(&slots, size);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("bp-metrics-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn client_chosen_labels_are_bounded() {
+        assert_eq!(method_label(&http::Method::GET), ("GET", 0));
+        assert_eq!(method_label(&http::Method::PATCH), ("PATCH", 8));
+        let made_up = http::Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&made_up), (OTHER, METHODS.len()));
+
+        let dir = temp_dir("bounded");
+        let metrics = Metrics::open(&dir, false).unwrap();
+        for i in 0..MAX_THRIFT_METHODS {
+            let name = format!("m{i}");
+            assert_eq!(metrics.thrift_method(&name), name);
+        }
+        assert_eq!(metrics.thrift_method("one_too_many"), OTHER);
+        assert_eq!(metrics.thrift_method("m7"), "m7");
+        drop(metrics);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_default_directory_must_be_private() {
+        let uid = nix::unistd::geteuid();
+        let dir = temp_dir("private");
+        private_dir(&dir, uid).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = private_dir(&dir, uid).unwrap_err().to_string();
+        assert!(
+            e.contains("is not a private directory") && e.contains("mode 777"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

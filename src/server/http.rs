@@ -20,6 +20,7 @@ use super::tracker::{Activity, ConnectionHandle, RequestInfo};
 use super::{ConnectionFuture, ConnectionHandler, HttpOptions};
 use crate::app::{full_body, HttpRequest, HttpResponse, HttpService};
 use crate::body::RequestBody;
+use crate::health::http::HttpProbes;
 use crate::metrics::{HttpRequestMetrics, Metrics};
 use crate::trace::{self, TraceId};
 
@@ -87,15 +88,18 @@ pub(crate) struct HttpHandler {
     idle_timeout: Duration,
     /// Where requests are counted, with metrics on.
     metrics: Option<Arc<Metrics>>,
+    /// The server's answer to health probes, unless the app answers them.
+    probes: Option<HttpProbes>,
 }
 
 impl HttpHandler {
     /// A handler for `app` with the limits of `options`, counting requests
-    /// in `metrics`.
+    /// in `metrics` and answering health probes with `probes`.
     pub(crate) fn new(
         app: HttpService,
         options: &HttpOptions,
         metrics: Option<Arc<Metrics>>,
+        probes: Option<HttpProbes>,
     ) -> HttpHandler {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -119,6 +123,7 @@ impl HttpHandler {
             header_timeout: options.header_timeout,
             idle_timeout: options.idle_timeout,
             metrics,
+            probes,
         }
     }
 }
@@ -138,22 +143,22 @@ impl ConnectionHandler for HttpHandler {
         };
         let (header_timeout, idle_timeout) = (self.header_timeout, self.idle_timeout);
         let metrics = self.metrics.clone();
+        let probes = self.probes.clone();
         Box::pin(async move {
             let peer = connection.peer().clone();
             let first_request = connection.clone();
             let watched = connection.clone();
             let closing = shutdown.clone();
-            let counted = metrics.clone();
-            let service = service_fn(move |request| {
-                dispatch(
-                    app.clone(),
-                    connection.clone(),
-                    closing.clone(),
-                    limits,
-                    counted.clone(),
-                    request,
-                )
-            });
+            let served = Served {
+                connection,
+                shutdown: closing,
+                limits,
+                metrics: metrics.clone(),
+                probes,
+            };
+            let served = Arc::new(served);
+            let service =
+                service_fn(move |request| dispatch(app.clone(), Arc::clone(&served), request));
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(conn);
             let result = tokio::select! {
@@ -200,6 +205,15 @@ impl ConnectionHandler for HttpHandler {
     }
 }
 
+/// What every request of one connection shares.
+struct Served {
+    connection: ConnectionHandle,
+    shutdown: Shutdown,
+    limits: BodyLimits,
+    metrics: Option<Arc<Metrics>>,
+    probes: Option<HttpProbes>,
+}
+
 /// The request-body limits of the server options.
 #[derive(Clone, Copy)]
 struct BodyLimits {
@@ -215,12 +229,10 @@ pub(crate) const REQUEST_SPAN: &str = "request";
 /// `500 Internal Server Error` for this request only.
 async fn dispatch(
     mut app: HttpService,
-    connection: ConnectionHandle,
-    shutdown: Shutdown,
-    limits: BodyLimits,
-    metrics: Option<Arc<Metrics>>,
+    served: Arc<Served>,
     request: http::Request<Incoming>,
 ) -> Result<HttpResponse, Infallible> {
+    let (connection, limits) = (&served.connection, served.limits);
     let http1 = request.version() <= http::Version::HTTP_11;
     let declared = request
         .headers()
@@ -274,13 +286,16 @@ async fn dispatch(
     );
     request.extensions_mut().insert(connection.peer().clone());
     request.extensions_mut().insert(trace_id.clone());
-    let recording = metrics.map(|metrics| {
-        let recording =
-            HttpRequestMetrics::start(&metrics, request.method(), declared.unwrap_or(0));
+    let recording = served.metrics.as_ref().map(|metrics| {
+        let recording = HttpRequestMetrics::start(metrics, request.method(), declared.unwrap_or(0));
         request.extensions_mut().insert(recording.endpoint());
         recording
     });
+    let probes = served.probes.as_ref().filter(|p| p.is_probe(&request));
     let mut response = trace::scope(trace_id, async move {
+        if let Some(probes) = probes {
+            return probes.answer(&request).await;
+        }
         let outcome = match std::future::poll_fn(|cx| app.poll_ready(cx)).await {
             Ok(()) => CatchUnwind(app.call(request))
                 .await
@@ -301,7 +316,7 @@ async fn dispatch(
             response = response.map(|body| crate::metrics::counted_body::counted(body, late));
         }
     }
-    if http1 && shutdown.is_triggered() {
+    if http1 && served.shutdown.is_triggered() {
         // Shutting down: this connection takes no further request.
         response.headers_mut().insert(
             http::header::CONNECTION,

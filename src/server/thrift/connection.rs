@@ -147,20 +147,21 @@ async fn answer(
     );
     let oneway = request.is_oneway();
     let Some(metrics) = &served.metrics else {
-        let response = run(request, span, service, served.timeouts.debug).await?;
+        let response = run(request, span, service, served).await?;
         if oneway {
             return Ok(Vec::new());
         }
         return Ok(frame::wrap(&wrap, protocol, response.into_message()));
     };
-    let method = Arc::clone(&request.method);
     let started = Instant::now();
-    let active = metrics.thrift_active(&method);
+    let called = Arc::clone(&request.method);
+    let method = metrics.thrift_method(&called);
+    let active = metrics.thrift_active(method);
     if let Some(active) = &active {
         active.add(0, 1);
     }
     metrics.in_flight(true);
-    let response = run(request, span, service, served.timeouts.debug).await;
+    let response = run(request, span, service, served).await;
     metrics.in_flight(false);
     if let Some(active) = &active {
         active.sub(0, 1);
@@ -176,7 +177,7 @@ async fn answer(
             _ => CallOutcome::default(),
         },
     };
-    metrics.thrift_call(&method, &outcome, started.elapsed());
+    metrics.thrift_call(method, &outcome, started.elapsed());
     if oneway {
         return Ok(Vec::new());
     }
@@ -265,8 +266,9 @@ async fn run(
     request: ThriftRequest,
     span: Span,
     service: &mut ThriftService,
-    debug_timeouts: bool,
+    served: &Served,
 ) -> Result<ThriftResponse, String> {
+    let debug_timeouts = served.timeouts.debug;
     let method = Arc::clone(&request.method);
     let started = Instant::now();
     let deadline = request.deadline;
@@ -283,6 +285,9 @@ async fn run(
     let debug_headers = debug_timeouts.then(|| headers.clone());
     let trace_id = request.trace.trace_id.clone();
     let call = async {
+        if let Some(probes) = served.probes.as_ref().filter(|p| p.is_probe(&request)) {
+            return Ok(probes.answer(request).await);
+        }
         service.ready().await?;
         // `call` itself may run app code (an inline processor): catch its
         // panics as well as the future's.

@@ -36,6 +36,7 @@ use super::listener::Stream;
 use super::shutdown::Shutdown;
 use super::tracker::ConnectionHandle;
 use super::{ConnectionFuture, ConnectionHandler};
+use crate::health::thrift::ThriftProbes;
 use crate::metrics::Metrics;
 use tracing::warn;
 
@@ -108,17 +109,20 @@ struct Served {
     timeouts: ServerTimeouts,
     /// Where calls are counted, with metrics on.
     metrics: Option<Arc<Metrics>>,
+    /// The server's answer to `is_healthy`, unless the app answers it.
+    probes: Option<ThriftProbes>,
 }
 
 impl ThriftHandler {
     /// A handler serving `service`, refusing messages over `max_frame_size`
-    /// bytes, giving calls the deadlines `timeouts` sets, and counting them
-    /// in `metrics`.
+    /// bytes, giving calls the deadlines `timeouts` sets, counting them in
+    /// `metrics`, and answering `is_healthy` with `probes`.
     pub(crate) fn new(
         service: ThriftService,
         max_frame_size: usize,
         timeouts: ServerTimeouts,
         metrics: Option<Arc<Metrics>>,
+        probes: Option<ThriftProbes>,
     ) -> ThriftHandler {
         ThriftHandler {
             service,
@@ -126,6 +130,7 @@ impl ThriftHandler {
                 max_frame_size,
                 timeouts,
                 metrics,
+                probes,
             }),
         }
     }

@@ -157,7 +157,7 @@ async fn route(request: Request<RequestBody>, config: &[u8]) -> Response<Full<By
         ROUTES.iter().find(|r| **r == path),
         request.extensions().get::<crate::metrics::Endpoint>(),
     ) {
-        endpoint.set(*route);
+        endpoint.set(route);
     }
     match (request.method(), path.as_str()) {
         (&Method::GET, "/") => text(

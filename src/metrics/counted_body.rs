@@ -9,7 +9,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
 
-use super::LateSize;
+use super::http::LateSize;
 use crate::app::HttpBody;
 use crate::error::BoxError;
 

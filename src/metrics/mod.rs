@@ -13,22 +13,21 @@ pub(crate) mod counted_body;
 mod encode;
 pub(crate) mod exporter;
 mod file;
+mod http;
 pub(crate) mod names;
 mod process;
 mod scrape;
 mod store;
 pub(crate) mod thrift;
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::config::{from_section, ConfigErrors, Endpoint as Address, Section};
+pub use http::Endpoint;
+pub(crate) use http::HttpRequestMetrics;
 use names::Metric;
 use store::{Slots, Store};
 
@@ -143,96 +142,36 @@ pub(crate) fn protocol_label(http: bool) -> &'static str {
     }
 }
 
-/// This worker's recorder: the file, and the series already looked up.
+/// This worker's recorder: its file, and the series already looked up.
 pub(crate) struct Metrics {
     store: Store,
     dir: PathBuf,
     protocol: &'static str,
-    /// The request metrics of one HTTP (method, endpoint, success, code).
-    http: RwLock<HashMap<Box<[u8]>, Arc<HttpSeries>>>,
-    /// The request metrics of one Thrift outcome.
-    thrift: RwLock<HashMap<Box<[u8]>, Arc<ThriftSeries>>>,
     /// The series every request or connection touches, looked up once.
     fixed: Fixed,
-    /// The active-requests gauge of a request whose endpoint is not named
-    /// yet, by method (see [`method_label`]).
-    unnamed: [std::sync::OnceLock<Option<Slots>>; METHODS.len() + 1],
-    /// The Thrift method names seen, up to [`MAX_THRIFT_METHODS`].
-    thrift_methods: RwLock<std::collections::HashSet<Box<str>>>,
+    /// HTTP request metrics, by method and endpoint.
+    http: http::HttpSeries,
+    /// Thrift call metrics, by method.
+    thrift: thrift::ThriftSeries,
     /// Set once a write to the file failed, so it is logged once.
     failed: AtomicBool,
 }
 
 /// The series of a server that do not depend on the request.
+#[derive(Default)]
 struct Fixed {
     accepted: Option<Slots>,
     open: Option<Slots>,
     active: Option<Slots>,
 }
 
-/// HTTP methods shown as they are; any other (an extension method a client
-/// made up) is `other`, so that clients cannot add series at will.
-const METHODS: [&str; 9] = [
-    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-];
-
-/// The `http_method` label of `method`, and its index in [`METHODS`] (or
-/// one past the end for `other`).
-fn method_label(method: &http::Method) -> (&'static str, usize) {
-    let name = method.as_str();
-    match METHODS.iter().position(|m| *m == name) {
-        Some(i) => (METHODS[i], i),
-        None => (OTHER, METHODS.len()),
-    }
-}
-
 /// The label value standing for the values past a bound.
 pub(crate) const OTHER: &str = "other";
-
-/// The most distinct `thrift_method` values: method names come from the
-/// wire, and a client sending made-up names must not grow the series (and
-/// every scrape) without end. Later new names are counted as `other`.
-pub(crate) const MAX_THRIFT_METHODS: usize = 1000;
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").field("dir", &self.dir).finish()
     }
-}
-
-thread_local! {
-    /// A buffer for building series keys without allocating.
-    static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-struct HttpSeries {
-    requests: Slots,
-    latency: Slots,
-    request_size: Slots,
-    response_size: Slots,
-}
-
-struct ThriftSeries {
-    requests: Slots,
-    latency: Slots,
-}
-
-/// The value under `key` in `cache`, made by `make` the first time: the
-/// fast path is one read lock and one hash, with no allocation.
-fn cached<T: Clone>(
-    cache: &RwLock<HashMap<Box<[u8]>, T>>,
-    key: &[u8],
-    make: impl FnOnce() -> Option<T>,
-) -> Option<T> {
-    if let Some(value) = cache.read().unwrap_or_else(|e| e.into_inner()).get(key) {
-        return Some(value.clone());
-    }
-    let value = make()?;
-    cache
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key.into(), value.clone());
-    Some(value)
 }
 
 /// Adds one observation to a histogram's slots: its bucket (non-cumulative;
@@ -256,15 +195,9 @@ impl Metrics {
             store,
             dir: dir.to_path_buf(),
             protocol,
-            http: RwLock::default(),
-            thrift: RwLock::default(),
-            fixed: Fixed {
-                accepted: None,
-                open: None,
-                active: None,
-            },
-            unnamed: Default::default(),
-            thrift_methods: RwLock::default(),
+            fixed: Fixed::default(),
+            http: http::HttpSeries::default(),
+            thrift: thrift::ThriftSeries::default(),
             failed: AtomicBool::new(false),
         };
         metrics.fixed = Fixed {
@@ -283,10 +216,13 @@ impl Metrics {
         &self.dir
     }
 
-    /// The slots of `metric` with these label values; `None` (logged once)
-    /// when the file cannot grow.
-    fn slots_for(&self, metric: &Metric, key: &[u8]) -> Option<Slots> {
-        match self.store.slots(metric.entry_kind(), key, metric.slots()) {
+    /// The slots of `metric` with these label values, added to the file the
+    /// first time; `None` (logged once) when the file cannot grow. Callers
+    /// keep what they look up: this builds a key and hashes it.
+    fn series(&self, metric: &Metric, values: &[&str]) -> Option<Slots> {
+        let mut key = Vec::new();
+        names::key(metric, values, &mut key);
+        match self.store.slots(metric.entry_kind(), &key, metric.slots()) {
             Ok(slots) => Some(slots),
             Err(e) => {
                 if !self.failed.swap(true, Ordering::Relaxed) {
@@ -298,15 +234,6 @@ impl Metrics {
                 None
             }
         }
-    }
-
-    /// A series of a metric this module records directly (not per request).
-    fn series(&self, metric: &Metric, values: &[&str]) -> Option<Slots> {
-        KEY.with_borrow_mut(|key| {
-            names::key(metric, values, key);
-            // The store keeps every series by key already.
-            self.slots_for(metric, key)
-        })
     }
 
     /// A connection was accepted.
@@ -344,146 +271,6 @@ impl Metrics {
         }
     }
 
-    /// The active-requests gauge of an HTTP method and endpoint.
-    fn http_active(&self, method: &str, endpoint: &str) -> Option<Slots> {
-        self.series(&names::HTTP_ACTIVE, &[method, endpoint])
-    }
-
-    /// The active-requests gauge of a request not yet routed.
-    fn http_unnamed(&self, method: &'static str, index: usize) -> Option<Slots> {
-        self.unnamed[index]
-            .get_or_init(|| self.http_active(method, UNNAMED))
-            .clone()
-    }
-
-    /// The `thrift_method` label of `method`: itself, or `other` once
-    /// [`MAX_THRIFT_METHODS`] names have been seen.
-    pub(crate) fn thrift_method<'a>(&self, method: &'a str) -> &'a str {
-        if self
-            .thrift_methods
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(method)
-        {
-            return method;
-        }
-        let mut seen = self
-            .thrift_methods
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        if seen.len() < MAX_THRIFT_METHODS {
-            seen.insert(method.into());
-            method
-        } else if seen.contains(method) {
-            method
-        } else {
-            OTHER
-        }
-    }
-
-    /// The active-requests gauge of a Thrift method (already bounded).
-    pub(crate) fn thrift_active(&self, method: &str) -> Option<Slots> {
-        self.series(&names::THRIFT_ACTIVE, &[method])
-    }
-
-    /// Records one finished HTTP request.
-    pub(crate) fn http_request(&self, done: &HttpDone<'_>) {
-        let success = if (200..400).contains(&done.status) {
-            "true"
-        } else {
-            "false"
-        };
-        let mut code = itoa_u16(done.status);
-        let code = code.as_str();
-        let series = KEY.with_borrow_mut(|key| {
-            names::key(
-                &names::HTTP_REQUESTS,
-                &[done.method, done.endpoint, success, code],
-                key,
-            );
-            cached(&self.http, key, || {
-                let labels = [done.method, done.endpoint, success];
-                let mut other = Vec::new();
-                let mut slots = |metric: &Metric, values: &[&str]| {
-                    names::key(metric, values, &mut other);
-                    self.slots_for(metric, &other)
-                };
-                Some(Arc::new(HttpSeries {
-                    requests: self.slots_for(&names::HTTP_REQUESTS, key)?,
-                    latency: slots(&names::HTTP_LATENCY, &labels)?,
-                    request_size: slots(&names::HTTP_REQUEST_SIZE, &labels)?,
-                    response_size: slots(&names::HTTP_RESPONSE_SIZE, &labels)?,
-                }))
-            })
-        });
-        let Some(series) = series else { return };
-        series.requests.add(0, 1);
-        observe(
-            &series.latency,
-            names::LATENCY_BUCKETS,
-            done.latency.as_secs_f64(),
-            done.latency.as_nanos() as u64,
-        );
-        observe(
-            &series.request_size,
-            names::SIZE_BUCKETS,
-            done.request_size as f64,
-            done.request_size,
-        );
-        if let Some(size) = done.response_size {
-            self.http_response_size(&series.response_size, size);
-        }
-    }
-
-    fn http_response_size(&self, slots: &Slots, size: u64) {
-        observe(slots, names::SIZE_BUCKETS, size as f64, size);
-    }
-
-    /// Records one finished Thrift call.
-    pub(crate) fn thrift_call(
-        &self,
-        method: &str,
-        outcome: &thrift::CallOutcome,
-        latency: Duration,
-    ) {
-        let success = if outcome.exception.is_none() {
-            "true"
-        } else {
-            "false"
-        };
-        let (exception, status, code) = match &outcome.exception {
-            None => ("", "", String::new()),
-            Some(e) => (
-                e.type_name.as_str(),
-                e.code.and_then(thrift::error_code_name).unwrap_or(""),
-                e.code.map(|c| c.to_string()).unwrap_or_default(),
-            ),
-        };
-        let series = KEY.with_borrow_mut(|key| {
-            names::key(
-                &names::THRIFT_REQUESTS,
-                &[method, success, exception, status, &code],
-                key,
-            );
-            cached(&self.thrift, key, || {
-                let mut other = Vec::new();
-                names::key(&names::THRIFT_LATENCY, &[method, success], &mut other);
-                Some(Arc::new(ThriftSeries {
-                    requests: self.slots_for(&names::THRIFT_REQUESTS, key)?,
-                    latency: self.slots_for(&names::THRIFT_LATENCY, &other)?,
-                }))
-            })
-        });
-        let Some(series) = series else { return };
-        series.requests.add(0, 1);
-        observe(
-            &series.latency,
-            names::LATENCY_BUCKETS,
-            latency.as_secs_f64(),
-            latency.as_nanos() as u64,
-        );
-    }
-
     /// Writes this process's own figures (memory, fds, CPU, runtime) to its
     /// file, for whichever worker answers the next scrape.
     pub(crate) fn sample_process(&self) {
@@ -511,207 +298,6 @@ impl Metrics {
     }
 }
 
-/// A status code as text, without allocating.
-struct Code([u8; 3]);
-
-impl Code {
-    fn as_str(&mut self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or("0")
-    }
-}
-
-fn itoa_u16(status: u16) -> Code {
-    let status = status.min(999);
-    Code([
-        b'0' + (status / 100) as u8,
-        b'0' + (status / 10 % 10) as u8,
-        b'0' + (status % 10) as u8,
-    ])
-}
-
-/// One finished HTTP request, as recorded.
-pub(crate) struct HttpDone<'a> {
-    pub method: &'a str,
-    pub endpoint: &'a str,
-    pub status: u16,
-    pub latency: Duration,
-    pub request_size: u64,
-    /// `None` when the body's size is not known yet (streamed): it is
-    /// recorded through [`LateSize`] when it is.
-    pub response_size: Option<u64>,
-}
-
-/// The endpoint an HTTP request matched, for the `http_endpoint` label
-/// (baseplate.py's matched route name). With metrics on, the server puts
-/// one in every request's extensions; an app (or a layer that routes, like
-/// an axum `route_layer`) names the route on it:
-///
-/// ```
-/// use baseplate::metrics::Endpoint;
-///
-/// fn route(request: &http::Request<()>) {
-///     if let Some(endpoint) = request.extensions().get::<Endpoint>() {
-///         endpoint.set("/users/{id}");
-///     }
-/// }
-/// # route(&http::Request::new(()));
-/// ```
-///
-/// Use the route's pattern or name, never the raw path: every distinct
-/// value is a new series. A request whose endpoint was not named is
-/// labelled `404` when it got a 404, and `unknown` otherwise.
-#[derive(Clone)]
-pub struct Endpoint {
-    inner: Arc<Mutex<EndpointState>>,
-}
-
-impl std::fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        f.debug_tuple("Endpoint").field(&state.name).finish()
-    }
-}
-
-struct EndpointState {
-    name: Option<Arc<str>>,
-    /// The `http_method` label.
-    method: &'static str,
-    metrics: Arc<Metrics>,
-    /// The active-requests gauge this request is counted in now.
-    active: Option<Slots>,
-    /// Set when the request has been recorded: later names are ignored.
-    finished: bool,
-}
-
-/// The label of a request whose endpoint was never named.
-pub(crate) const UNNAMED: &str = "unknown";
-
-impl Endpoint {
-    /// Names the endpoint; the last name given before the response wins.
-    pub fn set(&self, name: impl Into<Arc<str>>) {
-        let name = name.into();
-        let mut state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if state.finished {
-            return;
-        }
-        // The request moves to its endpoint's active-requests gauge.
-        let moved = state.metrics.http_active(state.method, &name);
-        if let Some(old) = state.active.take() {
-            old.sub(0, 1);
-        }
-        if let Some(new) = &moved {
-            new.add(0, 1);
-        }
-        state.active = moved;
-        state.name = Some(name);
-    }
-
-    /// The name given, if any.
-    pub fn get(&self) -> Option<Arc<str>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .name
-            .clone()
-    }
-}
-
-/// One HTTP request's metrics, from its start to its response.
-pub(crate) struct HttpRequestMetrics {
-    endpoint: Endpoint,
-    started: std::time::Instant,
-    request_size: u64,
-}
-
-impl HttpRequestMetrics {
-    /// Starts recording a request: counted as active (endpoint not yet
-    /// named) until [`finish`](Self::finish).
-    pub(crate) fn start(metrics: &Arc<Metrics>, method: &http::Method, request_size: u64) -> Self {
-        let (method, index) = method_label(method);
-        let active = metrics.http_unnamed(method, index);
-        if let Some(active) = &active {
-            active.add(0, 1);
-        }
-        metrics.in_flight(true);
-        HttpRequestMetrics {
-            endpoint: Endpoint {
-                inner: Arc::new(Mutex::new(EndpointState {
-                    name: None,
-                    method,
-                    metrics: Arc::clone(metrics),
-                    active,
-                    finished: false,
-                })),
-            },
-            started: std::time::Instant::now(),
-            request_size,
-        }
-    }
-
-    /// The handle the app names the endpoint on.
-    pub(crate) fn endpoint(&self) -> Endpoint {
-        self.endpoint.clone()
-    }
-
-    /// Records the response. Returns what records the response's size
-    /// later when it is not known now.
-    pub(crate) fn finish(self, status: u16, response_size: Option<u64>) -> Option<LateSize> {
-        let mut state = self
-            .endpoint
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        state.finished = true;
-        if let Some(active) = state.active.take() {
-            active.sub(0, 1);
-        }
-        let metrics = Arc::clone(&state.metrics);
-        metrics.in_flight(false);
-        let endpoint: Arc<str> = match &state.name {
-            Some(name) => Arc::clone(name),
-            None if status == 404 => Arc::from("404"),
-            None => Arc::from(UNNAMED),
-        };
-        let method = state.method;
-        drop(state);
-        metrics.http_request(&HttpDone {
-            method,
-            endpoint: &endpoint,
-            status,
-            latency: self.started.elapsed(),
-            request_size: self.request_size,
-            response_size,
-        });
-        response_size.is_none().then(|| LateSize {
-            metrics,
-            method,
-            endpoint,
-            success: (200..400).contains(&status),
-        })
-    }
-}
-
-/// Records a streamed response's size once its body has been sent.
-pub(crate) struct LateSize {
-    metrics: Arc<Metrics>,
-    method: &'static str,
-    endpoint: Arc<str>,
-    success: bool,
-}
-
-impl LateSize {
-    /// Records `size` bytes.
-    pub(crate) fn record(self, size: u64) {
-        let success = if self.success { "true" } else { "false" };
-        if let Some(slots) = self.metrics.series(
-            &names::HTTP_RESPONSE_SIZE,
-            &[self.method, &self.endpoint, success],
-        ) {
-            self.metrics.http_response_size(&slots, size);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -724,19 +310,20 @@ mod tests {
 
     #[test]
     fn client_chosen_labels_are_bounded() {
-        assert_eq!(method_label(&http::Method::GET), ("GET", 0));
-        assert_eq!(method_label(&http::Method::PATCH), ("PATCH", 8));
-        let made_up = http::Method::from_bytes(b"BREW").unwrap();
-        assert_eq!(method_label(&made_up), (OTHER, METHODS.len()));
+        use ::http::Method;
+        assert_eq!(http::method_label(&Method::GET), ("GET", 0));
+        assert_eq!(http::method_label(&Method::PATCH), ("PATCH", 8));
+        let made_up = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(http::method_label(&made_up), (OTHER, http::METHODS.len()));
 
         let dir = temp_dir("bounded");
         let metrics = Metrics::open(&dir, false).unwrap();
-        for i in 0..MAX_THRIFT_METHODS {
+        for i in 0..thrift::MAX_THRIFT_METHODS {
             let name = format!("m{i}");
-            assert_eq!(metrics.thrift_method(&name), name);
+            assert_eq!(metrics.thrift_method(&name).method(), name);
         }
-        assert_eq!(metrics.thrift_method("one_too_many"), OTHER);
-        assert_eq!(metrics.thrift_method("m7"), "m7");
+        assert_eq!(metrics.thrift_method("one_too_many").method(), OTHER);
+        assert_eq!(metrics.thrift_method("m7").method(), "m7");
         drop(metrics);
         std::fs::remove_dir_all(&dir).unwrap();
     }

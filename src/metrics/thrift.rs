@@ -1,15 +1,164 @@
-//! What a Thrift call came to, for `thrift_server_requests_total`: success,
-//! or the exception's type and baseplate code. The wire carries no type
+//! Thrift call metrics: each method's series looked up once per call
+//! ([`MethodSeries`]), and what the call came to, for
+//! `thrift_server_requests_total`: success, or the exception's type and
+//! baseplate code. The wire carries no type
 //! names, but every processor writes its reply through a
 //! `TOutputProtocol`, naming each struct as it goes, so [`Recorder`] reads
 //! them off the writes: a result struct whose field is not `0` (success)
 //! is a declared exception, the next struct begun is its type, and an
 //! `i32` field 1 named `code` in it is baseplate.thrift's `Error.code`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
 use thrift::protocol::{
     TFieldIdentifier, TListIdentifier, TMapIdentifier, TMessageIdentifier, TMessageType,
     TOutputProtocol, TSetIdentifier, TStructIdentifier, TType,
 };
+
+use super::names;
+use super::store::Slots;
+use super::{observe, Metrics, OTHER};
+
+/// The most distinct `thrift_method` values: method names come from the
+/// wire, and a client sending made-up names must not grow the series (and
+/// every scrape) without end. Later new names are counted as `other`.
+pub(crate) const MAX_THRIFT_METHODS: usize = 1000;
+
+/// Every method's series.
+#[derive(Default)]
+pub(crate) struct ThriftSeries {
+    methods: RwLock<HashMap<Box<str>, Arc<MethodSeries>>>,
+    /// The names past [`MAX_THRIFT_METHODS`].
+    other: OnceLock<Arc<MethodSeries>>,
+}
+
+/// The series of one method, looked up once per call.
+pub(crate) struct MethodSeries {
+    method: Box<str>,
+    active: Option<Slots>,
+    /// By success (`true` first), each made on first use.
+    latency: [OnceLock<Option<Slots>>; 2],
+    /// `thrift_server_requests_total` of successful calls.
+    succeeded: OnceLock<Option<Slots>>,
+    /// ... and of each exception raised.
+    failed: RwLock<Vec<(RaisedException, Slots)>>,
+}
+
+impl MethodSeries {
+    fn new(metrics: &Metrics, method: &str) -> MethodSeries {
+        MethodSeries {
+            method: method.into(),
+            active: metrics.series(&names::THRIFT_ACTIVE, &[method]),
+            latency: Default::default(),
+            succeeded: OnceLock::new(),
+            failed: RwLock::default(),
+        }
+    }
+
+    /// The `thrift_method` label.
+    #[cfg(test)]
+    pub(crate) fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// A call started.
+    pub(crate) fn start(&self, metrics: &Metrics) {
+        if let Some(active) = &self.active {
+            active.add(0, 1);
+        }
+        metrics.in_flight(true);
+    }
+
+    /// The call that [`start`](Self::start)ed ended so.
+    pub(crate) fn finish(&self, metrics: &Metrics, outcome: &CallOutcome, latency: Duration) {
+        if let Some(active) = &self.active {
+            active.sub(0, 1);
+        }
+        metrics.in_flight(false);
+        let requests = match &outcome.exception {
+            None => self
+                .succeeded
+                .get_or_init(|| {
+                    metrics.series(&names::THRIFT_REQUESTS, &[&self.method, "true", "", "", ""])
+                })
+                .clone(),
+            Some(exception) => self.failed_series(metrics, exception),
+        };
+        if let Some(requests) = requests {
+            requests.add(0, 1);
+        }
+        let success = outcome.exception.is_none();
+        let latency_slots = self.latency[usize::from(!success)].get_or_init(|| {
+            metrics.series(
+                &names::THRIFT_LATENCY,
+                &[&self.method, if success { "true" } else { "false" }],
+            )
+        });
+        if let Some(slots) = latency_slots {
+            observe(
+                slots,
+                names::LATENCY_BUCKETS,
+                latency.as_secs_f64(),
+                latency.as_nanos() as u64,
+            );
+        }
+    }
+
+    fn failed_series(&self, metrics: &Metrics, exception: &RaisedException) -> Option<Slots> {
+        let find = |failed: &[(RaisedException, Slots)]| {
+            failed
+                .iter()
+                .find(|(e, _)| e == exception)
+                .map(|(_, slots)| slots.clone())
+        };
+        if let Some(slots) = find(&self.failed.read().unwrap_or_else(|e| e.into_inner())) {
+            return Some(slots);
+        }
+        let mut failed = self.failed.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(slots) = find(&failed) {
+            return Some(slots);
+        }
+        let code = exception.code.map(|c| c.to_string()).unwrap_or_default();
+        let status = exception.code.and_then(error_code_name).unwrap_or("");
+        let slots = metrics.series(
+            &names::THRIFT_REQUESTS,
+            &[&self.method, "false", &exception.type_name, status, &code],
+        )?;
+        failed.push((exception.clone(), slots.clone()));
+        Some(slots)
+    }
+}
+
+impl Metrics {
+    /// The series of `method`: its own, or `other`'s once
+    /// [`MAX_THRIFT_METHODS`] names have been seen.
+    pub(crate) fn thrift_method(&self, method: &str) -> Arc<MethodSeries> {
+        let methods = &self.thrift.methods;
+        if let Some(series) = methods
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(method)
+        {
+            return Arc::clone(series);
+        }
+        let mut map = methods.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(series) = map.get(method) {
+            return Arc::clone(series);
+        }
+        if map.len() >= MAX_THRIFT_METHODS {
+            return Arc::clone(
+                self.thrift
+                    .other
+                    .get_or_init(|| Arc::new(MethodSeries::new(self, OTHER))),
+            );
+        }
+        let series = Arc::new(MethodSeries::new(self, method));
+        map.insert(method.into(), Arc::clone(&series));
+        series
+    }
+}
 
 /// How a call ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -154,19 +154,20 @@ async fn answer(
         return Ok(frame::wrap(&wrap, protocol, response.into_message()));
     };
     let started = Instant::now();
-    let called = Arc::clone(&request.method);
-    let method = metrics.thrift_method(&called);
-    let active = metrics.thrift_active(method);
-    if let Some(active) = &active {
-        active.add(0, 1);
-    }
-    metrics.in_flight(true);
+    let series = metrics.thrift_method(&request.method);
+    series.start(metrics);
     let response = run(request, span, service, served).await;
-    metrics.in_flight(false);
-    if let Some(active) = &active {
-        active.sub(0, 1);
-    }
-    let response = response?;
+    let response = match response {
+        Ok(response) => response,
+        Err(e) => {
+            series.finish(
+                metrics,
+                &CallOutcome::application_exception(),
+                started.elapsed(),
+            );
+            return Err(e);
+        }
+    };
     let outcome = match response.outcome() {
         Some(outcome) => outcome.clone(),
         // Encoded by hand: only its message type tells.
@@ -177,7 +178,7 @@ async fn answer(
             _ => CallOutcome::default(),
         },
     };
-    metrics.thrift_call(method, &outcome, started.elapsed());
+    series.finish(metrics, &outcome, started.elapsed());
     if oneway {
         return Ok(Vec::new());
     }

@@ -294,7 +294,9 @@ async fn dispatch(
     let probes = served.probes.as_ref().filter(|p| p.is_probe(&request));
     let mut response = trace::scope(trace_id, async move {
         if let Some(probes) = probes {
-            return probes.answer(&request).await;
+            // Boxed: inline, the probe's state would grow (and be copied
+            // with) every request's future.
+            return Box::pin(probes.answer(&request)).await;
         }
         let outcome = match std::future::poll_fn(|cx| app.poll_ready(cx)).await {
             Ok(()) => CatchUnwind(app.call(request))

@@ -287,7 +287,9 @@ async fn run(
     let trace_id = request.trace.trace_id.clone();
     let call = async {
         if let Some(probes) = served.probes.as_ref().filter(|p| p.is_probe(&request)) {
-            return Ok(probes.answer(request).await);
+            // Boxed: inline, the probe's state would grow (and be copied
+            // with) every call's future.
+            return Ok(Box::pin(probes.answer(request)).await);
         }
         service.ready().await?;
         // `call` itself may run app code (an inline processor): catch its

@@ -39,8 +39,8 @@ pub const MULTIPROC_DIR_VAR: &str = "PROMETHEUS_MULTIPROC_DIR";
 /// reads it; the pid when unset.
 pub const WORKER_ID_VAR: &str = "MULTIPROCESS_WORKER_ID";
 
-/// The default `metrics.bind`.
-pub const DEFAULT_BIND: &str = "0.0.0.0:6060";
+/// The port of the default `metrics.bind`, `0.0.0.0:6060`.
+pub const DEFAULT_PORT: u16 = 6060;
 
 /// `metrics.*` of the app section, as written.
 #[derive(Debug, Deserialize)]
@@ -77,13 +77,10 @@ impl MetricsOptions {
             return Ok(None);
         }
         Ok(Some(MetricsOptions {
-            bind: match raw.bind {
-                Some(bind) => bind,
-                None => DEFAULT_BIND.parse().unwrap_or(Address::Tcp {
-                    host: "0.0.0.0".into(),
-                    port: 6060,
-                }),
-            },
+            bind: raw.bind.unwrap_or_else(|| Address::Tcp {
+                host: "0.0.0.0".into(),
+                port: DEFAULT_PORT,
+            }),
             dir: raw.multiprocess_dir,
         }))
     }

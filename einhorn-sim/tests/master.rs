@@ -104,11 +104,7 @@ fn manual_acks_and_the_exact_worker_environment() {
     let acked: BTreeSet<i64> = acks.iter().map(pid_of).collect();
     let started: BTreeSet<i64> = starts.iter().map(|s| i64::from(s.pid)).collect();
     assert_eq!(acked, started);
-    assert!(
-        sim.log().contains("Up to 3 / 3 manual ACKs"),
-        "{}",
-        sim.log()
-    );
+    sim.wait_log(&["Up to 3 / 3 manual ACKs"]);
 
     // The workers serve the master's socket.
     let mut reply = String::new();
@@ -137,16 +133,11 @@ fn yaml_acks_and_ack_errors() {
         stream.read_to_string(&mut rest).unwrap();
         assert_eq!(rest, "", "worker:ack gets no reply");
     }
-    let deadline = Instant::now() + WAIT;
-    let expected = [
-        format!("ERROR: Pid {pid} already ACKed; ignoring new ACK."),
-        "ERROR: Could not find state for PID 1; ignoring ACK.".to_string(),
-        format!("ERROR: Could not find state for PID \"{pid}\"; ignoring ACK."),
-    ];
-    while !expected.iter().all(|e| sim.log().contains(e.as_str())) {
-        assert!(Instant::now() < deadline, "{}", sim.log());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    sim.wait_log(&[
+        &format!("ERROR: Pid {pid} already ACKed; ignoring new ACK."),
+        "ERROR: Could not find state for PID 1; ignoring ACK.",
+        &format!("ERROR: Could not find state for PID \"{pid}\"; ignoring ACK."),
+    ]);
 }
 
 #[test]
@@ -157,14 +148,10 @@ fn timer_acks_for_workers_that_send_none() {
     let waited = ack[0].time - spawn[0].time;
     assert!(waited >= 0.19, "timer ACK after {waited}s");
     let pid = pid_of(&ack[0]);
-    let log = sim.log();
-    assert!(
-        log.contains(&format!(
-            "Worker {pid} has been up for 0.2s, so we are considering it alive."
-        )),
-        "{log}"
-    );
-    assert!(log.contains("Up to 1 / 1 timer ACKs"), "{log}");
+    sim.wait_log(&[
+        &format!("Worker {pid} has been up for 0.2s, so we are considering it alive."),
+        "Up to 1 / 1 timer ACKs",
+    ]);
 }
 
 #[test]
@@ -176,13 +163,9 @@ fn a_manual_ack_in_timer_mode_counts_at_once() {
     let waited = ack[0].time - spawn[0].time;
     assert!(waited < 4.0, "counted only by the timer, after {waited}s");
     let pid = pid_of(&ack[0]);
-    let log = sim.log();
-    assert!(
-        log.contains(&format!(
-            "Received a manual ACK from {pid} in ack mode {{:type=>:timer, :timeout=>5.0}}: counting the worker as up now"
-        )),
-        "{log}"
-    );
+    let log = sim.wait_log(&[&format!(
+        "Received a manual ACK from {pid} in ack mode {{:type=>:timer, :timeout=>5.0}}: counting the worker as up now"
+    )]);
     assert!(!log.contains("ERROR"), "{log}");
 }
 
@@ -293,13 +276,10 @@ fn crash_looping_workers_back_off() {
             "gaps {gaps:?}, expected about {expected:?}"
         );
     }
-    assert!(
-        sim.log()
-            .contains("(there have been 2 consecutive unacked worker deaths)"),
-        "{}",
-        sim.log()
-    );
-    assert!(sim.log().contains("before it was ACKed"));
+    sim.wait_log(&[
+        "(there have been 2 consecutive unacked worker deaths)",
+        "before it was ACKed",
+    ]);
 }
 
 #[test]
@@ -347,11 +327,7 @@ fn ack_timeout_abandons_a_bad_upgrade_and_keeps_the_old_workers() {
         live.iter().collect::<BTreeSet<_>>(),
         old.iter().collect::<BTreeSet<_>>()
     );
-    assert!(
-        sim.log().contains("did not ACK within 0.4s; killing it."),
-        "{}",
-        sim.log()
-    );
+    sim.wait_log(&["did not ACK within 0.4s; killing it."]);
     let state = sim.command("state", &[]).join("");
     let state: serde_norway::Value = serde_norway::from_str(&state).unwrap();
     assert_eq!(state["state"]["version"], serde_norway::Value::from(0));
@@ -378,7 +354,7 @@ fn signal_timeout_kills_a_worker_that_ignores_usr2() {
     let signalled = sim.wait_count("signal", 1)[0].time;
     let waited = exit[0].time - signalled;
     assert!((0.9..3.0).contains(&waited), "killed {waited}s after USR2");
-    assert!(sim.log().contains("Sending SIGKILL"), "{}", sim.log());
+    sim.wait_log(&["Sending SIGKILL"]);
     assert_eq!(sim.wait_exit(Duration::from_secs(5)).code(), Some(0));
 }
 
@@ -664,17 +640,11 @@ fn upgrade_within_limits(extra: &[&str], ack_delay_ms: &str, drain_ms: &str) -> 
 fn max_unacked_and_max_upgrade_additional_pace_an_upgrade() {
     // Einhorn's pacing, whose log says why each spawn waits.
     let sim = upgrade_within_limits(&["-s", "0.05", "--einhorn-pacing"], "300", "500");
-    let log = sim.log();
-    assert!(
-        log.contains(
-            "unacked new workers, and max_unacked is 2, so not spinning up a new process."
-        ),
-        "{log}"
-    );
-    assert!(
-        log.contains("during upgrade,") && log.contains("Waiting for old workers to exit"),
-        "{log}"
-    );
+    sim.wait_log(&[
+        "unacked new workers, and max_unacked is 2, so not spinning up a new process.",
+        "during upgrade,",
+        "Waiting for old workers to exit",
+    ]);
     // Never more than 4 + 1 + 1 workers alive at once (Einhorn's check lets one more through).
     let mut alive = 0i32;
     let mut most = 0;
@@ -759,18 +729,13 @@ fn pool_changing_commands_log_who_sent_them() {
         nix::unistd::getgid(),
         std::process::id()
     );
-    let deadline = Instant::now() + WAIT;
-    while !sim.log().contains(&expected) {
-        assert!(
-            Instant::now() < deadline,
-            "no {expected:?} in:\n{}",
-            sim.log()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // Read-only commands are not logged.
+    sim.wait_log(&[&expected]);
+    // Read-only commands are not logged: the `dec` after it is, and once its
+    // line is read, a line for `state` would have been too.
     sim.command("state", &[]);
-    assert!(!sim.log().contains("Command \"state\""));
+    sim.command("dec", &[]);
+    let log = sim.wait_log(&[&expected.replace("\"inc\"", "\"dec\"")]);
+    assert!(!log.contains("Command \"state\""), "{log}");
 }
 
 #[test]

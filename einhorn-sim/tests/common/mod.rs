@@ -139,8 +139,32 @@ impl Sim {
         })
     }
 
+    /// The master's stderr read so far. It is read by a thread of its own,
+    /// so a line may lag behind the event it goes with: to check for a line,
+    /// use `wait_log`.
     pub fn log(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Waits until the master's stderr holds every one of `needles`; returns
+    /// the log, or fails with it after WAIT.
+    pub fn wait_log(&self, needles: &[&str]) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = self.log();
+            if needles.iter().all(|n| log.contains(n)) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {:?} in the master log:\n{log}",
+                needles
+                    .iter()
+                    .filter(|n| !log.contains(*n))
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Polls the events until `check` returns something; fails after WAIT.

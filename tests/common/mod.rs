@@ -89,6 +89,9 @@ pub struct Server {
     pub seen: Arc<Mutex<Vec<String>>>,
     pub addr: Option<SocketAddr>,
     pub dir: TempDir,
+    /// The threads reading stdout and stderr: after an exit, `wait_exit`
+    /// waits for them, so `output()` holds the last lines.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -143,18 +146,19 @@ impl Server {
         };
         let (tx, rx) = mpsc::channel();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let tx = tx.clone();
             let seen = Arc::clone(&seen);
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     seen.lock().unwrap().push(line.clone());
                     let _ = tx.send(line);
                 }
-            });
+            }));
         }
         Server {
             child,
@@ -162,6 +166,7 @@ impl Server {
             seen,
             addr: None,
             dir,
+            readers,
         }
     }
 
@@ -209,6 +214,7 @@ impl Server {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                self.wait_for_end_of_output();
                 return status;
             }
             if Instant::now() > deadline {
@@ -222,6 +228,17 @@ impl Server {
         }
     }
 
+    /// Waits for stdout and stderr to reach their end, which they do when
+    /// the process has exited, unless a process it started still holds them:
+    /// that is given up on after a while, and `output()` is what was read.
+    fn wait_for_end_of_output(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.readers.iter().all(|r| r.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Everything the process wrote to stdout and stderr, read so far.
     pub fn output(&self) -> String {
         self.seen.lock().unwrap().join("\n")
     }

@@ -348,3 +348,54 @@ fn thrift_counts_name_the_exception_and_survive_a_kill_9() {
 fn crate_client_on(stream: TcpStream) -> common::thrift_clients::Client {
     common::thrift_clients::client_on(stream, Dialect::FramedBinary)
 }
+
+/// Requests that never reach the app's response: a declared body over
+/// `max_body_size` is counted as a 413 of endpoint `unknown`, and one whose
+/// client closes the connection mid-request leaves the active-requests
+/// gauges (hyper drops its future), uncounted, instead of staying active.
+#[test]
+fn refused_and_abandoned_requests_leave_no_active_request_behind() {
+    let port = fixed_port();
+    let metrics = SocketAddr::from(([127, 0, 0, 1], port));
+    let files = TempDir::new();
+    let mut server = Server::start(
+        &format!(
+            "[server:main]\nfactory = baseplate.server.wsgi\nmax_body_size = 1000\n\n\
+             [app:main]\nfactory = baseplate.examples.http:make_app\n\
+             metrics.enabled = true\nmetrics.bind = 127.0.0.1:{port}\n\
+             metrics.multiprocess_dir = {}\n",
+            files.path().display()
+        ),
+        &[],
+    );
+    let mut big = connect(server.addr());
+    send(&mut big, "POST", "/echo", &[], &[b'x'; 2000]);
+    assert_eq!(read_response(&mut big).unwrap().status, 413);
+
+    let mut abandoned = connect(server.addr());
+    send(&mut abandoned, "GET", "/sleep?ms=60000", &[], b"");
+    server.wait_for("sleeping for 60000 ms");
+    let text = wait_for_scrape(metrics, |text| {
+        total(text, "http_server_active_requests") == 1.0
+    });
+    assert_eq!(
+        total(&text, "baseplate_server_active_requests"),
+        1.0,
+        "{text}"
+    );
+    drop(abandoned);
+
+    // Well before the 60 s sleep would end.
+    let text = wait_for_scrape(metrics, |text| {
+        total(text, "http_server_active_requests") == 0.0
+            && total(text, "baseplate_server_active_requests") == 0.0
+    });
+    assert_eq!(
+        samples(&text, "http_server_requests_total"),
+        [(
+            r#"http_method="POST",http_endpoint="unknown",http_success="false",http_response_code="413""#,
+            1.0
+        )],
+        "{text}"
+    );
+}

@@ -243,6 +243,10 @@ pub(crate) struct HttpRequestMetrics {
     endpoint: Endpoint,
     started: Instant,
     request_size: u64,
+    /// Set by `finish`; a request dropped before it (hyper drops the
+    /// request's future when the client closes the connection) only leaves
+    /// the active-requests gauges, in `drop`.
+    finished: bool,
 }
 
 impl HttpRequestMetrics {
@@ -267,6 +271,7 @@ impl HttpRequestMetrics {
             },
             started: Instant::now(),
             request_size,
+            finished: false,
         }
     }
 
@@ -277,7 +282,8 @@ impl HttpRequestMetrics {
 
     /// Records the response. Returns what records the response's size
     /// later when it is not known now (a streamed body).
-    pub(crate) fn finish(self, status: u16, response_size: Option<u64>) -> Option<LateSize> {
+    pub(crate) fn finish(mut self, status: u16, response_size: Option<u64>) -> Option<LateSize> {
+        self.finished = true;
         let latency = self.started.elapsed();
         let mut state = self
             .endpoint
@@ -333,6 +339,25 @@ impl HttpRequestMetrics {
             }
             None => Some(late),
         }
+    }
+}
+
+impl Drop for HttpRequestMetrics {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // Abandoned: no response, so no status to count it under.
+        let mut state = self
+            .endpoint
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        state.finished = true;
+        if let Some(active) = &state.series.active {
+            active.sub(0, 1);
+        }
+        state.metrics.in_flight(false);
     }
 }
 

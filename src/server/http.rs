@@ -205,6 +205,20 @@ impl ConnectionHandler for HttpHandler {
     }
 }
 
+/// `response`, recorded in the request's metrics (if on): a body whose size
+/// is not known yet is counted as it is sent.
+fn recorded(recording: Option<HttpRequestMetrics>, response: HttpResponse) -> HttpResponse {
+    use http_body::Body;
+    let Some(recording) = recording else {
+        return response;
+    };
+    let size = response.body().size_hint().exact();
+    match recording.finish(response.status().as_u16(), size) {
+        Some(late) => response.map(|body| crate::metrics::counted_body::counted(body, late)),
+        None => response,
+    }
+}
+
 /// What every request of one connection shares.
 struct Served {
     connection: ConnectionHandle,
@@ -239,6 +253,11 @@ async fn dispatch(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    // Started before the size check, so that a refused body is counted too.
+    let recording = served
+        .metrics
+        .as_ref()
+        .map(|metrics| HttpRequestMetrics::start(metrics, request.method(), declared.unwrap_or(0)));
     if declared.is_some_and(|n| n > limits.max_size) {
         // A client that asked `Expect: 100-continue` has sent nothing yet
         // and reads the refusal at once. Others (Python's http.client,
@@ -259,7 +278,7 @@ async fn dispatch(
             http::header::CONNECTION,
             http::HeaderValue::from_static("close"),
         );
-        return Ok(response);
+        return Ok(recorded(recording, response));
     }
     let mut request: HttpRequest =
         request.map(|body| RequestBody::new(body, limits.max_size, limits.timeout));
@@ -286,13 +305,11 @@ async fn dispatch(
     );
     request.extensions_mut().insert(connection.peer().clone());
     request.extensions_mut().insert(trace_id.clone());
-    let recording = served.metrics.as_ref().map(|metrics| {
-        let recording = HttpRequestMetrics::start(metrics, request.method(), declared.unwrap_or(0));
+    if let Some(recording) = &recording {
         request.extensions_mut().insert(recording.endpoint());
-        recording
-    });
+    }
     let probes = served.probes.as_ref().filter(|p| p.is_probe(&request));
-    let mut response = trace::scope(trace_id, async move {
+    let response = trace::scope(trace_id, async move {
         if let Some(probes) = probes {
             // Boxed: inline, the probe's state would grow (and be copied
             // with) every request's future.
@@ -311,13 +328,7 @@ async fn dispatch(
     })
     .instrument(span)
     .await;
-    if let Some(recording) = recording {
-        use http_body::Body;
-        let size = response.body().size_hint().exact();
-        if let Some(late) = recording.finish(response.status().as_u16(), size) {
-            response = response.map(|body| crate::metrics::counted_body::counted(body, late));
-        }
-    }
+    let mut response = recorded(recording, response);
     if http1 && served.shutdown.is_triggered() {
         // Shutting down: this connection takes no further request.
         response.headers_mut().insert(

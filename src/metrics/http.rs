@@ -283,19 +283,9 @@ impl HttpRequestMetrics {
     /// Records the response. Returns what records the response's size
     /// later when it is not known now (a streamed body).
     pub(crate) fn finish(mut self, status: u16, response_size: Option<u64>) -> Option<LateSize> {
-        self.finished = true;
         let latency = self.started.elapsed();
-        let mut state = self
-            .endpoint
-            .inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        state.finished = true;
-        if let Some(active) = &state.series.active {
-            active.sub(0, 1);
-        }
+        let state = self.end();
         let metrics = Arc::clone(&state.metrics);
-        metrics.in_flight(false);
         let series = if !state.named && status == 404 {
             Arc::clone(metrics.not_found(state.series.method, state.index))
         } else {
@@ -342,12 +332,11 @@ impl HttpRequestMetrics {
     }
 }
 
-impl Drop for HttpRequestMetrics {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        // Abandoned: no response, so no status to count it under.
+impl HttpRequestMetrics {
+    /// Ends the request's time as active (later endpoint names are
+    /// ignored); returns its state, still locked.
+    fn end(&mut self) -> std::sync::MutexGuard<'_, EndpointState> {
+        self.finished = true;
         let mut state = self
             .endpoint
             .inner
@@ -358,6 +347,16 @@ impl Drop for HttpRequestMetrics {
             active.sub(0, 1);
         }
         state.metrics.in_flight(false);
+        state
+    }
+}
+
+impl Drop for HttpRequestMetrics {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Abandoned: no response, so no status to count it under.
+            drop(self.end());
+        }
     }
 }
 

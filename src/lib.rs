@@ -138,43 +138,69 @@ compile_error!(
 // Generated code names this crate `::baseplate`, also inside it.
 extern crate self as baseplate;
 
+#[cfg(feature = "server")]
 pub mod app;
+#[cfg(feature = "server")]
 mod body;
+#[cfg(feature = "server")]
 mod cli;
-/// The `baseplate-thrift` code generator's internals (for its binary).
-#[doc(hidden)]
+// The Thrift code generator: the only module built without `server`.
 pub mod codegen;
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
 mod einhorn;
+#[cfg(feature = "server")]
 mod error;
 #[cfg(feature = "examples")]
 pub mod examples;
+#[cfg(feature = "server")]
 mod handlers;
+#[cfg(feature = "server")]
 pub mod health;
+#[cfg(feature = "server")]
 mod logging;
+#[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "server")]
 mod os_error;
 #[cfg(feature = "otel")]
 mod otel;
+#[cfg(feature = "server")]
 mod registry;
+#[cfg(feature = "server")]
 mod reload;
+#[cfg(feature = "server")]
 mod serve;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 mod signals;
+#[cfg(feature = "server")]
 mod suggest;
+#[cfg(feature = "server")]
 mod systemd;
+#[cfg(feature = "server")]
 pub mod trace;
 
 /// The `http` crate of the requests and responses HTTP apps handle.
+#[cfg(feature = "server")]
 pub use http;
 /// The `thrift` crate baseplate is built on: use it (or the same version)
 /// for generated code, so its `TProcessor` is the one baseplate serves.
+#[cfg(feature = "server")]
 pub use thrift;
 /// The `tower` crate baseplate's apps and layers are built on.
+#[cfg(feature = "server")]
 pub use tower;
 
+#[cfg(feature = "server")]
 pub use body::{BodyTimeout, RequestBody};
+#[cfg(feature = "server")]
 pub use cli::Args;
+#[cfg(feature = "server")]
 pub use config::{AppConfig, ServerConfig};
+#[cfg(feature = "server")]
 pub use error::{BoxError, Error};
+#[cfg(feature = "server")]
 pub use serve::{Serve, Served};

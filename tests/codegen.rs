@@ -1,63 +1,304 @@
-//! `baseplate-thrift`'s async layer: the committed example code is what
-//! the generator makes today, and bad IDL gets one located error line.
+//! `baseplate-thrift` and `baseplate::codegen`: IDL trees (includes,
+//! `-I`, the bundled baseplate.thrift, services extending services of
+//! other files), the committed example code, and one located error line
+//! for each kind of bad tree.
+//!
+//! Generating needs the Apache Thrift compiler (`apt-get install
+//! thrift-compiler`; `.ci/run` installs it); the error tests do not, since
+//! a tree is checked before the compiler runs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-#[test]
-fn the_committed_example_matches_the_generator() {
-    let idl = std::fs::read_to_string(root().join("fixtures/thrift/example.thrift")).unwrap();
-    let generated = baseplate::codegen::generate(&idl, &Default::default()).unwrap();
-    let committed = std::fs::read_to_string(root().join("src/examples/example_thrift.rs")).unwrap();
-    assert!(
-        committed.ends_with(&generated),
-        "src/examples/example_thrift.rs is stale: run fixtures/thrift/regenerate.sh"
-    );
+/// A private directory holding IDL files, removed at the end.
+struct Idl(tempfile::TempDir);
+
+impl Idl {
+    fn new(files: &[(&str, &str)]) -> Idl {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        Idl(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+
+    /// Runs `baseplate-thrift` in the directory; returns the exit code,
+    /// stderr, and the output file's text.
+    fn generate(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_baseplate-thrift"))
+            .current_dir(self.0.path())
+            .args(args)
+            .args(["-o", "out.rs"])
+            .output()
+            .unwrap();
+        let code = std::fs::read_to_string(self.path("out.rs")).unwrap_or_default();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+            code,
+        )
+    }
+
+    /// The one error line for a bad tree rooted at `root`.
+    fn error(&self, args: &[&str]) -> String {
+        let (code, stderr, _) = self.generate(args);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(!self.path("out.rs").exists(), "nothing written");
+        stderr.trim_end().to_string()
+    }
 }
 
 #[test]
-fn async_only_output_and_errors() {
-    let dir = std::env::temp_dir().join(format!("bp-codegen-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let idl = dir.join("svc.thrift");
-    std::fs::write(
-        &idl,
-        "exception Nope { 1: string why }\nservice Svc {\n  i64 count(1: list<string> words) throws (1: Nope nope)\n}\n",
+fn the_committed_example_matches_the_generator() {
+    let generated = baseplate::codegen::generate(
+        Path::new("fixtures/thrift/example.thrift"),
+        &Default::default(),
     )
-    .unwrap();
-    let out = dir.join("svc_async.rs");
-    let status = Command::new(env!("CARGO_BIN_EXE_baseplate-thrift"))
-        .arg(&idl)
-        .arg("-o")
-        .arg(&out)
-        .arg("--async-only")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let code = std::fs::read_to_string(&out).unwrap();
-    assert!(code.contains("pub trait SvcAsyncHandler"), "{code}");
+    .expect("generating the example (is the Thrift compiler installed?)");
+    let committed = std::fs::read_to_string(root().join("src/examples/example_thrift.rs")).unwrap();
     assert!(
-        code.contains("fn handle_count(&self, words: Vec<String>) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<i64>> + Send;"),
-        "{code}"
+        committed == generated.code,
+        "src/examples/example_thrift.rs is stale: run fixtures/thrift/regenerate.sh"
     );
-    assert!(code.contains("e.downcast::<Nope>()"), "{code}");
-
-    std::fs::write(&idl, "service Svc {\n  void f(1: i32 a\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_baseplate-thrift"))
-        .arg(&idl)
-        .arg("-o")
-        .arg(&out)
-        .arg("--async-only")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(generated.module, "example");
     assert_eq!(
-        String::from_utf8_lossy(&output.stderr),
-        format!("error: {}: line 2: expected ')'\n", idl.display())
+        generated.sources,
+        vec![PathBuf::from("fixtures/thrift/example.thrift")],
+        "the bundled baseplate.thrift is no source to watch"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A service three files deep: `Thing` (in `svc/`) extends `common.Base`
+/// (found through `-I shared`), which extends the bundled
+/// `baseplate.BaseplateServiceV2`; types come from a relative include and
+/// a file two includes down.
+#[test]
+fn an_idl_tree_is_one_file_with_a_module_per_included_file() {
+    let idl = Idl::new(&[
+        (
+            "svc/thing.thrift",
+            "include \"baseplate.thrift\"\ninclude \"common.thrift\"\ninclude \"model/types.thrift\"\n\
+             service Thing extends common.Base {\n\
+             \x20 types.Item get(1: common.Id id, 2: list<types.Item> seen) throws (1: common.NotFound nf, 2: baseplate.Error err)\n\
+             }\n",
+        ),
+        (
+            "svc/model/types.thrift",
+            "include \"deep.thrift\"\nstruct Item { 1: deep.Leaf leaf }\n",
+        ),
+        ("svc/model/deep.thrift", "struct Leaf { 1: i32 n }\n"),
+        (
+            "shared/common.thrift",
+            "include \"baseplate.thrift\"\ntypedef i64 Id\nexception NotFound { 1: Id id }\n\
+             service Base extends baseplate.BaseplateServiceV2 {\n  Id count()\n}\n",
+        ),
+    ]);
+    let (code, stderr, out) = idl.generate(&["svc/thing.thrift", "-I", "shared"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        out.starts_with(
+            "// Generated by baseplate-thrift 0.1.0 from svc/thing.thrift, baseplate.thrift (bundled), \
+             shared/common.thrift, svc/model/types.thrift, svc/model/deep.thrift. Do not edit.\n"
+        ),
+        "{}",
+        out.lines().next().unwrap_or_default()
+    );
+    for module in ["baseplate", "common", "types", "deep"] {
+        assert_eq!(
+            out.matches(&format!("\npub mod {module} {{\n")).count(),
+            1,
+            "module {module}"
+        );
+    }
+    assert!(!out.contains("use crate::"), "no path outside the file");
+    assert!(
+        !out.contains("\n#!["),
+        "no inner attribute (include! refuses them)"
+    );
+    // Every method of the chain is in the one async trait, typed from the
+    // root's module.
+    let trait_text = between(&out, "pub trait ThingAsyncHandler", "\n}\n");
+    for signature in [
+        "fn handle_is_healthy(&self, request: self::baseplate::IsHealthyRequest)",
+        "fn handle_count(&self) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<self::common::Id>> + Send",
+        "fn handle_get(&self, id: self::common::Id, seen: Vec<self::types::Item>) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<self::types::Item>> + Send",
+    ] {
+        assert!(trait_text.contains(signature), "{signature} in {trait_text}");
+    }
+    // Inherited calls go to the parent's processor, and on up.
+    assert!(out.contains(
+        "impl<H: ThingAsyncHandler> self::common::BaseAsyncHandler for ThingAsParentHandler<H>"
+    ));
+    assert!(out.contains("impl<H: BaseAsyncHandler> super::baseplate::BaseplateServiceV2AsyncHandler for BaseAsParentHandler<H>"));
+    assert!(out.contains("e.downcast::<self::baseplate::Error>()"));
+    // baseplate.thrift's `Error` compiles beside the standard trait.
+    let baseplate = between(&out, "\npub mod baseplate {\n", "\npub mod ");
+    assert!(!baseplate.contains("use std::error::Error;"));
+    assert!(baseplate.contains("impl ::std::error::Error for Error {}"));
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text.find(start).unwrap_or_else(|| panic!("no {start:?}"));
+    let rest = &text[from..];
+    &rest[..rest[start.len()..]
+        .find(end)
+        .map_or(rest.len(), |i| i + start.len())]
+}
+
+#[test]
+fn async_only_output_needs_no_compiler() {
+    let idl = Idl::new(&[(
+        "svc.thrift",
+        "exception Nope { 1: string why }\nservice Svc {\n  i64 count(1: list<string> words) throws (1: Nope nope)\n}\n",
+    )]);
+    let (code, stderr, out) = idl.generate(&[
+        "svc.thrift",
+        "--async-only",
+        "--thrift",
+        "/nonexistent/thrift",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(out.contains("pub trait SvcAsyncHandler"), "{out}");
+    assert!(
+        out.contains("fn handle_count(&self, words: Vec<String>) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<i64>> + Send;"),
+        "{out}"
+    );
+    assert!(out.contains("e.downcast::<Nope>()"), "{out}");
+}
+
+#[test]
+fn a_missing_compiler_says_what_to_install() {
+    let idl = Idl::new(&[("svc.thrift", "service Svc {}\n")]);
+    let line = idl.error(&["svc.thrift", "--thrift", "/nonexistent/thrift"]);
+    assert!(
+        line.starts_with(
+            "error: svc.thrift: cannot run the Thrift compiler `/nonexistent/thrift`: "
+        ),
+        "{line}"
+    );
+    assert!(line.contains("apt-get install thrift-compiler"), "{line}");
+    assert!(line.contains("THRIFT environment variable"), "{line}");
+}
+
+/// IDL files (name, text), the command's arguments, and its one line.
+type Files = &'static [(&'static str, &'static str)];
+type Args = &'static [&'static str];
+type Expected = &'static str;
+
+/// Each bad tree: one line naming the file, the line and the name.
+#[test]
+fn bad_trees_get_one_located_line_each() {
+    let cases: &[(Files, Args, Expected)] = &[
+        (
+            &[("a.thrift", "struct A {}\ninclude \"b.thrift\"\n"), ("b.thrift", "\n\ninclude \"a.thrift\"\n")],
+            &["a.thrift"],
+            "error: b.thrift:3: include cycle: a.thrift -> b.thrift -> a.thrift",
+        ),
+        (
+            &[("a.thrift", "include \"nowhere.thrift\"\n")],
+            &["a.thrift", "-I", "inc"],
+            "error: a.thrift:1: cannot find included file \"nowhere.thrift\" (looked in ., inc, baseplate's bundled baseplate.thrift)",
+        ),
+        (
+            &[("a.thrift", "struct A {\n  1: Missing m\n}\n")],
+            &["a.thrift"],
+            "error: a.thrift:2: unknown type `Missing`: it is not defined in this file (a name from an included file is written `file.Missing`)",
+        ),
+        (
+            &[("a.thrift", "service S {\n  void f(1: other.T t)\n}\n")],
+            &["a.thrift"],
+            "error: a.thrift:2: unknown type `other.T`: no file named `other.thrift` is included here (add `include \"other.thrift\"`)",
+        ),
+        (
+            &[("a.thrift", "include \"baseplate.thrift\"\nservice S extends baseplate.Nope {}\n")],
+            &["a.thrift"],
+            "error: a.thrift:2: unknown service `baseplate.Nope`: baseplate.thrift (bundled) defines no `Nope`",
+        ),
+        (
+            &[("a.thrift", "struct Thing {}\n\nexception Thing {}\n")],
+            &["a.thrift"],
+            "error: a.thrift:3: `Thing` is defined twice (first at line 1); each name in a file must be unique",
+        ),
+        (
+            &[("a.thrift", "const i32 N = 1\nstruct S { 1: N n }\n")],
+            &["a.thrift"],
+            "error: a.thrift:2: `N` is a constant, not a type",
+        ),
+        (
+            &[
+                ("a.thrift", "include \"x/common.thrift\"\ninclude \"y/common.thrift\"\n"),
+                ("x/common.thrift", ""),
+                ("y/common.thrift", ""),
+            ],
+            &["a.thrift"],
+            "error: a.thrift:2: y/common.thrift would be Rust module `common`, as x/common.thrift already is; rename one of the two files",
+        ),
+        (
+            &[("a.thrift", "service A extends B {}\nservice B extends A {}\n")],
+            &["a.thrift"],
+            "error: a.thrift:1: service `A` extends itself through `B` (in a.thrift), which extends `A`",
+        ),
+        (
+            &[("a.thrift", "\ntypedef list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<i32>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>> T\n")],
+            &["a.thrift"],
+            "error: a.thrift:2: types nested more than 64 deep (list, set and map inside each other)",
+        ),
+        (
+            &[("my-service.thrift", "")],
+            &["my-service.thrift"],
+            "error: my-service.thrift: my-service.thrift: the file name `my-service` must be a valid identifier (letters, digits and `_`), since included files are referred to by it",
+        ),
+    ];
+    for (files, args, expected) in cases {
+        let idl = Idl::new(files);
+        assert_eq!(idl.error(args), *expected);
+    }
+}
+
+/// `Build` writes `OUT_DIR/MODULE.rs` and, in a build script, names every
+/// IDL file of the tree for Cargo to watch (checked by the downstream
+/// crate in CI, which builds through it).
+#[test]
+fn build_writes_the_module_file() {
+    let idl = Idl::new(&[
+        (
+            "svc/thing.thrift",
+            "include \"common.thrift\"\nservice Thing extends common.Base {}\n",
+        ),
+        ("shared/common.thrift", "service Base {\n  void ping()\n}\n"),
+    ]);
+    let out = idl.path("out");
+    std::fs::create_dir(&out).unwrap();
+    let written = baseplate::codegen::Build::new()
+        .include_dir(idl.path("shared"))
+        .out_dir(&out)
+        .compile(idl.path("svc/thing.thrift"))
+        .expect("generating (is the Thrift compiler installed?)");
+    assert_eq!(written, out.join("thing.rs"));
+    let code = std::fs::read_to_string(written).unwrap();
+    assert!(code.contains("\npub mod common {\n"));
+    let e = baseplate::codegen::Build::new()
+        .out_dir(&out)
+        .compile(idl.path("svc/thing.thrift"))
+        .unwrap_err();
+    assert_eq!(
+        format!("{e:?}"),
+        format!(
+            "{}:1: cannot find included file \"common.thrift\" (looked in {}, baseplate's bundled baseplate.thrift)",
+            idl.path("svc/thing.thrift").display(),
+            idl.path("svc").display()
+        ),
+        "Debug is the one line a build script's main prints"
+    );
 }

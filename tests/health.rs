@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use baseplate::examples::example_thrift::TExampleSyncClient;
+use common::thrift_clients::HealthV1;
 use common::thrift_clients::{crate_client, Dialect};
 use common::*;
 use nix::sys::signal::Signal;

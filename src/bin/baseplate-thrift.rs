@@ -1,10 +1,12 @@
-//! `baseplate-thrift IDL -o OUT.rs`: one command from an IDL file to Rust
-//! code for both kinds of handlers. It runs the Apache Thrift compiler
-//! (`thrift --gen rs`) for the types, clients and sync processors, then
-//! appends baseplate's async processors, and writes the two as one file.
+//! `baseplate-thrift IDL -o OUT.rs`: one command from an IDL file, and the
+//! files it includes, to Rust code for both kinds of handlers. It runs the
+//! Apache Thrift compiler (`thrift -r --gen rs`) for the types, clients and
+//! sync processors, adds baseplate's async processors, and writes it all
+//! as one file: the IDL's items at its top, each included file a module.
+//! A build script does the same with `baseplate::codegen::Build`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::Parser;
 
@@ -17,14 +19,19 @@ struct Args {
     /// Where to write the Rust code.
     #[arg(short, long)]
     output: PathBuf,
-    /// The Thrift compiler to run (0.17 or later).
-    #[arg(long, default_value = "thrift")]
-    thrift: PathBuf,
+    /// A directory to search for included files, after the including
+    /// file's own; repeatable, searched in order.
+    #[arg(short = 'I', long = "include-dir", value_name = "DIR")]
+    include_dirs: Vec<PathBuf>,
+    /// The Thrift compiler to run (0.17 or later) [default: $THRIFT, else thrift]
+    #[arg(long)]
+    thrift: Option<PathBuf>,
     /// How the generated code names the baseplate crate.
     #[arg(long, default_value = "::baseplate")]
     crate_path: String,
-    /// Write only the async processors (no `thrift --gen rs` output): for
-    /// appending to a file generated separately.
+    /// Write only baseplate's async processors (no `thrift --gen rs`
+    /// output), in the same module layout: for a crate that runs the
+    /// Apache compiler itself.
     #[arg(long)]
     async_only: bool,
 }
@@ -41,57 +48,16 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let idl = &args.idl;
-    let source =
-        std::fs::read_to_string(idl).map_err(|e| format!("cannot read {}: {e}", idl.display()))?;
+    let defaults = baseplate::codegen::Options::default();
     let options = baseplate::codegen::Options {
         crate_path: args.crate_path.clone(),
+        include_dirs: args.include_dirs.clone(),
+        compiler: args.thrift.clone().unwrap_or(defaults.compiler),
+        async_only: args.async_only,
     };
-    let generated = baseplate::codegen::generate(&source, &options)
-        .map_err(|e| format!("{}: {e}", idl.display()))?;
-    let mut out = format!(
-        "// Generated from {} by baseplate-thrift {}. Do not edit.\n",
-        idl.display(),
-        env!("CARGO_PKG_VERSION")
-    );
-    if !args.async_only {
-        out.push_str(&apache_output(&args.thrift, idl)?);
-    }
-    out.push_str(&generated);
-    std::fs::write(&args.output, out)
+    let generated = baseplate::codegen::generate(&args.idl, &options).map_err(|e| e.to_string())?;
+    std::fs::write(&args.output, generated.code)
         .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
     eprintln!("wrote {}", args.output.display());
     Ok(())
-}
-
-/// What `thrift --gen rs` writes for `idl`.
-fn apache_output(thrift: &Path, idl: &Path) -> Result<String, String> {
-    let dir = std::env::temp_dir().join(format!("baseplate-thrift-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let result = (|| {
-        let status = Command::new(thrift)
-            .args(["--gen", "rs", "-out"])
-            .arg(&dir)
-            .arg(idl)
-            .status()
-            .map_err(|e| {
-                format!(
-                    "cannot run the Thrift compiler {:?}: {e} (install it, e.g. `apt-get install thrift-compiler`, or pass --thrift PATH)",
-                    thrift.display().to_string()
-                )
-            })?;
-        if !status.success() {
-            return Err(format!("`{} --gen rs` failed ({status})", thrift.display()));
-        }
-        // One .rs file per IDL file, named after it (snake-cased).
-        let generated = std::fs::read_dir(&dir)
-            .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .find(|path| path.extension().is_some_and(|x| x == "rs"))
-            .ok_or_else(|| format!("`{} --gen rs` wrote no Rust file", thrift.display()))?;
-        std::fs::read_to_string(&generated)
-            .map_err(|e| format!("cannot read {}: {e}", generated.display()))
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
 }

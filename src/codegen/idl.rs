@@ -1,12 +1,14 @@
-//! A Thrift IDL reader: enough of the grammar to know every service's
-//! methods, their argument, return and exception types, and skip the rest
-//! (constants, annotations, type bodies other than their names).
+//! A Thrift IDL reader for one file: its includes, the names it defines,
+//! every type name it uses (with its line, to check them against the
+//! tree), and every service's methods with their argument, return and
+//! exception types. Constant values, annotations and enum bodies are
+//! skipped.
 
 use std::fmt;
 
 /// An IDL type as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Type {
+pub(crate) enum Type {
     /// `bool`, `byte`, `i8`, `i16`, `i32`, `i64`, `double`, `string`, `binary`.
     Base(String),
     /// `list<T>`.
@@ -22,59 +24,124 @@ pub enum Type {
 
 /// A field of an argument list or a `throws` clause.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Field {
+pub(crate) struct Field {
     /// The field id, if written.
-    pub id: Option<i64>,
+    pub(crate) id: Option<i64>,
     /// Declared `optional`.
-    pub optional: bool,
+    pub(crate) optional: bool,
     /// The field's type.
-    pub ty: Type,
+    pub(crate) ty: Type,
     /// The field's name.
-    pub name: String,
+    pub(crate) name: String,
 }
 
 /// One method of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Function {
+pub(crate) struct Function {
     /// Declared `oneway`.
-    pub oneway: bool,
+    pub(crate) oneway: bool,
     /// `None` for `void`.
-    pub returns: Option<Type>,
+    pub(crate) returns: Option<Type>,
     /// The method name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its arguments.
-    pub args: Vec<Field>,
+    pub(crate) args: Vec<Field>,
     /// Its declared exceptions.
-    pub throws: Vec<Field>,
+    pub(crate) throws: Vec<Field>,
+    /// The line it starts on.
+    pub(crate) line: usize,
 }
 
 /// A service definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Service {
+pub(crate) struct Service {
     /// The service name.
-    pub name: String,
-    /// The service it extends, if any.
-    pub extends: Option<String>,
+    pub(crate) name: String,
+    /// The service it extends, if any (maybe `module.Name`).
+    pub(crate) extends: Option<String>,
     /// Its own methods (not the inherited ones).
-    pub functions: Vec<Function>,
+    pub(crate) functions: Vec<Function>,
+    /// The line of its name.
+    pub(crate) line: usize,
+}
+
+/// An `include "FILE"` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Include {
+    /// The file name as written.
+    pub(crate) path: String,
+    /// Its line.
+    pub(crate) line: usize,
+}
+
+/// What kind of thing a definition is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A `struct`, `union` or `exception`.
+    Struct,
+    /// An `enum` or `senum`.
+    Enum,
+    /// A `typedef`.
+    Typedef,
+    /// A `const`.
+    Const,
+    /// A `service`.
+    Service,
+}
+
+impl Kind {
+    /// Whether a name of this kind can stand where a type is expected.
+    pub(crate) fn is_type(self) -> bool {
+        matches!(self, Kind::Struct | Kind::Enum | Kind::Typedef)
+    }
+}
+
+/// A name a file defines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Definition {
+    /// The name.
+    pub(crate) name: String,
+    /// What it is.
+    pub(crate) kind: Kind,
+    /// The line of its name.
+    pub(crate) line: usize,
+}
+
+/// A type name used in a file (in a field, argument, return, `throws`,
+/// typedef, constant or container), to be resolved against the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reference {
+    /// The name as written: `Name` or `module.Name`.
+    pub(crate) name: String,
+    /// Its line.
+    pub(crate) line: usize,
 }
 
 /// What the generator needs from one IDL file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Document {
+pub(crate) struct Document {
+    /// `include` lines, in order.
+    pub(crate) includes: Vec<Include>,
+    /// Every name the file defines, in order.
+    pub(crate) definitions: Vec<Definition>,
+    /// Every named type the file uses, in order.
+    pub(crate) references: Vec<Reference>,
     /// Services, in order.
-    pub services: Vec<Service>,
-    /// Names of the typedefs, in order.
-    pub typedefs: Vec<String>,
+    pub(crate) services: Vec<Service>,
 }
+
+/// How deeply container types may nest (`list<list<...>>`): far beyond
+/// any real IDL, and shallow enough that reading one never exhausts the
+/// stack.
+pub(crate) const MAX_TYPE_DEPTH: usize = 64;
 
 /// A syntax error, with its line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
+pub(crate) struct ParseError {
     /// 1-based line.
-    pub line: usize,
+    pub(crate) line: usize,
     /// What was expected.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ParseError {
@@ -89,7 +156,9 @@ impl std::error::Error for ParseError {}
 enum Token {
     Ident(String),
     Int(i64),
-    /// Any other literal (floats, strings): skipped.
+    /// A string literal's text (escapes kept as written).
+    Str(String),
+    /// Any other literal (floats): skipped.
     Literal,
     Punct(char),
 }
@@ -140,6 +209,7 @@ fn tokenize(source: &str) -> Result<Vec<(Token, usize)>, ParseError> {
             '"' | '\'' => {
                 let start = line;
                 i += 1;
+                let text_start = i;
                 loop {
                     match chars.get(i) {
                         None => return Err(error(start, "unterminated string literal")),
@@ -150,8 +220,9 @@ fn tokenize(source: &str) -> Result<Vec<(Token, usize)>, ParseError> {
                     }
                     i += 1;
                 }
+                let text: String = chars[text_start..i].iter().collect();
                 i += 1;
-                tokens.push((Token::Literal, start));
+                tokens.push((Token::Str(text), start));
             }
             c if c.is_ascii_digit()
                 || ((c == '-' || c == '+')
@@ -196,6 +267,8 @@ fn tokenize(source: &str) -> Result<Vec<(Token, usize)>, ParseError> {
 struct Parser {
     tokens: Vec<(Token, usize)>,
     pos: usize,
+    /// Named types seen so far.
+    references: Vec<Reference>,
 }
 
 impl Parser {
@@ -293,7 +366,7 @@ impl Parser {
     fn skip_const(&mut self) -> Result<(), ParseError> {
         match self.peek() {
             Some(Token::Punct('[' | '{')) => self.skip_group(),
-            Some(Token::Ident(_) | Token::Int(_) | Token::Literal) => {
+            Some(Token::Ident(_) | Token::Int(_) | Token::Str(_) | Token::Literal) => {
                 self.pos += 1;
                 Ok(())
             }
@@ -302,11 +375,21 @@ impl Parser {
     }
 
     fn ty(&mut self) -> Result<Type, ParseError> {
+        self.nested_ty(0)
+    }
+
+    fn nested_ty(&mut self, depth: usize) -> Result<Type, ParseError> {
+        if depth > MAX_TYPE_DEPTH {
+            return self.error(format!(
+                "types nested more than {MAX_TYPE_DEPTH} deep (list, set and map inside each other)"
+            ));
+        }
+        let line = self.line();
         let name = self.ident("a type")?;
         let ty = match name.as_str() {
             "list" | "set" => {
                 self.expect_punct('<')?;
-                let inner = Box::new(self.ty()?);
+                let inner = Box::new(self.nested_ty(depth + 1)?);
                 self.expect_punct('>')?;
                 if name == "list" {
                     Type::List(inner)
@@ -316,16 +399,22 @@ impl Parser {
             }
             "map" => {
                 self.expect_punct('<')?;
-                let key = Box::new(self.ty()?);
+                let key = Box::new(self.nested_ty(depth + 1)?);
                 self.expect_punct(',')?;
-                let value = Box::new(self.ty()?);
+                let value = Box::new(self.nested_ty(depth + 1)?);
                 self.expect_punct('>')?;
                 Type::Map(key, value)
             }
             "bool" | "byte" | "i8" | "i16" | "i32" | "i64" | "double" | "string" | "binary" => {
                 Type::Base(name)
             }
-            _ => Type::Named(name),
+            _ => {
+                self.references.push(Reference {
+                    name: name.clone(),
+                    line,
+                });
+                Type::Named(name)
+            }
         };
         self.skip_annotations()?;
         Ok(ty)
@@ -370,6 +459,7 @@ impl Parser {
     }
 
     fn service(&mut self) -> Result<Service, ParseError> {
+        let line = self.line();
         let name = self.ident("a service name")?;
         let extends = if self.is_word("extends") {
             self.pos += 1;
@@ -383,6 +473,7 @@ impl Parser {
             if self.peek().is_none() {
                 return self.error("expected '}' closing the service");
             }
+            let function_line = self.line();
             let oneway = self.is_word("oneway");
             if oneway {
                 self.pos += 1;
@@ -411,6 +502,7 @@ impl Parser {
                 name: fname,
                 args,
                 throws,
+                line: function_line,
             });
         }
         self.skip_annotations()?;
@@ -418,7 +510,16 @@ impl Parser {
             name,
             extends,
             functions,
+            line,
         })
+    }
+
+    /// A definition's name, recorded with its line.
+    fn define(&mut self, document: &mut Document, kind: Kind) -> Result<(), ParseError> {
+        let line = self.line();
+        let name = self.ident("a name")?;
+        document.definitions.push(Definition { name, kind, line });
+        Ok(())
     }
 
     fn document(&mut self) -> Result<Document, ParseError> {
@@ -429,8 +530,18 @@ impl Parser {
                 return self.error("expected a definition (struct, service, ...)");
             };
             match word.as_str() {
-                "include" | "cpp_include" => match self.next() {
-                    Some(Token::Literal) => {}
+                "include" => {
+                    let line = self.line();
+                    match self.next() {
+                        Some(Token::Str(path)) => document.includes.push(Include { path, line }),
+                        _ => {
+                            self.pos -= 1;
+                            return self.error("expected a file name in quotes after include");
+                        }
+                    }
+                }
+                "cpp_include" => match self.next() {
+                    Some(Token::Str(_)) => {}
                     _ => return self.error("expected a file name"),
                 },
                 "namespace" => {
@@ -443,28 +554,39 @@ impl Parser {
                 }
                 "typedef" => {
                     self.ty()?;
-                    document.typedefs.push(self.ident("a typedef name")?);
+                    self.define(&mut document, Kind::Typedef)?;
                     self.skip_annotations()?;
                 }
                 "const" => {
                     self.ty()?;
-                    self.ident("a constant name")?;
+                    self.define(&mut document, Kind::Const)?;
                     self.expect_punct('=')?;
                     self.skip_const()?;
                 }
-                "enum" | "senum" | "struct" | "union" | "exception" => {
-                    self.ident("a name")?;
-                    if self.is_word("xsd_all") {
-                        self.pos += 1;
-                    }
+                "enum" | "senum" => {
+                    self.define(&mut document, Kind::Enum)?;
                     if !self.is_punct('{') {
                         return self.error("expected '{'");
                     }
                     self.skip_group()?;
                     self.skip_annotations()?;
                 }
+                "struct" | "union" | "exception" => {
+                    self.define(&mut document, Kind::Struct)?;
+                    if self.is_word("xsd_all") {
+                        self.pos += 1;
+                    }
+                    self.expect_punct('{')?;
+                    self.fields('}')?;
+                    self.skip_annotations()?;
+                }
                 "service" => {
                     let service = self.service()?;
+                    document.definitions.push(Definition {
+                        name: service.name.clone(),
+                        kind: Kind::Service,
+                        line: service.line,
+                    });
                     document.services.push(service);
                 }
                 other => {
@@ -474,15 +596,17 @@ impl Parser {
             }
             self.skip_separator();
         }
+        document.references = std::mem::take(&mut self.references);
         Ok(document)
     }
 }
 
 /// Reads an IDL file's text.
-pub fn parse(source: &str) -> Result<Document, ParseError> {
+pub(crate) fn parse(source: &str) -> Result<Document, ParseError> {
     Parser {
         tokens: tokenize(source)?,
         pos: 0,
+        references: Vec::new(),
     }
     .document()
 }
@@ -513,7 +637,20 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(doc.typedefs, vec!["UserId"]);
+        assert_eq!(doc.includes[0].path, "shared.thrift");
+        let typedefs: Vec<_> = doc
+            .definitions
+            .iter()
+            .filter(|d| d.kind == Kind::Typedef)
+            .map(|d| (d.name.as_str(), d.line))
+            .collect();
+        assert_eq!(typedefs, vec![("UserId", 6)]);
+        let names: Vec<_> = doc.references.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["UserId", "Point", "Oops", "shared.Other"],
+            "every named type used, the struct bodies' included"
+        );
         assert_eq!(doc.services.len(), 2);
         let example = &doc.services[1];
         assert_eq!(example.extends.as_deref(), Some("Base"));
@@ -537,5 +674,19 @@ mod tests {
         assert_eq!(e.line, 3, "{e}");
         let e = parse("struct S { 1: i32 a }\nbogus\n").unwrap_err();
         assert_eq!(e.to_string(), "line 2: unexpected \"bogus\"");
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!(
+            "typedef {}i32{} T\n",
+            "list<".repeat(50_000),
+            ">".repeat(50_000)
+        );
+        let e = parse(&deep).unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains("nested more than 64 deep"), "{e}");
+        let fine = format!("typedef {}i32{} T\n", "list<".repeat(64), ">".repeat(64));
+        parse(&fine).unwrap();
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tracing::info;
 
+use super::example_thrift::baseplate::{BaseplateServiceV2SyncHandler, IsHealthyRequest};
 use super::example_thrift::{ExampleSyncHandler, ExampleSyncProcessor, Oops};
 use crate::config::AppConfig;
 use crate::server::thrift::context::request_header;
@@ -20,11 +21,16 @@ pub(crate) const MAX_SLEEP_MS: i32 = 600_000;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ExampleHandler;
 
-impl ExampleSyncHandler for ExampleHandler {
-    fn handle_is_healthy(&self) -> thrift::Result<bool> {
+/// `is_healthy`, inherited from baseplate.thrift's `BaseplateServiceV2`.
+/// Reached only with `health.answered_by = app`: the server answers probes
+/// itself by default.
+impl BaseplateServiceV2SyncHandler for ExampleHandler {
+    fn handle_is_healthy(&self, _request: IsHealthyRequest) -> thrift::Result<bool> {
         Ok(true)
     }
+}
 
+impl ExampleSyncHandler for ExampleHandler {
     /// Echoes the message; `header:NAME` answers with the request's THeader
     /// info header NAME instead (empty if absent).
     fn handle_echo(&self, message: String) -> thrift::Result<String> {

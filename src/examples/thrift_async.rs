@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tracing::info;
 
+use super::example_thrift::baseplate::IsHealthyRequest;
 use super::example_thrift::{ExampleAsyncHandler, ExampleAsyncProcessor, Oops};
 use super::thrift::MAX_SLEEP_MS;
 use crate::config::AppConfig;
@@ -20,7 +21,9 @@ pub const NAME: &str = "baseplate.examples.thrift_async:make_service";
 pub struct AsyncExampleHandler;
 
 impl ExampleAsyncHandler for AsyncExampleHandler {
-    async fn handle_is_healthy(&self) -> thrift::Result<bool> {
+    /// Reached only with `health.answered_by = app`: the server answers
+    /// probes itself by default.
+    async fn handle_is_healthy(&self, _request: IsHealthyRequest) -> thrift::Result<bool> {
         Ok(true)
     }
 

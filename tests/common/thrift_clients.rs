@@ -21,6 +21,55 @@ use super::WAIT;
 
 pub type Client = ExampleSyncClient<Box<dyn TInputProtocol>, Box<dyn TOutputProtocol>>;
 
+/// `BaseplateService.is_healthy()`, the V1 probe with no arguments, on the
+/// example service's client (which knows V2's form, inherited from
+/// baseplate.thrift): the wire call older baseplate clients make.
+pub trait HealthV1 {
+    fn is_healthy(&mut self) -> thrift::Result<bool>;
+}
+
+impl HealthV1 for Client {
+    fn is_healthy(&mut self) -> thrift::Result<bool> {
+        use thrift::protocol::{
+            TFieldIdentifier, TMessageIdentifier, TMessageType, TStructIdentifier, TType,
+        };
+        use thrift::TThriftClient;
+        self.increment_sequence_number();
+        let call =
+            TMessageIdentifier::new("is_healthy", TMessageType::Call, self.sequence_number());
+        let o = self.o_prot_mut();
+        o.write_message_begin(&call)?;
+        o.write_struct_begin(&TStructIdentifier::new("is_healthy_args"))?;
+        o.write_field_stop()?;
+        o.write_struct_end()?;
+        o.write_message_end()?;
+        o.flush()?;
+        let i = self.i_prot_mut();
+        let reply = i.read_message_begin()?;
+        if reply.message_type == TMessageType::Exception {
+            let error = thrift::Error::read_application_error_from_in_protocol(i)?;
+            i.read_message_end()?;
+            return Err(thrift::Error::Application(error));
+        }
+        i.read_struct_begin()?;
+        let mut healthy = None;
+        loop {
+            let TFieldIdentifier { field_type, id, .. } = i.read_field_begin()?;
+            if field_type == TType::Stop {
+                break;
+            }
+            match (id, field_type) {
+                (Some(0), TType::Bool) => healthy = Some(i.read_bool()?),
+                _ => i.skip(field_type)?,
+            }
+            i.read_field_end()?;
+        }
+        i.read_struct_end()?;
+        i.read_message_end()?;
+        healthy.ok_or_else(|| thrift::Error::from("is_healthy: no result in the reply"))
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub enum Dialect {
     FramedBinary,

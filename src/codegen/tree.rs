@@ -1,0 +1,474 @@
+//! An IDL file and every file it includes, read and checked before any
+//! code is written: includes resolve as the Apache compiler resolves them
+//! (relative to the including file, then each include directory in
+//! order), every file becomes one Rust module named as the Apache
+//! generator names it, and cycles, missing files, unknown names and name
+//! clashes are each one error naming the file and line.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::idl::{self, Document, Kind, Service};
+use super::names::snake;
+
+/// The largest IDL file read, and the most files in a tree: far beyond any
+/// real service, small enough that a hostile tree cannot exhaust memory.
+pub(crate) const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// See [`MAX_FILE_BYTES`].
+pub(crate) const MAX_FILES: usize = 1_000;
+
+/// An error in an IDL tree, located at a file and line where there is one.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct TreeError {
+    /// The file, as the user named it (or as an include resolved).
+    pub(crate) file: PathBuf,
+    /// The 1-based line, if the error has one.
+    pub(crate) line: Option<usize>,
+    /// What is wrong, and what was expected.
+    pub(crate) message: String,
+}
+
+impl TreeError {
+    fn at(file: &Path, line: usize, message: impl Into<String>) -> TreeError {
+        TreeError {
+            file: file.to_path_buf(),
+            line: Some(line),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for TreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+// Debug is the message, so that a build script's `main` returning this
+// error prints one readable line.
+impl fmt::Debug for TreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for TreeError {}
+
+/// One file of the tree.
+#[derive(Debug, Clone)]
+pub(crate) struct IdlFile {
+    /// The path it was read from (the root as given; includes as resolved).
+    pub(crate) path: PathBuf,
+    /// How messages and the generated file name it: its path, or
+    /// `baseplate.thrift (bundled)` for the copy baseplate ships.
+    pub(crate) shown: PathBuf,
+    /// Its Rust module name: the file name without `.thrift`, snake-cased,
+    /// as `thrift --gen rs` names its output file.
+    pub(crate) module: String,
+    /// What it says.
+    pub(crate) document: Document,
+    /// Its includes by the name its definitions use (`shared` for
+    /// `include "dir/shared.thrift"`), each an index into [`Tree::files`].
+    pub(crate) includes: HashMap<String, usize>,
+}
+
+/// A root IDL file and every file it includes, each once.
+#[derive(Debug, Clone)]
+pub(crate) struct Tree {
+    /// The files: the root first, then the included ones in the order they
+    /// were first reached.
+    pub(crate) files: Vec<IdlFile>,
+}
+
+/// Where a name resolved to: a file of the tree, and the name there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Resolved<'a> {
+    /// The index of the defining file in [`Tree::files`].
+    pub(crate) file: usize,
+    /// The name inside that file.
+    pub(crate) name: &'a str,
+}
+
+impl Tree {
+    /// Reads `root` and everything it includes, searching `include_dirs`
+    /// after each including file's own directory, and checks every name.
+    /// `bundled`, searched last, is the directory of the baseplate.thrift
+    /// baseplate ships.
+    pub(crate) fn load(
+        root: &Path,
+        include_dirs: &[PathBuf],
+        bundled: Option<&Path>,
+    ) -> Result<Tree, TreeError> {
+        let mut include_dirs = include_dirs.to_vec();
+        include_dirs.extend(bundled.map(Path::to_path_buf));
+        let mut loader = Loader {
+            include_dirs: &include_dirs,
+            bundled,
+            files: Vec::new(),
+            by_identity: HashMap::new(),
+            by_module: HashMap::new(),
+            stack: Vec::new(),
+        };
+        loader.load(root, None)?;
+        let tree = Tree {
+            files: loader.files,
+        };
+        for index in 0..tree.files.len() {
+            tree.check_names(index)?;
+        }
+        Ok(tree)
+    }
+
+    /// Resolves `name` (`Name` or `module.Name`) as written in file `from`.
+    /// `None` when the module is not included there or does not define it.
+    pub(crate) fn resolve<'a>(
+        &'a self,
+        from: usize,
+        name: &'a str,
+    ) -> Option<(Resolved<'a>, Kind)> {
+        let (file, local) = match name.split_once('.') {
+            Some((module, local)) => (*self.files[from].includes.get(module)?, local),
+            None => (from, name),
+        };
+        let kind = self.files[file]
+            .document
+            .definitions
+            .iter()
+            .find(|d| d.name == local)?
+            .kind;
+        Some((Resolved { file, name: local }, kind))
+    }
+
+    /// The service `name` extends, as written in file `from`, with the file
+    /// that defines it.
+    pub(crate) fn service(&self, from: usize, name: &str) -> Option<(usize, &Service)> {
+        let (resolved, kind) = self.resolve(from, name)?;
+        if kind != Kind::Service {
+            return None;
+        }
+        let service = self.files[resolved.file]
+            .document
+            .services
+            .iter()
+            .find(|s| s.name == resolved.name)?;
+        Some((resolved.file, service))
+    }
+
+    /// Every service of a service's chain: itself first, then what it
+    /// extends, and so on, each with its file. Checked by [`Tree::load`].
+    pub(crate) fn chain<'a>(
+        &'a self,
+        file: usize,
+        service: &'a Service,
+    ) -> Vec<(usize, &'a Service)> {
+        let mut chain = vec![(file, service)];
+        let (mut file, mut current) = (file, service);
+        while let Some(parent) = &current.extends {
+            match self.service(file, parent) {
+                Some(found)
+                    if !chain
+                        .iter()
+                        .any(|(f, s)| *f == found.0 && s.name == found.1.name) =>
+                {
+                    chain.push(found);
+                    (file, current) = found;
+                }
+                _ => break,
+            }
+        }
+        chain
+    }
+
+    /// Checks that file `index` defines each name once and uses only names
+    /// it can see, and that every `extends` names a service without a loop.
+    fn check_names(&self, index: usize) -> Result<(), TreeError> {
+        let file = &self.files[index];
+        let document = &file.document;
+        let mut defined: HashMap<&str, usize> = HashMap::new();
+        for definition in &document.definitions {
+            if let Some(first) = defined.insert(&definition.name, definition.line) {
+                return Err(TreeError::at(
+                    &file.shown,
+                    definition.line,
+                    format!(
+                        "`{}` is defined twice (first at line {first}); each name in a file must be unique",
+                        definition.name
+                    ),
+                ));
+            }
+        }
+        for reference in &document.references {
+            match self.resolve(index, &reference.name) {
+                Some((_, kind)) if kind.is_type() => {}
+                Some((_, kind)) => {
+                    return Err(TreeError::at(
+                        &file.shown,
+                        reference.line,
+                        format!("`{}` is a {}, not a type", reference.name, kind_name(kind)),
+                    ))
+                }
+                None => return Err(self.unknown(index, &reference.name, reference.line, "type")),
+            }
+        }
+        for service in &document.services {
+            let Some(parent) = &service.extends else {
+                continue;
+            };
+            if self.service(index, parent).is_none() {
+                return Err(self.unknown(index, parent, service.line, "service"));
+            }
+            let chain = self.chain(index, service);
+            let (last_file, last) = chain[chain.len() - 1];
+            if let Some(extends) = &last.extends {
+                return Err(TreeError::at(
+                    &file.shown,
+                    service.line,
+                    format!(
+                        "service `{}` extends itself through `{}` (in {}), which extends `{extends}`",
+                        service.name,
+                        last.name,
+                        self.files[last_file].shown.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// "unknown type `x.Y`", with what to do about it.
+    fn unknown(&self, index: usize, name: &str, line: usize, what: &str) -> TreeError {
+        let file = &self.files[index];
+        let message = match name.split_once('.') {
+            Some((module, local)) => match file.includes.get(module) {
+                Some(&included) => format!(
+                    "unknown {what} `{name}`: {} defines no `{local}`",
+                    self.files[included].shown.display()
+                ),
+                None => format!(
+                    "unknown {what} `{name}`: no file named `{module}.thrift` is included here \
+                     (add `include \"{module}.thrift\"`)"
+                ),
+            },
+            None => format!("unknown {what} `{name}`: it is not defined in this file (a name from an included file is written `file.{name}`)"),
+        };
+        TreeError::at(&file.shown, line, message)
+    }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Struct => "struct",
+        Kind::Enum => "enum",
+        Kind::Typedef => "typedef",
+        Kind::Const => "constant",
+        Kind::Service => "service",
+    }
+}
+
+struct Loader<'a> {
+    include_dirs: &'a [PathBuf],
+    bundled: Option<&'a Path>,
+    files: Vec<IdlFile>,
+    /// Canonical path → index, so a file reached twice is read once.
+    by_identity: HashMap<PathBuf, usize>,
+    /// Module name → index, to refuse two files with one module name.
+    by_module: HashMap<String, usize>,
+    /// The canonical paths of the files being read, outermost first.
+    stack: Vec<(PathBuf, PathBuf)>,
+}
+
+/// The file that includes another, and where.
+struct IncludedAt<'a> {
+    file: &'a Path,
+    line: usize,
+}
+
+impl Loader<'_> {
+    /// Reads `path` and, depth first, what it includes; returns its index.
+    fn load(&mut self, path: &Path, from: Option<IncludedAt<'_>>) -> Result<usize, TreeError> {
+        let locate = |message: String| match &from {
+            Some(at) => TreeError::at(at.file, at.line, message),
+            None => TreeError {
+                file: path.to_path_buf(),
+                line: None,
+                message,
+            },
+        };
+        let identity = path
+            .canonicalize()
+            .map_err(|e| locate(format!("cannot read {}: {e}", path.display())))?;
+        if let Some(start) = self.stack.iter().position(|(id, _)| *id == identity) {
+            let cycle: Vec<String> = self.stack[start..]
+                .iter()
+                .map(|(_, shown)| shown.display().to_string())
+                .chain([path.display().to_string()])
+                .collect();
+            return Err(locate(format!("include cycle: {}", cycle.join(" -> "))));
+        }
+        if let Some(&index) = self.by_identity.get(&identity) {
+            return Ok(index);
+        }
+        if self.files.len() >= MAX_FILES {
+            return Err(locate(format!(
+                "more than {MAX_FILES} files in one include tree"
+            )));
+        }
+        let module = module_name(path).map_err(&locate)?;
+        if let Some(&other) = self.by_module.get(&module) {
+            return Err(locate(format!(
+                "{} would be Rust module `{module}`, as {} already is; rename one of the two files",
+                path.display(),
+                self.files[other].shown.display()
+            )));
+        }
+        let source = read(path).map_err(&locate)?;
+        let document = idl::parse(&source).map_err(|e| TreeError::at(path, e.line, e.message))?;
+
+        let index = self.files.len();
+        self.by_identity.insert(identity.clone(), index);
+        self.by_module.insert(module.clone(), index);
+        let shown = match self.bundled {
+            Some(dir) if path.starts_with(dir) => PathBuf::from(format!(
+                "{} (bundled)",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            )),
+            _ => path.to_path_buf(),
+        };
+        self.files.push(IdlFile {
+            shown,
+            path: path.to_path_buf(),
+            module,
+            document: document.clone(),
+            includes: HashMap::new(),
+        });
+        self.stack.push((identity, path.to_path_buf()));
+        let mut includes = HashMap::new();
+        for include in &document.includes {
+            let found = self.find(path, &include.path).ok_or_else(|| {
+                TreeError::at(
+                    path,
+                    include.line,
+                    format!(
+                        "cannot find included file \"{}\" (looked in {})",
+                        include.path,
+                        self.searched(path).join(", ")
+                    ),
+                )
+            })?;
+            let at = IncludedAt {
+                file: path,
+                line: include.line,
+            };
+            let included = self.load(&found, Some(at))?;
+            let name = program_name(Path::new(&include.path));
+            if let Some(previous) = includes.insert(name.clone(), included) {
+                if previous != included {
+                    return Err(TreeError::at(
+                        path,
+                        include.line,
+                        format!("two included files are both named `{name}`; rename one of them"),
+                    ));
+                }
+            }
+        }
+        self.stack.pop();
+        self.files[index].includes = includes;
+        Ok(index)
+    }
+
+    /// Where `include "name"` in `including` points: as written if
+    /// absolute, else the including file's directory, then each include
+    /// directory in order.
+    fn find(&self, including: &Path, name: &str) -> Option<PathBuf> {
+        let name = Path::new(name);
+        if name.is_absolute() {
+            return name.is_file().then(|| name.to_path_buf());
+        }
+        let own = including.parent().unwrap_or(Path::new(""));
+        std::iter::once(own)
+            .chain(self.include_dirs.iter().map(PathBuf::as_path))
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    }
+
+    fn searched(&self, including: &Path) -> Vec<String> {
+        let own = including.parent().unwrap_or(Path::new(""));
+        let own = if own.as_os_str().is_empty() {
+            ".".to_string()
+        } else {
+            own.display().to_string()
+        };
+        std::iter::once(own)
+            .chain(
+                self.include_dirs
+                    .iter()
+                    .filter(|d| Some(d.as_path()) != self.bundled)
+                    .map(|d| d.display().to_string()),
+            )
+            .chain(
+                self.bundled
+                    .map(|_| "baseplate's bundled baseplate.thrift".to_string()),
+            )
+            .collect()
+    }
+}
+
+/// The name an IDL file's definitions are known by in files that include
+/// it: its file name without directories and `.thrift`.
+fn program_name(path: &Path) -> String {
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    file.strip_suffix(".thrift")
+        .map(str::to_string)
+        .unwrap_or(file)
+}
+
+/// The Rust module for an IDL file, as `thrift --gen rs` names its output.
+fn module_name(path: &Path) -> Result<String, String> {
+    let program = program_name(path);
+    let valid = program
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && program
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "{}: the file name `{program}` must be a valid identifier (letters, digits and `_`), \
+             since included files are referred to by it",
+            path.display()
+        ));
+    }
+    Ok(snake(&program))
+}
+
+/// An IDL file's text, refusing what no IDL is (too large, not UTF-8).
+fn read(path: &Path) -> Result<String, String> {
+    let metadata =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !metadata.is_file() {
+        return Err(format!("{} is not a file", path.display()));
+    }
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "{} has {} bytes; an IDL file may have at most {MAX_FILE_BYTES}",
+            path.display(),
+            metadata.len()
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{} is not UTF-8 (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })
+}

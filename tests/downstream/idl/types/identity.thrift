@@ -1,0 +1,4 @@
+struct Identity {
+  1: string name,
+  2: i64 pid,
+}

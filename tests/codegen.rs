@@ -266,6 +266,31 @@ fn bad_trees_get_one_located_line_each() {
     }
 }
 
+/// A long `extends` chain is refused: each service's async trait repeats
+/// every inherited method, so 1,000 services would write hundreds of MB.
+#[test]
+fn extends_chains_are_bounded() {
+    let chain = |n: usize| -> String {
+        let mut idl = "service S0 {\n  void m0()\n}\n".to_string();
+        for i in 1..n {
+            idl.push_str(&format!(
+                "service S{i} extends S{} {{\n  void m{i}()\n}}\n",
+                i - 1
+            ));
+        }
+        idl
+    };
+    let idl = Idl::new(&[("long.thrift", &chain(1_000)), ("ok.thrift", &chain(16))]);
+    assert_eq!(
+        idl.error(&["long.thrift", "--async-only"]),
+        "error: long.thrift:49: service `S16` extends a chain of more than 16 services"
+    );
+    let (code, stderr, out) = idl.generate(&["ok.thrift", "--async-only"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(out.contains("pub trait S15AsyncHandler"));
+    assert!(out.len() < 1_000_000, "{} bytes", out.len());
+}
+
 /// `Build` writes `OUT_DIR/MODULE.rs` and, in a build script, names every
 /// IDL file of the tree for Cargo to watch (checked by the downstream
 /// crate in CI, which builds through it).

@@ -17,6 +17,11 @@ use super::names::snake;
 pub(crate) const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// See [`MAX_FILE_BYTES`].
 pub(crate) const MAX_FILES: usize = 1_000;
+/// The most services in one `extends` chain. Each service's async trait
+/// repeats every inherited method, so the output grows with the square of
+/// a chain's length: this bound keeps it linear in the input (baseplate's
+/// own chains are two long).
+pub(crate) const MAX_EXTENDS_DEPTH: usize = 16;
 
 /// An error in an IDL tree, located at a file and line where there is one.
 #[derive(Clone, PartialEq, Eq)]
@@ -222,6 +227,16 @@ impl Tree {
                 return Err(self.unknown(index, parent, service.line, "service"));
             }
             let chain = self.chain(index, service);
+            if chain.len() > MAX_EXTENDS_DEPTH {
+                return Err(TreeError::at(
+                    &file.shown,
+                    service.line,
+                    format!(
+                        "service `{}` extends a chain of more than {MAX_EXTENDS_DEPTH} services",
+                        service.name
+                    ),
+                ));
+            }
             let (last_file, last) = chain[chain.len() - 1];
             if let Some(extends) = &last.extends {
                 return Err(TreeError::at(

@@ -60,6 +60,21 @@ impl Idl {
 }
 
 #[test]
+fn the_committed_thrift_test_code_matches_the_generator() {
+    let generated = baseplate::codegen::generate(
+        Path::new("fixtures/thrift/thrift_test.thrift"),
+        &Default::default(),
+    )
+    .expect("generating the ThriftTest code (is the Thrift compiler installed?)");
+    let committed =
+        std::fs::read_to_string(root().join("src/examples/thrift_test_thrift.rs")).unwrap();
+    assert!(
+        committed == generated.code,
+        "src/examples/thrift_test_thrift.rs is stale: run fixtures/thrift/regenerate.sh"
+    );
+}
+
+#[test]
 fn the_committed_example_matches_the_generator() {
     let generated = baseplate::codegen::generate(
         Path::new("fixtures/thrift/example.thrift"),
@@ -196,6 +211,52 @@ type Files = &'static [(&'static str, &'static str)];
 type Args = &'static [&'static str];
 type Expected = &'static str;
 
+/// The Apache compiler runs in a directory made for this run: private
+/// (0700), empty, under a name no other user can predict (a planted
+/// `$TMPDIR/baseplate-thrift-PID` was followed before), and only the file
+/// it writes for each IDL is read back. A stand-in compiler checks all of
+/// that from the inside.
+#[test]
+fn the_compiler_runs_in_a_private_new_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let idl = Idl::new(&[("svc.thrift", "service Svc {}\n")]);
+    let planted = idl.path("tmp");
+    std::fs::create_dir(&planted).unwrap();
+    let compiler = idl.path("fake-thrift");
+    std::fs::write(
+        &compiler,
+        "#!/bin/sh\n\
+         while [ \"$1\" != -out ]; do shift; done; out=$2\n\
+         [ \"$(stat -c %a \"$out\")\" = 700 ] || { echo \"$out is not private\" >&2; exit 3; }\n\
+         [ -z \"$(ls -A \"$out\")\" ] || { echo \"$out is not empty\" >&2; exit 4; }\n\
+         case $(basename \"$out\") in baseplate-thrift-[0-9]*[0-9]) echo \"$out is predictable\" >&2; exit 5;; esac\n\
+         echo '// from the stand-in compiler' > \"$out/svc.rs\"\n\
+         echo 'compile_error!(\"INJECTED\");' > \"$out/injected.rs\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&compiler, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_baseplate-thrift"))
+        .current_dir(idl.0.path())
+        .env("TMPDIR", &planted)
+        .args(["svc.thrift", "-o", "out.rs", "--thrift"])
+        .arg(&compiler)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let code = std::fs::read_to_string(idl.path("out.rs")).unwrap();
+    assert!(code.contains("// from the stand-in compiler"), "{code}");
+    assert!(
+        !code.contains("INJECTED"),
+        "only the IDL's own file is read back"
+    );
+    assert_eq!(
+        std::fs::read_dir(&planted).unwrap().count(),
+        0,
+        "the run's directories are removed"
+    );
+}
+
 /// Each bad tree: one line naming the file, the line and the name.
 #[test]
 fn bad_trees_get_one_located_line_each() {
@@ -253,6 +314,16 @@ fn bad_trees_get_one_located_line_each() {
             &[("a.thrift", "\ntypedef list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<list<i32>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>> T\n")],
             &["a.thrift"],
             "error: a.thrift:2: types nested more than 64 deep (list, set and map inside each other)",
+        ),
+        (
+            &[("a.thrift", "service S {\n  i32 ok(1: i32 type),\n  void type()\n}\n")],
+            &["a.thrift"],
+            "error: a.thrift:3: method `type` is a Rust keyword, which `thrift --gen rs` writes unescaped (`fn type`), so its code would not compile; rename the method",
+        ),
+        (
+            &[("a.thrift", "struct S {\n  1: i32 match,\n  2: string await\n}\n")],
+            &["a.thrift"],
+            "error: a.thrift:3: field `await` is a Rust keyword that `thrift --gen rs` does not escape, so its code would not compile; rename the field (the wire uses its id)",
         ),
         (
             &[("my-service.thrift", "")],

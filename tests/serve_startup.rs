@@ -139,7 +139,7 @@ fn unknown_factories_list_what_is_registered() {
         e.ends_with(
             "/app.ini:4: [app:main] factory: app factory \"x.y:z\" is not registered in this binary; \
              registered: baseplate.examples.http:make_app, baseplate.examples.thrift:make_processor, \
-             baseplate.examples.thrift_async:make_service"
+             baseplate.examples.thrift_async:make_service, baseplate.examples.thrift_test:make_service"
         ),
         "{e}"
     );

@@ -16,6 +16,22 @@ pub(crate) fn default_compiler() -> PathBuf {
         .map_or_else(|| PathBuf::from("thrift"), PathBuf::from)
 }
 
+/// A new directory under a name no one can predict, that only this user
+/// can enter (0700, whatever the umask): nothing planted in a shared
+/// temporary directory is read back as generated code. Removed on drop.
+pub(crate) fn private_dir(prefix: &str) -> Result<tempfile::TempDir, String> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    builder
+        .tempdir()
+        .map_err(|e| format!("cannot create a private temporary directory: {e}"))
+}
+
 /// What `thrift -r --gen rs` writes for `root` and every file it includes:
 /// the text of `MODULE.rs` for each of `modules`, in that order.
 pub(crate) fn generate(
@@ -24,12 +40,7 @@ pub(crate) fn generate(
     include_dirs: &[PathBuf],
     modules: &[&str],
 ) -> Result<Vec<String>, String> {
-    // A new directory only this user can enter: nothing planted in a
-    // shared temp directory can be read back as generated code.
-    let dir = tempfile::Builder::new()
-        .prefix("baseplate-thrift-")
-        .tempdir()
-        .map_err(|e| format!("cannot create a private temporary directory: {e}"))?;
+    let dir = private_dir("baseplate-thrift-")?;
     let mut command = Command::new(compiler);
     command.args(["-r", "--gen", "rs", "-out"]).arg(dir.path());
     for include in include_dirs {

@@ -103,13 +103,12 @@ impl Emitter<'_> {
         }
     }
 
+    /// An argument's type. Never an `Option`, even for an argument
+    /// declared `optional`: the Apache generator's argument structs (which
+    /// the dispatch reads) require every argument, and so do its sync
+    /// handlers.
     fn arg_type(&self, written_in: usize, field: &Field) -> String {
-        let ty = self.rust_type(written_in, &field.ty);
-        if field.optional {
-            format!("Option<{ty}>")
-        } else {
-            ty
-        }
+        self.rust_type(written_in, &field.ty)
     }
 
     /// A handler method's signature, without `;` or body.

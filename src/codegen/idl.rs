@@ -126,6 +126,8 @@ pub(crate) struct Document {
     pub(crate) definitions: Vec<Definition>,
     /// Every named type the file uses, in order.
     pub(crate) references: Vec<Reference>,
+    /// Every field, argument and exception name, with its line.
+    pub(crate) field_names: Vec<Reference>,
     /// Services, in order.
     pub(crate) services: Vec<Service>,
 }
@@ -269,6 +271,8 @@ struct Parser {
     pos: usize,
     /// Named types seen so far.
     references: Vec<Reference>,
+    /// Field names seen so far.
+    field_names: Vec<Reference>,
 }
 
 impl Parser {
@@ -442,7 +446,12 @@ impl Parser {
                 self.pos += 1;
             }
             let ty = self.ty()?;
+            let line = self.line();
             let name = self.ident("a field name")?;
+            self.field_names.push(Reference {
+                name: name.clone(),
+                line,
+            });
             if self.eat_punct('=') {
                 self.skip_const()?;
             }
@@ -597,6 +606,7 @@ impl Parser {
             self.skip_separator();
         }
         document.references = std::mem::take(&mut self.references);
+        document.field_names = std::mem::take(&mut self.field_names);
         Ok(document)
     }
 }
@@ -607,6 +617,7 @@ pub(crate) fn parse(source: &str) -> Result<Document, ParseError> {
         tokens: tokenize(source)?,
         pos: 0,
         references: Vec::new(),
+        field_names: Vec::new(),
     }
     .document()
 }

@@ -110,10 +110,7 @@ pub const BASEPLATE_THRIFT: &str = include_str!("baseplate.thrift");
 /// Generates the code for the IDL file `root` and the files it includes.
 pub fn generate(root: &Path, options: &Options) -> Result<Generated, Error> {
     // The bundled baseplate.thrift, in a directory only this user can enter.
-    let bundle = tempfile::Builder::new()
-        .prefix("baseplate-idl-")
-        .tempdir()
-        .map_err(|e| Error(format!("cannot create a private temporary directory: {e}")))?;
+    let bundle = apache::private_dir("baseplate-idl-").map_err(Error)?;
     std::fs::write(bundle.path().join("baseplate.thrift"), BASEPLATE_THRIFT)
         .map_err(|e| Error(format!("cannot write the bundled baseplate.thrift: {e}")))?;
     let tree = Tree::load(root, &options.include_dirs, Some(bundle.path()))?;

@@ -41,6 +41,15 @@ const KEYWORDS: &[&str] = &[
     "typeof", "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
 ];
 
+/// Whether `name` is a Rust keyword.
+pub(crate) fn is_keyword(name: &str) -> bool {
+    KEYWORDS.contains(&name)
+}
+
+/// Keywords the Apache generator leaves as they are in field names, so
+/// that its code does not compile (it escapes the others with `_`).
+pub(crate) const UNESCAPED_FIELD_KEYWORDS: &[&str] = &["async", "await", "dyn"];
+
 /// A Rust-safe identifier: a keyword gets a trailing `_`.
 pub(crate) fn safe(name: String) -> String {
     if KEYWORDS.contains(&name.as_str()) {

@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::idl::{self, Document, Kind, Service};
-use super::names::snake;
+use super::names::{is_keyword, snake, UNESCAPED_FIELD_KEYWORDS};
 
 /// The largest IDL file read, and the most files in a tree: far beyond any
 /// real service, small enough that a hostile tree cannot exhaust memory.
@@ -202,6 +202,32 @@ impl Tree {
                     format!(
                         "`{}` is defined twice (first at line {first}); each name in a file must be unique",
                         definition.name
+                    ),
+                ));
+            }
+        }
+        for field in &document.field_names {
+            if UNESCAPED_FIELD_KEYWORDS.contains(&field.name.as_str()) {
+                return Err(TreeError::at(
+                    &file.shown,
+                    field.line,
+                    format!(
+                        "field `{}` is a Rust keyword that `thrift --gen rs` does not escape, so \
+                         its code would not compile; rename the field (the wire uses its id)",
+                        field.name
+                    ),
+                ));
+            }
+        }
+        for function in document.services.iter().flat_map(|s| &s.functions) {
+            if is_keyword(&function.name) {
+                return Err(TreeError::at(
+                    &file.shown,
+                    function.line,
+                    format!(
+                        "method `{}` is a Rust keyword, which `thrift --gen rs` writes unescaped \
+                         (`fn {}`), so its code would not compile; rename the method",
+                        function.name, function.name
                     ),
                 ));
             }

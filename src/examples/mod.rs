@@ -10,14 +10,24 @@ pub mod example_thrift;
 pub mod http;
 pub mod thrift;
 pub mod thrift_async;
+pub mod thrift_test;
+/// Code generated from `fixtures/thrift/thrift_test.thrift`, Apache
+/// Thrift's cross-language test IDL (regenerate with
+/// `fixtures/thrift/regenerate.sh`).
+#[path = "thrift_test_thrift.rs"]
+#[rustfmt::skip]
+#[allow(clippy::all, missing_docs, missing_debug_implementations)]
+pub mod thrift_test_thrift;
 
 impl crate::Serve {
     /// Adds the example apps shipped with `baseplate-serve`
     /// (`baseplate.examples.http:make_app`, `baseplate.examples.thrift:make_processor`,
-    /// `baseplate.examples.thrift_async:make_service`).
+    /// `baseplate.examples.thrift_async:make_service`,
+    /// `baseplate.examples.thrift_test:make_service`).
     pub fn with_examples(self) -> crate::Serve {
         self.http_app(http::NAME, http::make_app)
             .thrift_app(self::thrift::NAME, self::thrift::make_processor)
             .thrift_service(self::thrift_async::NAME, self::thrift_async::make_service)
+            .thrift_service(self::thrift_test::NAME, self::thrift_test::make_service)
     }
 }

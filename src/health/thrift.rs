@@ -1,7 +1,8 @@
 //! The Thrift server's answer to health probes: any call of `is_healthy`,
 //! in both of baseplate.thrift's forms (`BaseplateService.is_healthy()` and
 //! `BaseplateServiceV2.is_healthy(1: IsHealthyRequest request)`, which
-//! share the method name on the wire), answered from [`Health`]. Every
+//! share the method name on the wire), answered from [`Health`], also when
+//! a multiplexing client names a service (`Service:is_healthy`). Every
 //! other call goes to the app (and so does this one with
 //! `health.answered_by = app`).
 
@@ -29,7 +30,7 @@ impl ThriftProbes {
 
     /// Whether `request` is a probe.
     pub(crate) fn is_probe(&self, request: &ThriftRequest) -> bool {
-        &*request.method == METHOD && !request.is_oneway()
+        request.method_name() == METHOD && !request.is_oneway()
     }
 
     /// The answer to a probe.

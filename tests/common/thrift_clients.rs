@@ -28,24 +28,32 @@ pub trait HealthV1 {
     fn is_healthy(&mut self) -> thrift::Result<bool>;
 }
 
+/// Sends a call named `name` with no arguments on `client`'s protocols, and
+/// reads the reply's message header (the caller reads the rest).
+pub fn call_without_args(
+    client: &mut Client,
+    name: &str,
+) -> thrift::Result<thrift::protocol::TMessageIdentifier> {
+    use thrift::protocol::{TMessageIdentifier, TMessageType, TStructIdentifier};
+    use thrift::TThriftClient;
+    client.increment_sequence_number();
+    let call = TMessageIdentifier::new(name, TMessageType::Call, client.sequence_number());
+    let o = client.o_prot_mut();
+    o.write_message_begin(&call)?;
+    o.write_struct_begin(&TStructIdentifier::new("args"))?;
+    o.write_field_stop()?;
+    o.write_struct_end()?;
+    o.write_message_end()?;
+    o.flush()?;
+    client.i_prot_mut().read_message_begin()
+}
+
 impl HealthV1 for Client {
     fn is_healthy(&mut self) -> thrift::Result<bool> {
-        use thrift::protocol::{
-            TFieldIdentifier, TMessageIdentifier, TMessageType, TStructIdentifier, TType,
-        };
+        use thrift::protocol::{TFieldIdentifier, TMessageType, TType};
         use thrift::TThriftClient;
-        self.increment_sequence_number();
-        let call =
-            TMessageIdentifier::new("is_healthy", TMessageType::Call, self.sequence_number());
-        let o = self.o_prot_mut();
-        o.write_message_begin(&call)?;
-        o.write_struct_begin(&TStructIdentifier::new("is_healthy_args"))?;
-        o.write_field_stop()?;
-        o.write_struct_end()?;
-        o.write_message_end()?;
-        o.flush()?;
+        let reply = call_without_args(self, "is_healthy")?;
         let i = self.i_prot_mut();
-        let reply = i.read_message_begin()?;
         if reply.message_type == TMessageType::Exception {
             let error = thrift::Error::read_application_error_from_in_protocol(i)?;
             i.read_message_end()?;

@@ -46,11 +46,17 @@ pub struct TraceContext {
     pub flags: Option<String>,
 }
 
+/// The separator of a multiplexed call's name (`Service:method`), as
+/// Apache Thrift's `TMultiplexedProtocol` writes it.
+pub const MULTIPLEX_SEPARATOR: char = ':';
+
 /// One call: everything the server read, and the message itself.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ThriftRequest {
-    /// The method name.
+    /// The method name as sent: `method`, or `Service:method` from a
+    /// multiplexing client ([`method_name`](Self::method_name) and
+    /// [`service_name`](Self::service_name) split it).
     pub method: Arc<str>,
     /// The caller's sequence id, echoed in the reply.
     pub seq_id: i32,
@@ -121,6 +127,39 @@ impl ThriftResponse {
 }
 
 impl ThriftRequest {
+    /// A call from one encoded message in `protocol` (message header,
+    /// arguments, end), with no caller's headers, trace or deadline: for
+    /// calling a Thrift app in-process, as a service's own tests do. The
+    /// reply is [`ThriftResponse::message`], in the same protocol.
+    pub fn from_message(
+        protocol: Protocol,
+        message: impl Into<Bytes>,
+    ) -> thrift::Result<ThriftRequest> {
+        let message = message.into();
+        let max_size = message.len().max(1);
+        let ident = with_input(protocol, &message, max_size, |input| {
+            input.read_message_begin()
+        })?;
+        Ok(ThriftRequest {
+            method: Arc::from(ident.name.as_str()),
+            seq_id: ident.sequence_number,
+            message_type: ident.message_type,
+            protocol,
+            headers: no_headers(),
+            trace: TraceContext {
+                trace_id: TraceId::generate(),
+                parent_id: None,
+                span_id: None,
+                sampled: None,
+                flags: None,
+            },
+            deadline: None,
+            message,
+            max_size,
+            record_outcome: false,
+        })
+    }
+
     /// The value of an info header, by name (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         header(&self.headers, name)
@@ -130,6 +169,18 @@ impl ThriftRequest {
     pub fn time_left(&self) -> Option<Duration> {
         self.deadline
             .map(|d| d.at.saturating_duration_since(Instant::now()))
+    }
+
+    /// The method, without the service name a multiplexing client puts
+    /// before it: what processors dispatch on, and what replies are named
+    /// (as Apache Thrift's multiplexed processors name them).
+    pub fn method_name(&self) -> &str {
+        split_service(&self.method).1
+    }
+
+    /// The service a multiplexing client named (`Service:method`), if any.
+    pub fn service_name(&self) -> Option<&str> {
+        split_service(&self.method).0
     }
 
     /// Whether this is a one-way call, which gets no reply.
@@ -157,7 +208,7 @@ impl ThriftRequest {
         &self,
         write: impl FnOnce(&mut dyn TOutputProtocol) -> thrift::Result<()>,
     ) -> thrift::Result<ThriftResponse> {
-        let ident = TMessageIdentifier::new(&*self.method, TMessageType::Reply, self.seq_id);
+        let ident = TMessageIdentifier::new(self.method_name(), TMessageType::Reply, self.seq_id);
         let body = |output: &mut dyn TOutputProtocol| {
             output.write_message_begin(&ident)?;
             write(output)?;
@@ -195,7 +246,16 @@ impl ThriftRequest {
 
     /// A `TApplicationException` reply.
     pub fn exception(&self, error: ApplicationError) -> ThriftResponse {
-        exception_message(self.protocol, &self.method, self.seq_id, &error)
+        exception_message(self.protocol, self.method_name(), self.seq_id, &error)
+    }
+}
+
+/// `Service:method` → (`Some("Service")`, `"method"`); a plain name has no
+/// service.
+pub(crate) fn split_service(name: &str) -> (Option<&str>, &str) {
+    match name.split_once(MULTIPLEX_SEPARATOR) {
+        Some((service, method)) => (Some(service), method),
+        None => (None, name),
     }
 }
 

@@ -362,7 +362,7 @@ fn internal_error(ident: &Ident, message: String) -> ThriftResponse {
     }
     super::call::exception_message(
         ident.protocol,
-        &ident.method,
+        super::call::split_service(&ident.method).1,
         ident.seq_id,
         &ApplicationError::new(ApplicationErrorKind::InternalError, message),
     )

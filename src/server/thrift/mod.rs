@@ -19,6 +19,7 @@ pub mod dialect;
 mod frame;
 #[doc(hidden)]
 pub mod header;
+mod multiplex;
 mod processor;
 #[doc(hidden)]
 pub mod scanner;
@@ -27,7 +28,11 @@ pub mod timeout;
 
 use std::sync::Arc;
 
-pub use call::{Headers, ThriftRequest, ThriftResponse, ThriftService, TraceContext};
+pub use call::{
+    Headers, ThriftRequest, ThriftResponse, ThriftService, TraceContext, MULTIPLEX_SEPARATOR,
+};
+pub use dialect::Protocol;
+pub use multiplex::Multiplexed;
 pub(crate) use processor::ThriftProcessor;
 pub(crate) use threads::DEFAULT_MAX_THREADS;
 pub(crate) use timeout::ServerTimeouts;

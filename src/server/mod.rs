@@ -236,6 +236,36 @@ impl RawOptions {
                     .into())
             }
         };
+        // A zero timeout would close every connection or body at once.
+        let zero: Vec<crate::config::ConfigError> = [
+            (
+                "header_timeout",
+                self.header_timeout,
+                "close every connection before its first request",
+            ),
+            (
+                "idle_timeout",
+                self.idle_timeout,
+                "close every kept-alive connection at once",
+            ),
+            (
+                "body_timeout",
+                self.body_timeout,
+                "fail every read of a request body",
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, t, _)| t.is_some_and(|t| t.0.is_zero()))
+        .map(|(key, _, effect)| {
+            section.error(
+                key,
+                format!("0 would {effect}; use a positive timespan, like 30 seconds"),
+            )
+        })
+        .collect();
+        if !zero.is_empty() {
+            return Err(ConfigErrors(zero));
+        }
         Ok(HttpOptions {
             header_timeout: self.header_timeout.map_or(Duration::from_secs(30), |t| t.0),
             idle_timeout: self.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |t| t.0),

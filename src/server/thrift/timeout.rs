@@ -33,6 +33,13 @@ struct RawServerTimeout {
     debug: Option<bool>,
 }
 
+fn zero_timeout(section: &Section, key: &str) -> crate::config::ConfigError {
+    section.error(
+        key,
+        "0 would time out every call before it runs; use a positive timespan, or `infinite` for no limit",
+    )
+}
+
 fn finite(t: TimespanOrInfinite) -> Option<Duration> {
     match t {
         TimespanOrInfinite::Finite(d) => Some(d),
@@ -48,6 +55,23 @@ impl ServerTimeouts {
         let Some(raw) = raw.server_timeout else {
             return Ok(ServerTimeouts::default());
         };
+        // A zero timeout would refuse every call before it ran.
+        let zero = |t: &Option<TimespanOrInfinite>| matches!(t, Some(TimespanOrInfinite::Finite(d)) if d.is_zero());
+        let mut errors: Vec<_> = zero(&raw.default)
+            .then(|| zero_timeout(section, "server_timeout.default"))
+            .into_iter()
+            .collect();
+        for (method, timeout) in raw.by_endpoint.iter().flatten() {
+            if zero(&Some(*timeout)) {
+                errors.push(zero_timeout(
+                    section,
+                    &format!("server_timeout.by_endpoint.{method}"),
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
         Ok(ServerTimeouts {
             default: raw.default.and_then(finite),
             by_method: raw

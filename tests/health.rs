@@ -284,3 +284,77 @@ fn the_checker_reaches_a_unix_socket() {
         "UNIX socket",
     );
 }
+
+/// `--timeout` covers the connect too on a UNIX socket whose backlog is
+/// full (a blocking connect there waits for as long as the listener does
+/// not accept): the check fails with the timeout, on time.
+#[test]
+fn the_timeout_covers_a_unix_socket_whose_backlog_is_full() {
+    use nix::errno::Errno;
+    use nix::sys::socket::{
+        bind, connect, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    };
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+
+    let dir = TempDir::new();
+    let path = dir.path().join("full.sock");
+    let address = UnixAddr::new(&path).unwrap();
+    let listener = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(listener.as_raw_fd(), &address).unwrap();
+    listen(&listener, Backlog::new(1).unwrap()).unwrap();
+    // Never accepted: fill the backlog until the kernel refuses more.
+    let mut held = Vec::new();
+    loop {
+        let client = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        match connect(client.as_raw_fd(), &address) {
+            Ok(()) => held.push(client),
+            Err(Errno::EAGAIN) => break,
+            Err(e) => panic!("filling the backlog: {e}"),
+        }
+        assert!(held.len() < 1000, "the backlog never filled");
+    }
+    for kind in ["wsgi", "thrift"] {
+        let started = Instant::now();
+        // A watchdog, so that a connect that blocks fails the test instead
+        // of hanging it.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_baseplate-healthcheck"))
+            .args(["--timeout", "1", kind, path.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{kind}: still connecting after 20 s with --timeout 1");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().unwrap();
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{kind}: {stderr}");
+        assert!(stderr.contains("timed out after 1s"), "{kind}: {stderr}");
+        // 1 s, with room for a busy machine; the blocking connect waited
+        // for as long as the listener lived.
+        assert!(took < Duration::from_secs(8), "{kind}: took {took:?}");
+        assert!(
+            took >= Duration::from_millis(900),
+            "{kind}: gave up early, after {took:?}"
+        );
+    }
+}

@@ -153,7 +153,7 @@ impl<T: Read + Write> ReadWrite for T {}
 
 fn connect(endpoint: &Endpoint, deadline: Instant) -> io::Result<Stream> {
     match endpoint {
-        Endpoint::Unix(path) => UnixStream::connect(path).map(Stream::Unix),
+        Endpoint::Unix(path) => connect_unix(path, deadline).map(Stream::Unix),
         Endpoint::Tcp { host, port } => {
             let host = if host.is_empty() { "127.0.0.1" } else { host };
             let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
@@ -173,6 +173,36 @@ fn connect(endpoint: &Endpoint, deadline: Instant) -> io::Result<Stream> {
             Err(last)
         }
     }
+}
+
+/// Connects to a UNIX socket by `deadline`. A blocking connect to a
+/// listener whose backlog is full waits for a free slot for as long as
+/// that takes, so the connect is non-blocking and retried (the kernel
+/// answers `EAGAIN` while the backlog is full) until the deadline.
+fn connect_unix(path: &std::path::Path, deadline: Instant) -> io::Result<UnixStream> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
+    let address = UnixAddr::new(path).map_err(io::Error::from)?;
+    let socket = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(io::Error::from)?;
+    loop {
+        match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&socket), &address) {
+            Ok(()) => break,
+            Err(Errno::EAGAIN) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10).min(deadline - Instant::now()));
+            }
+            Err(Errno::EAGAIN) => return Err(io::ErrorKind::TimedOut.into()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let stream = UnixStream::from(socket);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
 }
 
 fn http_path(probe: Probe) -> String {

@@ -233,3 +233,57 @@ fn sigusr1_with_taskdump_logs_every_tasks_await_chain() {
     assert!(task.contains("baseplate::"), "{task}");
     assert_eq!(read_response(&mut in_flight).unwrap().status, 200);
 }
+
+/// Under load a SIGUSR1 report stays bounded: at most 100 connections are
+/// listed (the active ones first), then how many more there are.
+#[test]
+fn a_sigusr1_report_lists_at_most_100_connections() {
+    let mut server = Server::start(&config_with(""), &[]);
+    let silent: Vec<_> = (0..150).map(|_| connect(server.addr())).collect();
+    // Accepted in order: once a later connection is answered, the 150
+    // silent ones are open on the server.
+    assert_eq!(get(server.addr(), "/").status, 200);
+    server.signal(Signal::SIGUSR1);
+    let line = server.wait_for("more connection(s), not listed (a report lists at most 100)");
+    server.wait_for("in-flight requests: 0");
+    let more: usize = line
+        .split("... and ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!((50..=51).contains(&more), "{line}");
+    assert_eq!(server.output().matches("  connection #").count(), 100);
+    drop(silent);
+}
+
+/// SIGUSR1s sent faster than one a second are answered by one report at
+/// the end of the second, not one each (100 signals under load wrote
+/// 60,000 lines before).
+#[test]
+fn sigusr1_reports_are_coalesced_to_one_a_second() {
+    let mut server = Server::start(&config_with(""), &[]);
+    let started = Instant::now();
+    for _ in 0..10 {
+        server.signal(Signal::SIGUSR1);
+        // Paced, so that each signal arrives on its own.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sending = started.elapsed();
+    server.wait_for("Received SIGUSR1");
+    // The coalesced report comes at the end of the interval.
+    let deadline = Instant::now() + WAIT;
+    while server.output().matches("Received SIGUSR1").count() < 2 {
+        assert!(Instant::now() < deadline, "{}", server.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait_exit(WAIT).success());
+    let reports = server.output().matches("Received SIGUSR1").count();
+    // One report a second of sending, plus the first and the coalesced one.
+    let allowed = 2 + sending.as_secs() as usize;
+    assert!(
+        reports <= allowed,
+        "{reports} reports for 10 signals sent in {sending:?} (at most {allowed})"
+    );
+}

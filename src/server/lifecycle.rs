@@ -200,11 +200,42 @@ fn seconds(d: Duration) -> String {
     format!("{:.3}s", d.as_secs_f64())
 }
 
+/// The least time between two SIGUSR1 reports: requests in between are
+/// answered by one report at the end of the interval.
+const DUMP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Reacts to signals for the whole life of the process.
 async fn watch_signals(mut signals: Signals, tracker: Tracker, stop: Arc<watch::Sender<Stop>>) {
+    let mut last_dump: Option<Instant> = None;
+    // A report asked for within DUMP_INTERVAL of the last one, due then.
+    let mut dump_due: Option<Instant> = None;
     loop {
-        match signals.recv().await {
-            SignalEvent::Dump => dump(&tracker),
+        let event = match dump_due {
+            Some(due) => tokio::select! {
+                event = signals.recv() => event,
+                _ = tokio::time::sleep_until(due.into()) => {
+                    dump_due = None;
+                    last_dump = Some(Instant::now());
+                    dump(&tracker);
+                    continue;
+                }
+            },
+            None => signals.recv().await,
+        };
+        match event {
+            SignalEvent::Dump => {
+                let now = Instant::now();
+                match last_dump.map(|at| at + DUMP_INTERVAL) {
+                    Some(allowed) if allowed > now => {
+                        // Coalesced with any other request until then.
+                        dump_due.get_or_insert(allowed);
+                    }
+                    _ => {
+                        last_dump = Some(now);
+                        dump(&tracker);
+                    }
+                }
+            }
             SignalEvent::Restart => {
                 // A terminal hangup or a stray `kill -HUP` must not drop
                 // requests: drain, keep the socket, and run again.

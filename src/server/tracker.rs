@@ -129,7 +129,10 @@ impl Tracker {
         lock(&self.state).connections.len()
     }
 
-    /// A human-readable report, one line per item.
+    /// A human-readable report, one line per item: at most
+    /// [`MAX_REPORTED`] connections (the active ones first, then the
+    /// oldest) and as many requests (the longest-running first), with a
+    /// line saying how many more were left out.
     pub(crate) fn report(&self) -> Vec<String> {
         let now = Instant::now();
         let connections: Vec<(u64, Arc<Connection>)> = lock(&self.state)
@@ -137,44 +140,60 @@ impl Tracker {
             .iter()
             .map(|(id, c)| (*id, Arc::clone(c)))
             .collect();
-        let mut lines = Vec::new();
+        // What each connection is doing, read once under its lock.
         let mut requests = Vec::new();
-        let mut active = 0;
-        let mut connection_lines = Vec::new();
-        for (id, c) in &connections {
+        let mut states = Vec::with_capacity(connections.len());
+        for (_, c) in &connections {
             let r = lock(&c.requests);
-            if !r.in_flight.is_empty() {
-                active += 1;
-            }
-            connection_lines.push(format!(
-                "  connection #{id} from {}: {}, open {}, {} request(s) served",
-                c.peer,
-                if r.in_flight.is_empty() {
-                    "idle"
-                } else {
-                    "active"
-                },
-                seconds(now - c.opened),
-                r.served
-            ));
             for (_, info, trace, started) in &r.in_flight {
-                requests.push(format!(
-                    "  {info} from {}, running {}, trace_id={trace}",
-                    c.peer,
-                    seconds(now - *started)
-                ));
+                requests.push((*started, info.clone(), trace.clone(), c.peer.clone()));
             }
+            states.push((!r.in_flight.is_empty(), r.served));
         }
-        lines.push(format!(
+        let active = states.iter().filter(|(busy, _)| *busy).count();
+        let mut listed: Vec<usize> = (0..connections.len()).collect();
+        listed.sort_by_key(|&i| (!states[i].0, connections[i].1.opened));
+        let mut lines = vec![format!(
             "open connections: {} ({} active, {} idle)",
             connections.len(),
             active,
             connections.len() - active
-        ));
-        lines.extend(connection_lines);
+        )];
+        for &i in listed.iter().take(MAX_REPORTED) {
+            let (id, c) = &connections[i];
+            let (busy, served) = states[i];
+            lines.push(format!(
+                "  connection #{id} from {}: {}, open {}, {served} request(s) served",
+                c.peer,
+                if busy { "active" } else { "idle" },
+                seconds(now - c.opened),
+            ));
+        }
+        left_out(&mut lines, connections.len(), "connection(s)");
+        requests.sort_by_key(|(started, ..)| *started);
         lines.push(format!("in-flight requests: {}", requests.len()));
-        lines.extend(requests);
+        for (started, info, trace, peer) in requests.iter().take(MAX_REPORTED) {
+            lines.push(format!(
+                "  {info} from {peer}, running {}, trace_id={trace}",
+                seconds(now - *started)
+            ));
+        }
+        left_out(&mut lines, requests.len(), "request(s)");
         lines
+    }
+}
+
+/// The most connections, and the most requests, one report lists: a
+/// SIGUSR1 under heavy load stays a few hundred lines.
+pub(crate) const MAX_REPORTED: usize = 100;
+
+/// "... and N more" when a list was cut at [`MAX_REPORTED`].
+fn left_out(lines: &mut Vec<String>, total: usize, what: &str) {
+    if total > MAX_REPORTED {
+        lines.push(format!(
+            "  ... and {} more {what}, not listed (a report lists at most {MAX_REPORTED})",
+            total - MAX_REPORTED
+        ));
     }
 }
 

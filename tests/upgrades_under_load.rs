@@ -339,3 +339,37 @@ fn a_rebuild_during_an_upgrade_queues_one_more() {
         .count();
     assert_eq!(starts, 2, "one queued upgrade, not more");
 }
+
+/// A build that keeps writing for a while upgrades once, after it has been
+/// quiet for `--watch`'s 300 ms, not every 300 ms while it writes.
+#[test]
+fn a_continuous_write_under_watch_upgrades_once_it_is_quiet() {
+    let dir = TempDir::new();
+    let sim = start(&dir, &["--watch"]);
+    // 1.5 s of writes 50 ms apart: never 300 ms of quiet.
+    let started = std::time::Instant::now();
+    let mut build = 10;
+    while started.elapsed() < Duration::from_millis(1500) {
+        build += 1;
+        write_program(&dir, &format!("# build {build}\n{}", serve_body()));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let last_write = now();
+    nth_time(&sim.events, "upgrade_done", 1);
+    let rebuilt: Vec<f64> = events(&sim.events)
+        .iter()
+        .filter(|r| r.event.name() == "rebuilt")
+        .map(|r| r.time)
+        .collect();
+    // One; two if this machine stalled the writer past 300 ms once.
+    assert!(
+        (1..=2).contains(&rebuilt.len()),
+        "{} rebuilds for {} writes: {rebuilt:?}",
+        rebuilt.len(),
+        build - 10
+    );
+    assert!(
+        rebuilt.last().is_some_and(|&t| t >= last_write - 0.1),
+        "the last rebuild came before the writes ended ({last_write}): {rebuilt:?}"
+    );
+}

@@ -9,7 +9,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
@@ -21,9 +22,91 @@ use crate::master::Input;
 /// writes its output in several steps.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
+/// How often the file events are gathered; the quiet time is measured
+/// from the last change seen, whatever the batches.
+const GATHER: Duration = Duration::from_millis(50);
+
 /// The running watcher; dropping it stops watching.
 pub struct Watch {
     _debouncer: Debouncer<RecommendedWatcher>,
+    settle: Arc<Settle>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.settle.stop();
+    }
+}
+
+/// Changes waiting for [`DEBOUNCE`] of quiet, and the thread that sends
+/// them once it has passed: a change during a continuous write restarts
+/// the wait, so a build that writes for seconds upgrades once, after it.
+#[derive(Default)]
+struct Settle {
+    state: Mutex<SettleState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct SettleState {
+    pending: Vec<PathBuf>,
+    last_change: Option<Instant>,
+    stopped: bool,
+}
+
+impl Settle {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SettleState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Notes changed paths; the quiet time starts again.
+    fn note(&self, changed: Vec<PathBuf>) {
+        let mut state = self.lock();
+        state.pending.extend(changed);
+        state.last_change = Some(Instant::now());
+        self.changed.notify_one();
+    }
+
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.changed.notify_one();
+    }
+
+    /// Sends each settled batch until stopped.
+    fn run(&self, inputs: UnboundedSender<Input>) {
+        let mut state = self.lock();
+        loop {
+            if state.stopped {
+                return;
+            }
+            let Some(last) = state.last_change else {
+                state = self
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            };
+            let settled_at = last + DEBOUNCE;
+            let now = Instant::now();
+            if now < settled_at {
+                state = self
+                    .changed
+                    .wait_timeout(state, settled_at - now)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+                continue;
+            }
+            let mut changed = std::mem::take(&mut state.pending);
+            state.last_change = None;
+            changed.sort();
+            changed.dedup();
+            if inputs.send(Input::Rebuilt(changed)).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Watch {
@@ -49,7 +132,8 @@ fn fingerprint(path: &Path) -> Option<Fingerprint> {
 }
 
 /// Starts watching `paths` (files, or directories watched recursively) and
-/// sends one [`Input::Rebuilt`] per settled batch of changes.
+/// sends one [`Input::Rebuilt`] per batch of changes followed by
+/// [`DEBOUNCE`] of quiet.
 pub fn start(paths: &[PathBuf], inputs: UnboundedSender<Input>) -> Result<Watch, String> {
     let (mut files, mut dirs) = (Vec::new(), Vec::new());
     for path in paths {
@@ -71,7 +155,9 @@ pub fn start(paths: &[PathBuf], inputs: UnboundedSender<Input>) -> Result<Watch,
         .filter_map(|f| Some((f.clone(), fingerprint(f)?)))
         .collect();
     let (watched_files, watched_dirs) = (files.clone(), dirs.clone());
-    let mut debouncer = new_debouncer(DEBOUNCE, move |result: DebounceEventResult| {
+    let settle = Arc::new(Settle::default());
+    let noted = Arc::clone(&settle);
+    let mut debouncer = new_debouncer(GATHER, move |result: DebounceEventResult| {
         let Ok(events) = result else { return };
         let mut changed: Vec<PathBuf> = Vec::new();
         for event in events {
@@ -89,9 +175,7 @@ pub fn start(paths: &[PathBuf], inputs: UnboundedSender<Input>) -> Result<Watch,
             }
         }
         if !changed.is_empty() {
-            changed.sort();
-            changed.dedup();
-            let _ = inputs.send(Input::Rebuilt(changed));
+            noted.note(changed);
         }
     })
     .map_err(|e| format!("--watch: cannot watch files: {e}"))?;
@@ -111,7 +195,13 @@ pub fn start(paths: &[PathBuf], inputs: UnboundedSender<Input>) -> Result<Watch,
             .watch(dir, mode)
             .map_err(|e| format!("--watch: cannot watch {}: {e}", dir.display()))?;
     }
+    let sender = Arc::clone(&settle);
+    std::thread::Builder::new()
+        .name("watch-settle".into())
+        .spawn(move || sender.run(inputs))
+        .map_err(|e| format!("--watch: cannot start its thread: {e}"))?;
     Ok(Watch {
         _debouncer: debouncer,
+        settle,
     })
 }

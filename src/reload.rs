@@ -167,15 +167,37 @@ fn exec_with_listener(exe: &Path, args: &[OsString], listener: OwnedFd) -> (Owne
         );
     }
     let fd = listener.as_raw_fd();
+    // Across the exec and until the new run installs its handler, a SIGHUP
+    // would kill the process (a caught signal's handler does not survive
+    // exec; an ignored one stays ignored). A hangup meanwhile is a restart
+    // already under way.
+    let hangup = ignore_hangup();
     let error = Command::new(exe)
         .args(args.iter().skip(1))
         .env(LISTEN_FD_VAR, fd.to_string())
         .exec();
+    restore_hangup(hangup);
     let _ = fcntl(&listener, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     (
         listener,
         Error::io(format!("cannot run {} again", exe.display()), &error),
     )
+}
+
+/// Ignores SIGHUP, returning how it was handled.
+fn ignore_hangup() -> Option<nix::sys::signal::SigAction> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing SIG_IGN runs no code in the signal context.
+    unsafe { sigaction(Signal::SIGHUP, &ignore) }.ok()
+}
+
+/// Puts back SIGHUP's handling after an exec that failed.
+fn restore_hangup(previous: Option<nix::sys::signal::SigAction>) {
+    if let Some(previous) = previous {
+        // SAFETY: the action is the one sigaction returned for this signal.
+        let _ = unsafe { nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGHUP, &previous) };
+    }
 }
 
 /// SIGHUP without `--reload`: runs this executable again with the same

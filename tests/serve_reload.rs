@@ -140,3 +140,23 @@ fn a_broken_config_keeps_the_port_open_until_it_is_fixed() {
     assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
     assert_eq!(get(addr, "/").status, 200);
 }
+
+/// A burst of SIGHUPs (each a restart in place) never kills the server:
+/// across each restart's exec, until the new run installs its handler,
+/// SIGHUP is ignored instead of fatal (its default action). Before, a few
+/// hundred HUPs killed it with status 129.
+#[test]
+fn a_burst_of_sighups_never_kills_the_server() {
+    let mut server = Server::start(CONFIG, &[]);
+    let addr = server.addr();
+    for sent in 1..=400 {
+        server.signal(Signal::SIGHUP);
+        std::thread::sleep(Duration::from_millis(2));
+        if let Some(status) = server.child.try_wait().unwrap() {
+            panic!("died after {sent} SIGHUPs: {status}\n{}", server.output());
+        }
+    }
+    // Serves on, on the same port, whatever restart is under way.
+    assert_eq!(get(addr, "/").status, 200);
+    assert!(server.child.try_wait().unwrap().is_none(), "{}", server.output());
+}

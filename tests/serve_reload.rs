@@ -158,5 +158,34 @@ fn a_burst_of_sighups_never_kills_the_server() {
     }
     // Serves on, on the same port, whatever restart is under way.
     assert_eq!(get(addr, "/").status, 200);
-    assert!(server.child.try_wait().unwrap().is_none(), "{}", server.output());
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "{}",
+        server.output()
+    );
+}
+
+/// A SIGTERM during a SIGHUP restart's drain wins: the request in flight
+/// finishes and the process exits, instead of handing the listener to a
+/// new run that serves on past the supervisor's stop.
+#[test]
+fn a_sigterm_during_a_sighup_restart_stops_the_server() {
+    let mut server = Server::start(CONFIG, &[]);
+    let addr = server.addr();
+    let slow = std::thread::spawn(move || request(addr, "GET", "/sleep?ms=1500", &[], b""));
+    server.wait_for("sleeping for 1500 ms");
+    server.signal(Signal::SIGHUP);
+    server.wait_for("Received SIGHUP: restarting in place");
+    server.signal(Signal::SIGTERM);
+    server.wait_for("Shutdown triggered.");
+    let response = slow.join().unwrap();
+    assert_eq!(response.status, 200, "the request in flight finished");
+    let status = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", server.output());
+    let output = server.output();
+    assert!(output.contains("exiting instead of restarting"), "{output}");
+    assert!(
+        !output.contains("Handing the listener to the new process"),
+        "{output}"
+    );
 }

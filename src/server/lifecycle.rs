@@ -184,6 +184,16 @@ pub(crate) async fn run<H: ConnectionHandler>(
     if interrupted {
         return Outcome::Interrupted;
     }
+    // A SIGTERM, SIGINT or SIGUSR2 during a restart's drain wins: the
+    // process exits rather than run again (and serve on past a
+    // supervisor's stop).
+    let kept = match kept {
+        Some(_) if *stop_rx.borrow() == Stop::Shutdown => {
+            info!("A shutdown was asked for during the restart: exiting instead of restarting");
+            None
+        }
+        kept => kept,
+    };
     match kept {
         Some(listener) => {
             info!("Handing the listener to the new process");

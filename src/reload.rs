@@ -205,8 +205,18 @@ fn restore_hangup(previous: Option<nix::sys::signal::SigAction>) {
 /// failure.
 pub(crate) fn restart_in_place(args: &[OsString], listener: OwnedFd) -> Error {
     match std::env::current_exe() {
-        Ok(exe) => exec_with_listener(&exe, args, listener).1,
+        Ok(exe) => exec_with_listener(&current_path(exe), args, listener).1,
         Err(e) => Error::io("cannot find the running executable to restart", &e),
+    }
+}
+
+/// The running executable's path as it is now. After a build replaced the
+/// file by rename, Linux names the running (unlinked) inode `PATH
+/// (deleted)`; the new build is at PATH, and that is what a restart runs.
+fn current_path(exe: PathBuf) -> PathBuf {
+    match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(now) if !exe.exists() => PathBuf::from(now),
+        _ => exe,
     }
 }
 

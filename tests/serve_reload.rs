@@ -189,3 +189,32 @@ fn a_sigterm_during_a_sighup_restart_stops_the_server() {
         "{output}"
     );
 }
+
+/// SIGHUP after a build replaced the executable by rename runs the new
+/// build (the path as it is now), instead of failing on the running
+/// file's deleted inode and exiting with the port closed.
+#[test]
+fn sighup_after_the_binary_was_replaced_runs_the_new_one() {
+    let dir = TempDir::new();
+    let exe = dir.path().join("baseplate-serve");
+    std::fs::copy(binary(), &exe).unwrap();
+    let config = dir.write("app.ini", CONFIG);
+    let mut command = Command::new(&exe);
+    command.args(["--bind", "127.0.0.1:0"]).arg(&config);
+    let mut server = Server::spawn(command, TempDir::new());
+    server.addr = Some(server.wait_listening());
+    let pid = health_pid(&server);
+
+    replace(&exe, &std::fs::read(binary()).unwrap());
+    server.signal(Signal::SIGHUP);
+    server.wait_for("Handing the listener to the new process");
+    let line = server.wait_for("Listening on");
+    assert!(line.contains(&server.addr().to_string()), "{line}");
+    assert_eq!(get(server.addr(), "/").status, 200);
+    assert_eq!(health_pid(&server), pid, "restarted in place");
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "{}",
+        server.output()
+    );
+}

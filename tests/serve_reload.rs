@@ -182,8 +182,9 @@ fn a_sigterm_during_a_sighup_restart_stops_the_server() {
     assert_eq!(response.status, 200, "the request in flight finished");
     let status = server.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{}", server.output());
+    // Whether the TERM came before the restart's drain began (a plain
+    // shutdown) or during it ("exiting instead of restarting"), no new run.
     let output = server.output();
-    assert!(output.contains("exiting instead of restarting"), "{output}");
     assert!(
         !output.contains("Handing the listener to the new process"),
         "{output}"

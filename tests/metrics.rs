@@ -302,11 +302,15 @@ fn thrift_counts_name_the_exception_and_survive_a_kill_9() {
         for t in threads {
             t.join().unwrap();
         }
-        // One call in flight on a worker that is about to be killed.
+        // One call in flight on a worker that is about to be killed. A
+        // method gets its own label once the app has answered it (names
+        // come from the wire): the first call teaches the worker `sleep`.
         let slow = TcpStream::connect(sim.addr).unwrap();
         let stream = slow.try_clone().unwrap();
         let call = thread::spawn(move || {
-            let _ = crate_client_on(stream).sleep(60_000);
+            let mut client = crate_client_on(stream);
+            client.sleep(0).unwrap();
+            let _ = client.sleep(60_000);
         });
         let victim = worker_of(&slow, &sim);
         wait_for_scrape(sim.metrics, |text| {
@@ -331,13 +335,17 @@ fn thrift_counts_name_the_exception_and_survive_a_kill_9() {
                         r#"thrift_method="fail",thrift_success="false",thrift_exception_type="Oops",thrift_baseplate_status="",thrift_baseplate_status_code="""#,
                         40.0
                     ),
+                    (
+                        r#"thrift_method="sleep",thrift_success="true",thrift_exception_type="",thrift_baseplate_status="",thrift_baseplate_status_code="""#,
+                        1.0
+                    ),
                 ],
                 "{app}, scrape {scrape_number}:\n{text}"
             );
             assert_eq!(total(&text, "thrift_server_active_requests"), 0.0);
             assert_eq!(
                 total(&text, "thrift_server_latency_seconds_count"),
-                1000.0,
+                1001.0,
                 "{app}"
             );
         }
@@ -397,5 +405,105 @@ fn refused_and_abandoned_requests_leave_no_active_request_behind() {
             1.0
         )],
         "{text}"
+    );
+}
+
+/// Calls `name` with no arguments and reads its reply to the end: `Ok`
+/// with the application error's kind for an exception, `Ok(None)` for a
+/// result, `Err` when the server closed the connection.
+fn call_named(
+    client: &mut common::thrift_clients::Client,
+    name: &str,
+) -> thrift::Result<Option<thrift::ApplicationErrorKind>> {
+    use thrift::protocol::{TMessageType, TType};
+    use thrift::TThriftClient;
+    let reply = common::thrift_clients::call_without_args(client, name)?;
+    let i = client.i_prot_mut();
+    if reply.message_type == TMessageType::Exception {
+        let error = thrift::Error::read_application_error_from_in_protocol(i)?;
+        i.read_message_end()?;
+        return Ok(Some(error.kind));
+    }
+    i.skip(TType::Struct)?;
+    i.read_message_end()?;
+    Ok(None)
+}
+
+/// Method names come from the wire (#23 item 2): 1,000 made-up names of
+/// 64 KiB and 1,000 of 200 bytes. A name over 256 bytes closes its own
+/// connection before it is used anywhere; a shorter one the app does not
+/// know is counted as `unknown`. Real methods keep their labels, and a
+/// scrape stays small.
+#[test]
+fn made_up_method_names_add_no_series_and_scrapes_stay_small() {
+    let port = fixed_port();
+    let metrics = SocketAddr::from(([127, 0, 0, 1], port));
+    let files = TempDir::new();
+    let server = Server::start(
+        &format!(
+            "[server:main]\nfactory = baseplate.server.thrift\n\n\
+             [app:main]\nfactory = baseplate.examples.thrift:make_processor\n\
+             metrics.enabled = true\nmetrics.bind = 127.0.0.1:{port}\n\
+             metrics.multiprocess_dir = {}\n",
+            files.path().display()
+        ),
+        &[],
+    );
+    let addr = server.addr();
+    let random = |len: usize, seed: usize| -> String {
+        (0..len)
+            .map(|i| char::from(b'a' + ((i * 7 + seed * 13 + i * seed) % 26) as u8))
+            .collect()
+    };
+    for seed in 0..1000 {
+        let mut client = crate_client(addr, Dialect::FramedBinary);
+        let long = format!("{seed}{}", random(64 * 1024, seed));
+        assert!(
+            call_named(&mut client, &long).is_err(),
+            "a 64 KiB method name was answered"
+        );
+    }
+    let mut client = crate_client(addr, Dialect::FramedBinary);
+    for seed in 0..1000 {
+        let name = format!("{seed}{}", random(200, seed));
+        assert_eq!(
+            call_named(&mut client, &name).unwrap(),
+            Some(thrift::ApplicationErrorKind::UnknownMethod)
+        );
+    }
+    for _ in 0..3 {
+        assert_eq!(client.echo("hi".into()).unwrap(), "hi");
+    }
+    let text = scrape(metrics);
+    assert!(text.len() < 64 * 1024, "a scrape of {} bytes", text.len());
+    let mut requests = samples(&text, "thrift_server_requests_total");
+    requests.sort_by(|a, b| a.0.cmp(b.0));
+    assert_eq!(
+        requests,
+        [
+            (
+                r#"thrift_method="echo",thrift_success="true",thrift_exception_type="",thrift_baseplate_status="",thrift_baseplate_status_code="""#,
+                3.0
+            ),
+            (
+                r#"thrift_method="unknown",thrift_success="false",thrift_exception_type="TApplicationException",thrift_baseplate_status="",thrift_baseplate_status_code="""#,
+                1000.0
+            ),
+        ],
+        "{text}"
+    );
+    let log = server.output();
+    assert!(
+        log.contains("a call named a method of 65539 bytes; the longest accepted is 256"),
+        "{log}"
+    );
+    assert!(log.len() < 1000 * 400, "{} bytes of log", log.len());
+    let worker_file: u64 = std::fs::read_dir(files.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(
+        worker_file < 1024 * 1024,
+        "{worker_file} bytes of metrics files"
     );
 }

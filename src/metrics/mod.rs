@@ -315,11 +315,20 @@ mod tests {
 
         let dir = temp_dir("bounded");
         let metrics = Metrics::open(&dir, false).unwrap();
+        // Names the app never answered itself stay `unknown`.
+        assert_eq!(metrics.thrift_method("m7").method(), thrift::UNKNOWN_METHOD);
+        let unanswered = metrics.thrift_method_answered("made_up", false);
+        assert_eq!(unanswered.method(), thrift::UNKNOWN_METHOD);
+        assert_eq!(
+            metrics.thrift_method("made_up").method(),
+            thrift::UNKNOWN_METHOD
+        );
         for i in 0..thrift::MAX_THRIFT_METHODS {
             let name = format!("m{i}");
-            assert_eq!(metrics.thrift_method(&name).method(), name);
+            assert_eq!(metrics.thrift_method_answered(&name, true).method(), name);
         }
-        assert_eq!(metrics.thrift_method("one_too_many").method(), OTHER);
+        let over = metrics.thrift_method_answered("one_too_many", true);
+        assert_eq!(over.method(), thrift::UNKNOWN_METHOD);
         assert_eq!(metrics.thrift_method("m7").method(), "m7");
         drop(metrics);
         std::fs::remove_dir_all(&dir).unwrap();

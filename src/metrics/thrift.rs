@@ -19,19 +19,25 @@ use thrift::protocol::{
 
 use super::names;
 use super::store::Slots;
-use super::{observe, Metrics, OTHER};
+use super::{observe, Metrics};
 
-/// The most distinct `thrift_method` values: method names come from the
-/// wire, and a client sending made-up names must not grow the series (and
-/// every scrape) without end. Later new names are counted as `other`.
+/// The most distinct `thrift_method` values. Only names the app answered
+/// get a label of their own (see [`Metrics::thrift_method_answered`]), so
+/// this bounds only an app that answers any name; later names are
+/// `unknown`.
 pub(crate) const MAX_THRIFT_METHODS: usize = 1000;
+
+/// The `thrift_method` of a call whose method the app does not know (it
+/// answered `UNKNOWN_METHOD`, or has never answered that name itself).
+pub(crate) const UNKNOWN_METHOD: &str = "unknown";
 
 /// Every method's series.
 #[derive(Default)]
 pub(crate) struct ThriftSeries {
+    /// The names the app has answered itself.
     methods: RwLock<HashMap<Box<str>, Arc<MethodSeries>>>,
-    /// The names past [`MAX_THRIFT_METHODS`].
-    other: OnceLock<Arc<MethodSeries>>,
+    /// Every other name.
+    unknown: OnceLock<Arc<MethodSeries>>,
 }
 
 /// The series of one method, looked up once per call.
@@ -71,12 +77,16 @@ impl MethodSeries {
         metrics.in_flight(true);
     }
 
-    /// The call that [`start`](Self::start)ed ended so.
-    pub(crate) fn finish(&self, metrics: &Metrics, outcome: &CallOutcome, latency: Duration) {
+    /// The call that [`start`](Self::start)ed on these series ended.
+    pub(crate) fn end(&self, metrics: &Metrics) {
         if let Some(active) = &self.active {
             active.sub(0, 1);
         }
         metrics.in_flight(false);
+    }
+
+    /// Counts a call that ended so, `latency` after it began.
+    pub(crate) fn record(&self, metrics: &Metrics, outcome: &CallOutcome, latency: Duration) {
         let requests = match &outcome.exception {
             None => self
                 .succeeded
@@ -132,31 +142,50 @@ impl MethodSeries {
 }
 
 impl Metrics {
-    /// The series of `method`: its own, or `other`'s once
-    /// [`MAX_THRIFT_METHODS`] names have been seen.
+    /// The series a call to `method` counts as active under: the method's
+    /// own once the app has answered that name, else `unknown`'s.
     pub(crate) fn thrift_method(&self, method: &str) -> Arc<MethodSeries> {
-        let methods = &self.thrift.methods;
-        if let Some(series) = methods
+        let known = self
+            .thrift
+            .methods
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(method)
-        {
-            return Arc::clone(series);
+            .map(Arc::clone);
+        known.unwrap_or_else(|| self.unknown_thrift_method())
+    }
+
+    /// The series an ended call to `method` is counted under. Its own when
+    /// the app `knew` the name (the app itself answered, with anything but
+    /// `UNKNOWN_METHOD`): method names come from the wire, and only the
+    /// app's own answers may add series, never a client's made-up names.
+    pub(crate) fn thrift_method_answered(&self, method: &str, knew: bool) -> Arc<MethodSeries> {
+        let known = self.thrift_method(method);
+        if !knew || known.method.as_ref() != UNKNOWN_METHOD {
+            return known;
         }
-        let mut map = methods.write().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .thrift
+            .methods
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(series) = map.get(method) {
             return Arc::clone(series);
         }
         if map.len() >= MAX_THRIFT_METHODS {
-            return Arc::clone(
-                self.thrift
-                    .other
-                    .get_or_init(|| Arc::new(MethodSeries::new(self, OTHER))),
-            );
+            return self.unknown_thrift_method();
         }
         let series = Arc::new(MethodSeries::new(self, method));
         map.insert(method.into(), Arc::clone(&series));
         series
+    }
+
+    fn unknown_thrift_method(&self) -> Arc<MethodSeries> {
+        Arc::clone(
+            self.thrift
+                .unknown
+                .get_or_init(|| Arc::new(MethodSeries::new(self, UNKNOWN_METHOD))),
+        )
     }
 }
 

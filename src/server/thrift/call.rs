@@ -352,6 +352,19 @@ pub(crate) fn exception_message(
         .with_outcome(CallOutcome::application_exception())
 }
 
+/// Whether `reply` is a `TApplicationException` of kind `UNKNOWN_METHOD`:
+/// the app does not know the method called.
+pub(crate) fn is_unknown_method(protocol: Protocol, reply: &[u8]) -> bool {
+    with_input(protocol, reply, reply.len().max(1), |input| {
+        let Ok(ident) = input.read_message_begin() else {
+            return false;
+        };
+        ident.message_type == TMessageType::Exception
+            && thrift::Error::read_application_error_from_in_protocol(input)
+                .is_ok_and(|e| e.kind == ApplicationErrorKind::UnknownMethod)
+    })
+}
+
 /// The message header at the start of a payload.
 pub(crate) fn peek_message(protocol: Protocol, payload: &[u8]) -> Option<TMessageIdentifier> {
     with_input(protocol, payload, payload.len().max(1), |input| {

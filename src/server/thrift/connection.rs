@@ -13,7 +13,10 @@ use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 use tracing::{error, field::Empty, warn, Instrument, Span};
 
-use super::call::{header, peek_message, CallOutcome, ThriftRequest, ThriftResponse, TraceContext};
+use super::call::{
+    header, is_unknown_method, peek_message, CallOutcome, ThriftRequest, ThriftResponse,
+    TraceContext,
+};
 use super::frame::{self, Next, Unwrapped};
 use super::timeout::Budget;
 use super::{context, HandlerPanicked, MalformedCall, Served, ThriftService};
@@ -25,6 +28,11 @@ use crate::trace::{self, TraceId};
 
 /// The longest free-form header value copied into a call's log lines.
 const MAX_LOGGED_HEADER: usize = 256;
+
+/// The longest method name accepted, `Service:` prefix included. No IDL
+/// has longer ones; a call naming one closes its connection before the
+/// name is used anywhere (logs, metrics, the SIGUSR1 dump).
+pub(crate) const MAX_METHOD_NAME: usize = 256;
 
 /// `value` cut to at most `max` bytes, at a character boundary.
 fn truncate(value: &str, max: usize) -> &str {
@@ -147,24 +155,23 @@ async fn answer(
     );
     let oneway = request.is_oneway();
     let Some(metrics) = &served.metrics else {
-        let response = run(request, span, service, served).await?;
+        let (response, _) = run(request, span, service, served).await?;
         if oneway {
             return Ok(Vec::new());
         }
         return Ok(frame::wrap(&wrap, protocol, response.into_message()));
     };
     let started = Instant::now();
-    let series = metrics.thrift_method(&request.method);
-    series.start(metrics);
-    let response = run(request, span, service, served).await;
-    let response = match response {
-        Ok(response) => response,
+    let method = Arc::clone(&request.method);
+    let active = metrics.thrift_method(&method);
+    active.start(metrics);
+    let result = run(request, span, service, served).await;
+    active.end(metrics);
+    let (response, answered_by) = match result {
+        Ok(answered) => answered,
         Err(e) => {
-            series.finish(
-                metrics,
-                &CallOutcome::application_exception(),
-                started.elapsed(),
-            );
+            let outcome = CallOutcome::application_exception();
+            active.record(metrics, &outcome, started.elapsed());
             return Err(e);
         }
     };
@@ -178,7 +185,12 @@ async fn answer(
             _ => CallOutcome::default(),
         },
     };
-    series.finish(metrics, &outcome, started.elapsed());
+    let knew = answered_by == AnsweredBy::App
+        && !(outcome == CallOutcome::application_exception()
+            && is_unknown_method(protocol, response.message()));
+    metrics
+        .thrift_method_answered(&method, knew)
+        .record(metrics, &outcome, started.elapsed());
     if oneway {
         return Ok(Vec::new());
     }
@@ -196,6 +208,12 @@ fn context(unwrapped: Unwrapped, served: &Served) -> Result<(ThriftRequest, Span
     } = unwrapped;
     let ident = peek_message(protocol, &message)
         .ok_or_else(|| "malformed message: no readable message header".to_string())?;
+    if ident.name.len() > MAX_METHOD_NAME {
+        return Err(format!(
+            "a call named a method of {} bytes; the longest accepted is {MAX_METHOD_NAME}",
+            ident.name.len()
+        ));
+    }
     // Ids from the wire are used only when well formed and short.
     let id = |name: &str| {
         header(&headers, name)
@@ -260,6 +278,16 @@ fn context(unwrapped: Unwrapped, served: &Served) -> Result<(ThriftRequest, Span
     Ok((request, span))
 }
 
+/// Who wrote a call's reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AnsweredBy {
+    /// The app (or the server's health probe, a method every app has).
+    App,
+    /// The server, for a call the app did not answer: it timed out,
+    /// panicked, failed, or was never called.
+    Server,
+}
+
 /// Calls the app within the call's deadline. Panics, timeouts and app
 /// errors become `TApplicationException` replies; only a message the
 /// processor cannot read at all closes the connection.
@@ -268,7 +296,7 @@ async fn run(
     span: Span,
     service: &mut ThriftService,
     served: &Served,
-) -> Result<ThriftResponse, String> {
+) -> Result<(ThriftResponse, AnsweredBy), String> {
     let debug_timeouts = served.timeouts.debug;
     let method = Arc::clone(&request.method);
     let started = Instant::now();
@@ -277,10 +305,9 @@ async fn run(
     let ident = request_ident(&method, &request);
     if deadline.is_some_and(|d| d.at <= started) {
         span.in_scope(|| warn!("{method}: the caller's deadline had passed; not called"));
-        return Ok(internal_error(
-            &ident,
-            format!("{method}: the caller's Deadline-Budget was spent before the call was read"),
-        ));
+        let message =
+            format!("{method}: the caller's Deadline-Budget was spent before the call was read");
+        return Ok((internal_error(&ident, message), AnsweredBy::Server));
     }
     let headers = request.headers.clone();
     let debug_headers = debug_timeouts.then(|| headers.clone());
@@ -318,13 +345,13 @@ async fn run(
                         warn!("{message}");
                     }
                 });
-                return Ok(internal_error(&ident, message));
+                return Ok((internal_error(&ident, message), AnsweredBy::Server));
             }
         },
         None => call.await,
     };
     match outcome {
-        Ok(response) => Ok(response),
+        Ok(response) => Ok((response, AnsweredBy::App)),
         Err(e) if e.is::<MalformedCall>() => Err(format!("cannot process {method}: {e}")),
         Err(e) => {
             let message = if e.is::<HandlerPanicked>() {
@@ -333,7 +360,7 @@ async fn run(
                 format!("{method} failed: {e}")
             };
             span.in_scope(|| error!("{message}"));
-            Ok(internal_error(&ident, message))
+            Ok((internal_error(&ident, message), AnsweredBy::Server))
         }
     }
 }

@@ -507,3 +507,48 @@ fn made_up_method_names_add_no_series_and_scrapes_stay_small() {
         "{worker_file} bytes of metrics files"
     );
 }
+
+/// A Thrift client that leaves in the middle of a call: the call is
+/// dropped (a queued handler never starts) and leaves the active gauges at
+/// once, though its handler thread sleeps on.
+#[test]
+fn a_thrift_call_whose_client_leaves_is_no_longer_active() {
+    let port = fixed_port();
+    let metrics = SocketAddr::from(([127, 0, 0, 1], port));
+    let files = TempDir::new();
+    let mut server = Server::start(
+        &format!(
+            "[server:main]\nfactory = baseplate.server.thrift\n\n\
+             [app:main]\nfactory = baseplate.examples.thrift:make_processor\n\
+             metrics.enabled = true\nmetrics.bind = 127.0.0.1:{port}\n\
+             metrics.multiprocess_dir = {}\n",
+            files.path().display()
+        ),
+        &[],
+    );
+    let stream = TcpStream::connect(server.addr()).unwrap();
+    let theirs = stream.try_clone().unwrap();
+    let (learned_tx, learned) = std::sync::mpsc::channel();
+    let call = thread::spawn(move || {
+        let mut client = crate_client_on(theirs);
+        client.sleep(0).unwrap();
+        learned_tx.send(()).unwrap();
+        client.sleep(60_000)
+    });
+    learned.recv().unwrap();
+    server.wait_for("sleeping for 60000 ms");
+    wait_for_scrape(metrics, |text| {
+        samples(text, "thrift_server_active_requests").contains(&(r#"thrift_method="sleep""#, 1.0))
+    });
+    stream.shutdown(std::net::Shutdown::Both).unwrap();
+    assert!(call.join().unwrap().is_err());
+    let text = wait_for_scrape(metrics, |text| {
+        total(text, "thrift_server_active_requests") == 0.0
+            && total(text, "baseplate_server_active_requests") == 0.0
+    });
+    assert_eq!(
+        total(&text, "thrift_server_requests_total"),
+        1.0,
+        "only the finished call is counted:\n{text}"
+    );
+}

@@ -268,7 +268,7 @@ fn a_sync_call_past_its_deadline_finishes_in_the_background_and_is_logged() {
     application_error(client.sleep(600));
     assert_eq!(client.add(2, 2).unwrap(), 4);
     server
-        .wait_for("the handler of sleep finished after the call timed out; its reply was dropped");
+        .wait_for("the handler of sleep finished after its caller was answered (timed out) or left; its reply was dropped");
 }
 
 fn a_deadline_budget_narrows_the_deadline(app: App) {
@@ -347,5 +347,147 @@ fn a_hundred_async_calls_sleep_at_once() {
     assert!(
         took < Duration::from_millis(1500),
         "100 concurrent sleep(500) calls took {took:?}"
+    );
+}
+
+/// A `sleep(ms)` call in THeader/binary with `Deadline-Budget: 1` and an
+/// unknown field of `padding` bytes (which the processor reads and skips).
+fn budget_spent_sleep(ms: i32, seq: i32, padding: usize) -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(&0x8001_0001u32.to_be_bytes()); // version 1, call
+    m.extend_from_slice(&5u32.to_be_bytes());
+    m.extend_from_slice(b"sleep");
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(&[8, 0, 1]); // field 1: i32
+    m.extend_from_slice(&ms.to_be_bytes());
+    m.extend_from_slice(&[11, 0, 99]); // field 99: string, unknown
+    m.extend_from_slice(&(padding as u32).to_be_bytes());
+    m.resize(m.len() + padding, b'x');
+    m.push(0); // stop
+    header_frame(0, &[], &[("Deadline-Budget".into(), "1".into())], &m)
+}
+
+/// The threads and resident memory (KiB) of a process.
+fn threads_and_rss(pid: nix::unistd::Pid) -> (usize, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> usize {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+    };
+    (field("Threads:"), field("VmRSS:"))
+}
+
+/// One connection sends 1,500 `sleep(60000)` calls with a 1 ms
+/// `Deadline-Budget` and 256 KiB of unknown field each, one after the other
+/// (#23 item 1). Each gets its timeout reply at once, but only 8 of its
+/// handlers (`MAX_HANDLERS_PER_CONNECTION`) ever run: the rest wait for one
+/// of the connection's slots, time out waiting and never start. Meanwhile
+/// other connections' calls answer within 50 ms, and the server's threads
+/// and memory stay bounded (it grew to 515 threads and GBs before).
+#[test]
+fn a_connection_whose_calls_keep_timing_out_cannot_take_the_handler_threads() {
+    use std::io::Write;
+    let mut server = Server::start(&config(SYNC_APP, "", ""), &[]);
+    let addr = server.addr();
+    let pid = server.pid();
+    let (threads_before, _) = threads_and_rss(pid);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream.set_read_timeout(Some(WAIT)).unwrap();
+            for seq in 0..1500 {
+                stream
+                    .write_all(&budget_spent_sleep(60_000, seq, 256 * 1024))
+                    .unwrap();
+                let (_, _, _, reply) = read_header_frame(&mut stream).unwrap();
+                assert_eq!(reply[3], 3, "call {seq} got an exception reply");
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let mut kept_alive = crate_client(addr, Dialect::FramedBinary);
+    let (mut most_threads, mut most_rss, mut probes) = (0, 0, 0);
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        timed("a kept-alive add() during the flood", || {
+            assert_eq!(kept_alive.add(2, 3).unwrap(), 5)
+        });
+        timed("a fresh connection's add() during the flood", || {
+            assert_eq!(
+                crate_client(addr, Dialect::FramedBinary).add(1, 1).unwrap(),
+                2
+            )
+        });
+        let (threads, rss) = threads_and_rss(pid);
+        most_threads = most_threads.max(threads);
+        most_rss = most_rss.max(rss);
+        probes += 1;
+    }
+    flood.join().unwrap();
+    eprintln!(
+        "{probes} probes; threads {threads_before} before, at most {most_threads}; RSS at most {most_rss} KiB"
+    );
+    assert!(probes >= 10, "only {probes} probes during the flood");
+    // The flood's 8 handlers, a few for the probes' calls, the runtime's
+    // workers and helpers: 13 to 16 here (515 before the bound).
+    assert!(
+        most_threads <= 32,
+        "threads grew from {threads_before} to {most_threads}"
+    );
+    assert!(most_rss < 200 * 1024, "RSS reached {most_rss} KiB");
+    let log = server.output();
+    assert_eq!(
+        log.matches("sleeping for 60000 ms").count(),
+        8,
+        "{}",
+        &log[..log.len().min(4000)]
+    );
+    let _ = server.wait_for("sleep timed out after 1 ms (Deadline-Budget)");
+}
+
+/// A call queued for a handler thread (all `max_handler_threads` busy)
+/// whose deadline passes, or whose client closes the connection, before a
+/// thread is free never runs: the thread goes to the next call instead
+/// (#23 item 1).
+#[test]
+fn a_queued_call_whose_caller_is_gone_never_starts() {
+    use std::io::Write;
+    let mut server = Server::start(&config(SYNC_APP, "max_handler_threads = 1", ""), &[]);
+    let addr = server.addr();
+    let busy = std::thread::spawn(move || {
+        crate_client(addr, Dialect::FramedBinary)
+            .sleep(3000)
+            .unwrap();
+    });
+    server.wait_for("sleeping for 3000 ms");
+    // Queued behind the busy thread: one times out...
+    let mut timed_out = header_client(addr, false, false, &[("Deadline-Budget", "200")]);
+    let e = application_error(timed_out.sleep(7));
+    assert_eq!(e.message, "sleep timed out after 200 ms (Deadline-Budget)");
+    // ... and one (with no deadline) is sent by a client that then leaves.
+    let mut left = std::net::TcpStream::connect(addr).unwrap();
+    let mut call = vec![0x80, 0x01, 0x00, 0x01, 0, 0, 0, 5];
+    call.extend_from_slice(b"sleep");
+    call.extend_from_slice(&[0, 0, 0, 1, 8, 0, 1, 0, 0, 0, 9, 0]); // seq 1, ms = 9, stop
+    left.write_all(&(call.len() as u32).to_be_bytes()).unwrap();
+    left.write_all(&call).unwrap();
+    drop(left);
+    busy.join().unwrap();
+    let mut next = crate_client(addr, Dialect::FramedBinary);
+    next.sleep(8).unwrap();
+    server.wait_for("sleeping for 8 ms");
+    let log = server.output();
+    assert!(
+        !log.contains("sleeping for 7 ms"),
+        "a timed-out queued call ran:\n{log}"
+    );
+    assert!(
+        !log.contains("sleeping for 9 ms"),
+        "the queued call of a client that left ran:\n{log}"
     );
 }

@@ -69,22 +69,6 @@ impl MethodSeries {
         &self.method
     }
 
-    /// A call started.
-    pub(crate) fn start(&self, metrics: &Metrics) {
-        if let Some(active) = &self.active {
-            active.add(0, 1);
-        }
-        metrics.in_flight(true);
-    }
-
-    /// The call that [`start`](Self::start)ed on these series ended.
-    pub(crate) fn end(&self, metrics: &Metrics) {
-        if let Some(active) = &self.active {
-            active.sub(0, 1);
-        }
-        metrics.in_flight(false);
-    }
-
     /// Counts a call that ended so, `latency` after it began.
     pub(crate) fn record(&self, metrics: &Metrics, outcome: &CallOutcome, latency: Duration) {
         let requests = match &outcome.exception {
@@ -141,7 +125,45 @@ impl MethodSeries {
     }
 }
 
+/// A call counted as active (`thrift_server_active_requests`, and the
+/// server's in-flight gauge) until this is dropped, also when the call's
+/// future is dropped before it ends (its client left).
+pub(crate) struct ActiveCall<'a> {
+    metrics: &'a Metrics,
+    series: Arc<MethodSeries>,
+}
+
+impl ActiveCall<'_> {
+    /// The series the call counts as active under.
+    pub(crate) fn series(&self) -> &MethodSeries {
+        &self.series
+    }
+}
+
+impl Drop for ActiveCall<'_> {
+    fn drop(&mut self) {
+        if let Some(active) = &self.series.active {
+            active.sub(0, 1);
+        }
+        self.metrics.in_flight(false);
+    }
+}
+
 impl Metrics {
+    /// Counts a call to `method` as active, under the series
+    /// [`thrift_method`](Self::thrift_method) gives.
+    pub(crate) fn thrift_call_started(&self, method: &str) -> ActiveCall<'_> {
+        let series = self.thrift_method(method);
+        if let Some(active) = &series.active {
+            active.add(0, 1);
+        }
+        self.in_flight(true);
+        ActiveCall {
+            metrics: self,
+            series,
+        }
+    }
+
     /// The series a call to `method` counts as active under: the method's
     /// own once the app has answered that name, else `unknown`'s.
     pub(crate) fn thrift_method(&self, method: &str) -> Arc<MethodSeries> {

@@ -10,6 +10,7 @@ use thrift::protocol::{
     TInputProtocol, TMessageIdentifier, TMessageType, TOutputProtocol,
 };
 use thrift::{ApplicationError, ApplicationErrorKind, TConfiguration};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::util::BoxCloneService;
 
@@ -78,6 +79,11 @@ pub struct ThriftRequest {
     pub(crate) max_size: usize,
     /// Whether replies note the call's outcome (metrics are on).
     pub(crate) record_outcome: bool,
+    /// The handler-thread slots of the call's connection: a synchronous
+    /// processor's call holds one while it runs on a handler thread, also
+    /// after its caller was answered (see `processor.rs`). `None` for a
+    /// call made in-process.
+    pub(crate) connection_slots: Option<Arc<Semaphore>>,
 }
 
 /// The reply to one call: an encoded message, or nothing for a one-way call.
@@ -157,6 +163,7 @@ impl ThriftRequest {
             message,
             max_size,
             record_outcome: false,
+            connection_slots: None,
         })
     }
 

@@ -46,6 +46,14 @@ fn truncate(value: &str, max: usize) -> &str {
     &value[..end]
 }
 
+/// The most calls of one connection that may hold handler threads at once
+/// (running, or still running after their timeout reply): past it, the
+/// connection's next call waits for one of them to end, within its own
+/// deadline. A connection's calls are answered one at a time, so only calls
+/// abandoned at their deadline add up; this keeps one connection whose
+/// calls keep timing out from taking every handler thread.
+pub(crate) const MAX_HANDLERS_PER_CONNECTION: usize = 8;
+
 /// The room made in a connection's buffer before each read.
 const READ_SIZE: usize = 16 * 1024;
 
@@ -66,6 +74,7 @@ pub(super) async fn serve(
     let mut scanning = None;
     // One registration with the shutdown signal for the connection's life,
     // instead of one per read.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDLERS_PER_CONNECTION));
     let triggered = shutdown.clone();
     let stopping = shutdown.wait();
     tokio::pin!(stopping);
@@ -87,7 +96,12 @@ pub(super) async fn serve(
                     let body = message.slice(found.body);
                     let reply = match frame::unwrap(body, found.dialect, max)? {
                         Ok(unwrapped) => {
-                            answer(unwrapped, served, &mut service, &connection).await?
+                            let call = answer(unwrapped, served, &mut service, &connection, &slots);
+                            match while_connected(call, &mut stream, &mut buf, max).await? {
+                                Some(reply) => reply,
+                                // The client left: its call was dropped.
+                                None => return Ok(()),
+                            }
                         }
                         Err(reply) => reply,
                     };
@@ -139,16 +153,44 @@ pub(super) async fn serve(
     }
 }
 
+/// Runs `call` while reading on: bytes a pipelining client sends meanwhile
+/// are kept in `buf` (up to `max`), and if the client closes the connection
+/// the call is dropped (`None`), so a handler still queued never starts.
+async fn while_connected(
+    call: impl std::future::Future<Output = Result<Vec<u8>, String>>,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Option<Vec<u8>>, String> {
+    tokio::pin!(call);
+    loop {
+        let room = buf.len() < max;
+        if room {
+            buf.reserve(READ_SIZE.min(max - buf.len()));
+        }
+        tokio::select! {
+            biased;
+            reply = &mut call => return reply.map(Some),
+            read = stream.read_buf(buf), if room => match read {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) => return Err(format!("read failed: {e}")),
+            },
+        }
+    }
+}
+
 /// Answers one message: the bytes to send back (none for a one-way call).
 async fn answer(
     unwrapped: Unwrapped,
     served: &Served,
     service: &mut ThriftService,
     connection: &ConnectionHandle,
+    slots: &Arc<tokio::sync::Semaphore>,
 ) -> Result<Vec<u8>, String> {
     let wrap = unwrapped.wrap.clone();
     let protocol = unwrapped.protocol;
-    let (request, span) = context(unwrapped, served)?;
+    let (request, span) = context(unwrapped, served, slots)?;
     let _in_flight = connection.begin_request(
         RequestInfo::Thrift(Arc::clone(&request.method)),
         request.trace.trace_id.clone(),
@@ -163,18 +205,17 @@ async fn answer(
     };
     let started = Instant::now();
     let method = Arc::clone(&request.method);
-    let active = metrics.thrift_method(&method);
-    active.start(metrics);
+    let active = metrics.thrift_call_started(&method);
     let result = run(request, span, service, served).await;
-    active.end(metrics);
     let (response, answered_by) = match result {
         Ok(answered) => answered,
         Err(e) => {
             let outcome = CallOutcome::application_exception();
-            active.record(metrics, &outcome, started.elapsed());
+            active.series().record(metrics, &outcome, started.elapsed());
             return Err(e);
         }
     };
+    drop(active);
     let outcome = match response.outcome() {
         Some(outcome) => outcome.clone(),
         // Encoded by hand: only its message type tells.
@@ -199,7 +240,11 @@ async fn answer(
 
 /// The call as the app sees it, and its span: method, trace ids and the
 /// deadline, from the message header and the info headers.
-fn context(unwrapped: Unwrapped, served: &Served) -> Result<(ThriftRequest, Span), String> {
+fn context(
+    unwrapped: Unwrapped,
+    served: &Served,
+    slots: &Arc<tokio::sync::Semaphore>,
+) -> Result<(ThriftRequest, Span), String> {
     let Unwrapped {
         protocol,
         message,
@@ -274,6 +319,7 @@ fn context(unwrapped: Unwrapped, served: &Served) -> Result<(ThriftRequest, Span
         message,
         max_size: served.max_frame_size,
         record_outcome: served.metrics.is_some(),
+        connection_slots: Some(Arc::clone(slots)),
     };
     Ok((request, span))
 }

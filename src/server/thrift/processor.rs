@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use thrift::server::TProcessor;
-use tokio::sync::oneshot;
-use tracing::{warn, Span};
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::time::Instant;
+use tracing::{debug, warn, Span};
 
 use super::call::{recorded_output, with_input, with_output, ThriftRequest, ThriftResponse};
 use super::context;
@@ -47,12 +48,18 @@ impl SyncProcessor {
     }
 }
 
+/// What a handler thread sends back: the processor's reply, or its panic.
+type Outcome = Result<Result<ThriftResponse, BoxError>, catch_unwind::Panicked>;
+
 /// The reply of a call on a handler thread.
 pub(crate) struct Pending(PendingState);
 
 enum PendingState {
     Ready(Option<Result<ThriftResponse, BoxError>>),
-    Waiting(oneshot::Receiver<Result<Result<ThriftResponse, BoxError>, catch_unwind::Panicked>>),
+    Waiting(oneshot::Receiver<Outcome>),
+    /// Every handler slot of the call's connection is taken: waits for one,
+    /// then for the reply.
+    Queued(Pin<Box<dyn Future<Output = Result<ThriftResponse, BoxError>> + Send>>),
 }
 
 impl Future for Pending {
@@ -65,12 +72,20 @@ impl Future for Pending {
                     .take()
                     .unwrap_or_else(|| Err("polled after completion".into())),
             ),
-            PendingState::Waiting(rx) => Pin::new(rx).poll(cx).map(|received| match received {
-                Ok(Ok(result)) => result,
-                Ok(Err(_panic)) => Err(HandlerPanicked.into()),
-                Err(_) => Err("the handler thread exited without a reply".into()),
-            }),
+            PendingState::Waiting(rx) => Pin::new(rx).poll(cx).map(received),
+            PendingState::Queued(future) => future.as_mut().poll(cx),
         }
+    }
+}
+
+/// The call's result from what its handler thread sent.
+fn received(
+    received: Result<Outcome, oneshot::error::RecvError>,
+) -> Result<ThriftResponse, BoxError> {
+    match received {
+        Ok(Ok(result)) => result,
+        Ok(Err(_panic)) => Err(HandlerPanicked.into()),
+        Err(_) => Err("the handler thread exited without a reply".into()),
     }
 }
 
@@ -89,22 +104,67 @@ impl tower::Service<ThriftRequest> for SyncProcessor {
             // Inline: a panic unwinds into the server, which answers it.
             return Pending(PendingState::Ready(Some(run(&*processor, &request))));
         };
-        let (tx, rx) = oneshot::channel();
-        // The call's span, so the handler's log lines carry its trace id.
-        let span = Span::current();
-        threads.run(move || {
-            let result = span.in_scope(|| catch_unwind::call(|| run(&*processor, &request)));
-            if tx.send(result).is_err() {
-                span.in_scope(|| {
-                    warn!(
-                        "the handler of {} finished after the call timed out; its reply was dropped",
-                        request.method
-                    )
-                });
-            }
-        });
-        Pending(PendingState::Waiting(rx))
+        let slot = match &request.connection_slots {
+            None => None,
+            Some(slots) => match Arc::clone(slots).try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    // The connection's calls hold all their slots: wait for
+                    // one (the server's deadline still bounds the wait).
+                    let slots = Arc::clone(slots);
+                    let threads = threads.clone();
+                    return Pending(PendingState::Queued(Box::pin(async move {
+                        let slot = slots
+                            .acquire_owned()
+                            .await
+                            .map_err(|_| "the connection's handler slots are closed")?;
+                        received(start(&threads, processor, request, Some(slot)).await)
+                    })));
+                }
+            },
+        };
+        Pending(PendingState::Waiting(start(
+            threads, processor, request, slot,
+        )))
     }
+}
+
+/// Hands the call to a handler thread, holding `slot` until the handler
+/// ends. A call whose caller is gone by the time a thread takes it (its
+/// deadline passed, or its connection closed, while it was queued) is
+/// never started.
+fn start(
+    threads: &HandlerThreads,
+    processor: ThriftProcessor,
+    request: ThriftRequest,
+    slot: Option<OwnedSemaphorePermit>,
+) -> oneshot::Receiver<Outcome> {
+    let (tx, rx) = oneshot::channel();
+    // The call's span, so the handler's log lines carry its trace id.
+    let span = Span::current();
+    threads.run(move || {
+        let _slot = slot;
+        let expired = request.deadline.is_some_and(|d| d.at <= Instant::now());
+        if tx.is_closed() || expired {
+            span.in_scope(|| {
+                debug!(
+                    "{}: the caller was answered or left while the call was queued; not started",
+                    request.method
+                )
+            });
+            return;
+        }
+        let result = span.in_scope(|| catch_unwind::call(|| run(&*processor, &request)));
+        if tx.send(result).is_err() {
+            span.in_scope(|| {
+                warn!(
+                    "the handler of {} finished after its caller was answered (timed out) or left; its reply was dropped",
+                    request.method
+                )
+            });
+        }
+    });
+    rx
 }
 
 /// Runs the processor over one call, with the call's headers and trace id

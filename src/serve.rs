@@ -622,7 +622,7 @@ fn start_metrics(
 ) -> Result<(Arc<Metrics>, Exporter), Error> {
     let dir = options
         .directory(einhorn_master)
-        .map_err(|e| Error::io("cannot make the metrics directory", &e))?;
+        .map_err(|e| Error::io("cannot use the metrics directory", &e))?;
     let metrics = Metrics::open(&dir, http).map_err(|e| {
         Error::io(
             format!(

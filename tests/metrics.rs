@@ -552,3 +552,125 @@ fn a_thrift_call_whose_client_leaves_is_no_longer_active() {
         "only the finished call is counted:\n{text}"
     );
 }
+
+/// The config of an HTTP server with metrics in `dir`, on `port`.
+fn metrics_config(port: u16, dir: &Path) -> String {
+    format!(
+        "[server:main]\nfactory = baseplate.server.wsgi\n\n{EXAMPLE_APP}\
+         metrics.enabled = true\nmetrics.bind = 127.0.0.1:{port}\n\
+         metrics.multiprocess_dir = {}\n",
+        dir.display()
+    )
+}
+
+/// A metrics directory others may write to, named by the config or by
+/// `PROMETHEUS_MULTIPROC_DIR`, is refused at startup as the default one is
+/// (#23 item 7): `/tmp` would let any user plant files every scrape reads.
+#[test]
+fn a_metrics_directory_others_may_write_to_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    // Runs the server to its exit (failing after WAIT: a server that
+    // accepted the directory would serve on).
+    let refused = |config: &str, env: Option<&Path>| -> String {
+        let dir = TempDir::new();
+        let path = dir.write("app.ini", config);
+        let mut command = std::process::Command::new(binary());
+        command.args(["--bind", "127.0.0.1:0"]).arg(&path);
+        if let Some(env) = env {
+            command.env(baseplate::metrics::MULTIPROC_DIR_VAR, env);
+        }
+        let mut server = Server::spawn(command, dir);
+        let status = server.wait_exit(WAIT);
+        assert_eq!(status.code(), Some(1), "{}", server.output());
+        server.output()
+    };
+    let said = refused(&metrics_config(fixed_port(), Path::new("/tmp")), None);
+    assert!(
+        said.contains("metrics.multiprocess_dir = /tmp: not a private directory")
+            && said.contains("mode 1777"),
+        "{said}"
+    );
+
+    let files = TempDir::new();
+    let open = files.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config = format!(
+        "[server:main]\nfactory = baseplate.server.wsgi\n\n{EXAMPLE_APP}\
+         metrics.enabled = true\nmetrics.bind = 127.0.0.1:{}\n",
+        fixed_port()
+    );
+    let said = refused(&config, Some(&open));
+    assert!(
+        said.contains(&format!(
+            "PROMETHEUS_MULTIPROC_DIR = {}: not a private directory",
+            open.display()
+        )) && said.contains("mode 777"),
+        "{said}"
+    );
+
+    // A missing one is made, private.
+    let made = files.path().join("made/here");
+    let server = Server::start(&metrics_config(fixed_port(), &made), &[]);
+    assert!(server.output().contains("Prometheus metrics exported"));
+    assert_eq!(
+        std::fs::metadata(&made).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+}
+
+/// Files planted in the metrics directory (#23 item 7): a symlink named
+/// `archive.tmp` is never written through, a FIFO never hangs a scrape, a
+/// directory named like a worker file is no 500. Each is skipped with one
+/// WARN, and dead workers are still compacted.
+#[test]
+fn files_planted_in_the_metrics_directory_are_skipped() {
+    let port = fixed_port();
+    let metrics = SocketAddr::from(([127, 0, 0, 1], port));
+    let files = TempDir::new();
+    let dir = files.path().join("metrics");
+    let mut server = Server::start(&metrics_config(port, &dir), &[]);
+    assert_eq!(get(server.addr(), "/").status, 200);
+    let before = total(&scrape(metrics), "http_server_requests_total");
+    assert_eq!(before, 1.0);
+
+    let victim = files.write("victim", "precious");
+    std::os::unix::fs::symlink(&victim, dir.join("archive.tmp")).unwrap();
+    nix::unistd::mkfifo(
+        &dir.join("w-fifo-1-1.db"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.join("w-dir-2-2.db")).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("w-link-3-3.db")).unwrap();
+    // A dead worker: a copy of the live one's file, which nobody locks.
+    let live = format!("w-{}-", server.pid());
+    let live = metrics_dir_files(files.path())
+        .into_iter()
+        .find(|n| n.starts_with(&live))
+        .expect("the live worker's file");
+    std::fs::copy(dir.join(&live), dir.join("w-dead-4-4.db")).unwrap();
+
+    for _ in 0..3 {
+        let text = scrape(metrics);
+        assert_eq!(total(&text, "http_server_requests_total"), 2.0, "{text}");
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let archive = std::fs::symlink_metadata(dir.join("archive.db")).unwrap();
+    assert!(archive.file_type().is_file(), "{archive:?}");
+    assert!(
+        !dir.join("w-dead-4-4.db").exists(),
+        "the dead worker was compacted"
+    );
+    let log = server.output();
+    for (planted, why) in [
+        ("w-fifo-1-1.db", "not a regular file (a FIFO)"),
+        ("w-dir-2-2.db", "not a regular file (a directory)"),
+        ("w-link-3-3.db", "a symlink"),
+    ] {
+        let line = format!("{}: skipped: {why}", dir.join(planted).display());
+        assert_eq!(log.matches(&line).count(), 1, "{line} once in:\n{log}");
+    }
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(server.wait_exit(WAIT).success());
+}

@@ -91,16 +91,36 @@ impl MetricsOptions {
     /// default ones are in a directory of this user's own under `$TMPDIR`,
     /// made private (0700) and checked to be this user's, so that no other
     /// user of the machine can read or plant metrics files there.
+    ///
+    /// A directory named by the config or the environment gets the same
+    /// checks (made 0700 if missing, this user's, writable by no one
+    /// else), and is used by its resolved path, so a symlink swapped later
+    /// changes nothing: a shared directory such as `/tmp` would let other
+    /// users plant files that every scrape reads.
     pub(crate) fn directory(&self, einhorn_master: Option<i32>) -> std::io::Result<PathBuf> {
-        if let Some(dir) = &self.dir {
-            return Ok(dir.clone());
-        }
-        if let Some(dir) = std::env::var_os(MULTIPROC_DIR_VAR).filter(|d| !d.is_empty()) {
-            return Ok(PathBuf::from(dir));
-        }
         let uid = nix::unistd::geteuid();
+        let explicit = match &self.dir {
+            Some(dir) => Some((dir.clone(), "metrics.multiprocess_dir")),
+            None => std::env::var_os(MULTIPROC_DIR_VAR)
+                .filter(|d| !d.is_empty())
+                .map(|d| (PathBuf::from(d), MULTIPROC_DIR_VAR)),
+        };
+        if let Some((dir, source)) = explicit {
+            private_dir(&dir, uid, true).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("{source} = {}: {e}", dir.display()))
+            })?;
+            return std::fs::canonicalize(&dir);
+        }
         let base = std::env::temp_dir().join(format!("baseplate-metrics-{uid}"));
-        private_dir(&base, uid)?;
+        private_dir(&base, uid, false).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "the default directory {}: {e}; set metrics.multiprocess_dir or {MULTIPROC_DIR_VAR}",
+                    base.display()
+                ),
+            )
+        })?;
         Ok(match einhorn_master {
             Some(master) => base.join(format!("einhorn-{master}")),
             None => base.join(format!("process-{}", std::process::id())),
@@ -108,23 +128,38 @@ impl MetricsOptions {
     }
 }
 
-/// Makes `dir` (mode 0700) unless it exists, and checks that it belongs to
-/// `uid` and that no one else may write to it.
-fn private_dir(dir: &Path, uid: nix::unistd::Uid) -> std::io::Result<()> {
+/// Makes `dir` (mode 0700; its parents too when `parents`) unless it
+/// exists, and checks that it is a directory of `uid`'s that no one else
+/// may write to. The default directory must not be a symlink; a named one
+/// may be, and its target is checked.
+fn private_dir(dir: &Path, uid: nix::unistd::Uid, parents: bool) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+    match std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(parents)
+        .create(dir)
+    {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e),
     }
-    let meta = std::fs::symlink_metadata(dir)?;
+    let meta = if parents {
+        std::fs::metadata(dir)?
+    } else {
+        std::fs::symlink_metadata(dir)?
+    };
     if !meta.is_dir() || meta.uid() != uid.as_raw() || meta.mode() & 0o022 != 0 {
         return Err(std::io::Error::other(format!(
-            "{} is not a private directory of uid {uid} (owner uid {}, mode {:o}); \
-             set metrics.multiprocess_dir or PROMETHEUS_MULTIPROC_DIR",
-            dir.display(),
+            "not a private directory of uid {uid} (owner uid {}, mode {:o}{}); \
+             use a directory of this user's that no one else may write to \
+             (it is made, mode 0700, if missing)",
             meta.uid(),
-            meta.mode() & 0o7777
+            meta.mode() & 0o7777,
+            if meta.is_dir() {
+                ""
+            } else {
+                ", not a directory"
+            },
         )));
     }
     Ok(())
@@ -338,16 +373,16 @@ mod tests {
     fn the_default_directory_must_be_private() {
         let uid = nix::unistd::geteuid();
         let dir = temp_dir("private");
-        private_dir(&dir, uid).unwrap();
+        private_dir(&dir, uid, false).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
             0o700
         );
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let e = private_dir(&dir, uid).unwrap_err().to_string();
+        let e = private_dir(&dir, uid, false).unwrap_err().to_string();
         assert!(
-            e.contains("is not a private directory") && e.contains("mode 777"),
+            e.contains("not a private directory") && e.contains("mode 777"),
             "{e}"
         );
         std::fs::remove_dir_all(&dir).unwrap();

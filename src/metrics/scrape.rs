@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -47,17 +47,24 @@ pub(crate) struct Scrape {
 }
 
 /// Sums every file in `dir`, compacting dead workers' files first.
+///
+/// Anything planted in the directory is distrusted: every file is opened
+/// without following symlinks and without blocking, and only regular files
+/// are read; one that cannot be read is skipped with one WARN. Without the
+/// `lock` file (say the directory is read-only), the scrape sums what is
+/// there without compacting.
 pub(crate) fn scrape(dir: &Path) -> io::Result<Scrape> {
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(dir.join(LOCK))?;
-    let _lock = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))?;
-
-    let mut archive = read_archive(dir)?;
+    let lock = match open_lock(dir) {
+        Ok(lock) => Some(lock),
+        Err(e) => {
+            warn_once(
+                &dir.join(LOCK),
+                &format!("cannot lock it ({e}); scrapes sum the files without compacting"),
+            );
+            None
+        }
+    };
+    let mut archive = read_archive(dir);
     let mut scrape = Scrape::default();
     let mut live: Vec<Vec<Entry>> = Vec::new();
     let mut dead: Vec<(String, Vec<Entry>)> = Vec::new();
@@ -65,7 +72,9 @@ pub(crate) fn scrape(dir: &Path) -> io::Result<Scrape> {
         let dirent = dirent?;
         let name = dirent.file_name().to_string_lossy().into_owned();
         if name.starts_with(TEMP_PREFIX) {
-            remove_stale_temp(&dirent.path());
+            if lock.is_some() {
+                remove_stale_temp(&dirent.path());
+            }
             continue;
         }
         if !name.starts_with(WORKER_PREFIX) || !name.ends_with(".db") {
@@ -73,19 +82,40 @@ pub(crate) fn scrape(dir: &Path) -> io::Result<Scrape> {
         }
         if archive.merged.contains_key(&name) {
             // Merged by a compaction that stopped before removing it.
-            let _ = std::fs::remove_file(dirent.path());
+            if lock.is_some() {
+                let _ = std::fs::remove_file(dirent.path());
+            }
             continue;
         }
-        let Ok(file) = File::open(dirent.path()) else {
-            continue;
+        let path = dirent.path();
+        let file = match open_regular(&path) {
+            Ok(file) => file,
+            Err(e) => {
+                warn_once(&path, &format!("skipped: {e}"));
+                continue;
+            }
         };
         let (alive, file) = match Flock::lock(file, FlockArg::LockSharedNonblock) {
-            Ok(locked) => (false, locked.unlock().map_err(|(_, e)| io::Error::from(e))?),
+            Ok(locked) => match locked.unlock() {
+                Ok(file) => (false, file),
+                Err((_, e)) => {
+                    warn_once(&path, &format!("skipped: {e}"));
+                    continue;
+                }
+            },
             Err((file, Errno::EWOULDBLOCK)) => (true, file),
-            Err((_, e)) => return Err(e.into()),
+            Err((_, e)) => {
+                warn_once(&path, &format!("skipped: cannot lock it ({e})"));
+                continue;
+            }
         };
-        let Some(entries) = read_file(&file)? else {
-            continue;
+        let entries = match read_file(&file) {
+            Ok(Some(entries)) => entries,
+            Ok(None) => continue,
+            Err(e) => {
+                warn_once(&path, &format!("skipped: {e}"));
+                continue;
+            }
         };
         if alive {
             live.push(entries);
@@ -105,11 +135,20 @@ pub(crate) fn scrape(dir: &Path) -> io::Result<Scrape> {
         }
         // Names merged earlier whose files are gone need no record.
         archive.merged.retain(|name, _| dir.join(name).exists());
-        write_archive(dir, &archive)?;
-        for (name, _) in &dead {
-            let _ = std::fs::remove_file(dir.join(name));
+        // Dead files are removed only once the archive holding them is in
+        // place; until then every scrape counts them from their files.
+        let written = match &lock {
+            Some(_) => write_archive(dir, &archive)
+                .map_err(|e| warn_once(&dir.join(ARCHIVE), &format!("cannot write it ({e})")))
+                .is_ok(),
+            None => false,
+        };
+        if written {
+            for (name, _) in &dead {
+                let _ = std::fs::remove_file(dir.join(name));
+            }
+            scrape.compacted = dead.len();
         }
-        scrape.compacted = dead.len();
     }
 
     scrape.totals = archive.totals;
@@ -121,6 +160,66 @@ pub(crate) fn scrape(dir: &Path) -> io::Result<Scrape> {
     }
     Ok(scrape)
 }
+
+/// The directory's `lock` file, created if missing, held exclusively.
+fn open_lock(dir: &Path) -> io::Result<Flock<File>> {
+    let path = dir.join(LOCK);
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(&path)?;
+    if !lock.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))
+}
+
+/// Opens `path` for reading if it is a regular file: never through a
+/// symlink, and never waiting (a FIFO would block an open for reading).
+fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) => io::Error::other("a symlink"),
+            _ => e,
+        })?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(io::Error::other(format!(
+            "not a regular file ({})",
+            if kind.is_dir() {
+                "a directory"
+            } else if kind.is_fifo() {
+                "a FIFO"
+            } else {
+                "a special file"
+            }
+        )));
+    }
+    Ok(file)
+}
+
+/// Logs one WARN for `path`, the first time only: a planted file would
+/// otherwise be logged at every scrape. At most [`MAX_WARNED`] paths are
+/// remembered.
+fn warn_once(path: &Path, what: &str) {
+    static WARNED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if warned.iter().any(|p| p == path) || warned.len() >= MAX_WARNED {
+        return;
+    }
+    warned.push(path.to_path_buf());
+    tracing::warn!("metrics file {}: {what}", path.display());
+}
+
+/// The most paths [`warn_once`] remembers.
+const MAX_WARNED: usize = 64;
 
 /// Adds `entry`'s values into `totals`. Slots are summed as 64-bit
 /// integers (gauges are two's-complement, so negative steps sum right). A
@@ -168,14 +267,20 @@ struct Archive {
     merged: HashMap<String, ()>,
 }
 
-fn read_archive(dir: &Path) -> io::Result<Archive> {
+/// The archive, or an empty one if there is none (or it cannot be read:
+/// logged once).
+fn read_archive(dir: &Path) -> Archive {
     let mut archive = Archive::default();
-    let file = match File::open(dir.join(ARCHIVE)) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(archive),
-        Err(e) => return Err(e),
+    let path = dir.join(ARCHIVE);
+    let entries = match open_regular(&path).and_then(|file| read_file(&file)) {
+        Ok(entries) => entries.unwrap_or_default(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return archive,
+        Err(e) => {
+            warn_once(&path, &format!("skipped: {e}"));
+            return archive;
+        }
     };
-    for entry in read_file(&file)?.unwrap_or_default() {
+    for entry in entries {
         match entry.kind {
             EntryKind::Merged => {
                 archive
@@ -185,7 +290,7 @@ fn read_archive(dir: &Path) -> io::Result<Archive> {
             kind => add(&mut archive.totals, &entry, kind),
         }
     }
-    Ok(archive)
+    archive
 }
 
 /// Writes the archive beside the old one and renames it into place, so a
@@ -203,12 +308,18 @@ fn write_archive(dir: &Path, archive: &Archive) -> io::Result<()> {
             .map(|name| file::entry_size(name.len(), 0))
             .sum::<usize>();
     let temp = dir.join(ARCHIVE_TEMP);
+    // A leftover (or planted) temp file or symlink is removed, never
+    // written through: the new archive is a file of its own.
+    match std::fs::remove_file(&temp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let file = OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(&temp)?;
     file.set_len(size as u64)?;
     {
@@ -301,6 +412,26 @@ mod tests {
         std::fs::write(&path, kept).unwrap();
         assert_eq!(value(&scrape(&dir).unwrap(), b"c"), Some(5));
         assert!(!path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_its_lock_file_a_scrape_sums_without_compacting() {
+        let dir = temp_dir("nolock");
+        let a = Store::create(&dir, "a").unwrap();
+        let b = Store::create(&dir, "b").unwrap();
+        a.slots(EntryKind::Counter, b"c", 1).unwrap().add(0, 3);
+        b.slots(EntryKind::Counter, b"c", 1).unwrap().add(0, 4);
+        // Something that is no lock file stands where it goes.
+        std::fs::create_dir(dir.join(LOCK)).unwrap();
+        let b_path = b.path().to_path_buf();
+        drop(b);
+        for _ in 0..2 {
+            let s = scrape(&dir).unwrap();
+            assert_eq!((value(&s, b"c"), s.compacted), (Some(7), 0));
+        }
+        assert!(b_path.exists(), "nothing is removed without the lock");
+        drop(a);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -24,6 +24,7 @@ use crate::health::thrift::ThriftProbes;
 use crate::health::{AnsweredBy, Health};
 use crate::logging::file_config::FileLogging;
 use crate::logging::UserLayer;
+use crate::metrics::bind::Bound;
 use crate::metrics::{Metrics, MetricsOptions};
 use crate::registry::{AppFactory, BuiltThriftApp, Registry};
 use crate::reload::{self, Reloader};
@@ -432,7 +433,7 @@ impl Serve {
 
         let worker = Worker::from_env()?;
         let metrics = match &metrics_options {
-            Some(metrics_options) => Some(start_metrics(
+            Some(metrics_options) => Some(open_metrics(
                 metrics_options,
                 worker.as_ref().map(|w| w.master_pid),
                 matches!(options.protocol, ProtocolOptions::Http(_)),
@@ -444,7 +445,7 @@ impl Serve {
             server_section,
             app_section,
             &health,
-            metrics.as_ref().map(|(metrics, _)| Arc::clone(metrics)),
+            metrics.clone(),
         )?;
         // Where the socket comes from, first match wins: the previous run
         // (--reload), Einhorn, systemd socket activation, else --bind.
@@ -477,13 +478,19 @@ impl Serve {
         let address = listener
             .local_addr()
             .map_err(|e| Error::io("cannot read the listening address", &e))?;
+        // Bound once the service's own socket is held, so that a
+        // `metrics.bind` naming it is refused as such.
+        let exporter = match (&metrics_options, &metrics) {
+            (Some(options), Some(metrics)) => Some(start_exporter(options, metrics)?),
+            _ => None,
+        };
         if let Some(worker) = &worker {
             worker.ack()?;
             debug!("sent the Einhorn ACK to {}", worker.sock_path.display());
         }
         info!("Listening on {address}");
         systemd::notify("READY=1");
-        let tracker = Tracker::new(metrics.as_ref().map(|(metrics, _)| Arc::clone(metrics)));
+        let tracker = Tracker::new(metrics.clone());
         let triggers = Triggers {
             signals,
             reload: handover.changes.take(),
@@ -501,7 +508,7 @@ impl Serve {
             }
         };
         // The exporter stops with the run.
-        drop(metrics);
+        drop(exporter);
         Ok(outcome)
     }
 
@@ -614,12 +621,12 @@ impl Drop for Exporter {
     }
 }
 
-/// Opens this worker's metrics file and starts the exporter.
-fn start_metrics(
+/// Opens this worker's metrics file in the shared directory.
+fn open_metrics(
     options: &MetricsOptions,
     einhorn_master: Option<i32>,
     http: bool,
-) -> Result<(Arc<Metrics>, Exporter), Error> {
+) -> Result<Arc<Metrics>, Error> {
     let dir = options
         .directory(einhorn_master)
         .map_err(|e| Error::io("cannot use the metrics directory", &e))?;
@@ -633,20 +640,37 @@ fn start_metrics(
             &e,
         )
     })?;
-    let listener = Listener::bind_shared(&options.bind, "metrics.bind")?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| Error::io("cannot read the metrics address", &e))?;
-    info!(
-        "Prometheus metrics exported on {address}/metrics, summed over the workers writing to {}",
-        dir.display()
-    );
-    let metrics = Arc::new(metrics);
+    Ok(Arc::new(metrics))
+}
+
+/// Binds `metrics.bind` (see [`crate::metrics::bind`]) and starts the
+/// exporter.
+fn start_exporter(options: &MetricsOptions, metrics: &Arc<Metrics>) -> Result<Exporter, Error> {
+    let dir = metrics.dir();
+    let bound = crate::metrics::bind::bind(&options.bind, dir)?;
+    match &bound {
+        Bound::Listener(listener) => {
+            let address = listener
+                .local_addr()
+                .map_err(|e| Error::io("cannot read the metrics address", &e))?;
+            info!(
+                "Prometheus metrics exported on {address}/metrics, summed over the workers writing to {}",
+                dir.display()
+            );
+        }
+        Bound::HeldBySibling(pid) => info!(
+            "Prometheus metrics exported on {} by sibling worker {pid}, summed over the workers \
+             writing to {} (this one too); this worker takes the socket over if that one exits",
+            options.bind,
+            dir.display()
+        ),
+    }
     let exporter = tokio::spawn(crate::metrics::exporter::serve(
-        listener,
-        Arc::clone(&metrics),
+        bound,
+        options.bind.clone(),
+        Arc::clone(metrics),
     ));
-    Ok((metrics, Exporter(exporter)))
+    Ok(Exporter(exporter))
 }
 
 /// How [`Serve::run`] ended (errors aside).

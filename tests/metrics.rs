@@ -674,3 +674,211 @@ fn files_planted_in_the_metrics_directory_are_skipped() {
     server.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(server.wait_exit(WAIT).success());
 }
+
+/// The open descriptors of a process.
+fn open_fds(pid: nix::unistd::Pid) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// 300 connections to the exporter that never send a request, against a
+/// server allowed 128 descriptors (#23 item 3): the exporter holds at most
+/// 16 of them (the rest wait in the listen backlog, costing the process
+/// nothing), so the service keeps answering on fresh connections. Before,
+/// it took every descriptor and `GET /` failed until the 10 s header
+/// timeout.
+#[test]
+fn silent_exporter_connections_cannot_take_the_services_descriptors() {
+    use nix::sys::resource::{setrlimit, Resource};
+    use std::os::unix::process::CommandExt;
+    let port = fixed_port();
+    let metrics = SocketAddr::from(([127, 0, 0, 1], port));
+    let files = TempDir::new();
+    let config = files.write(
+        "app.ini",
+        &metrics_config(port, &files.path().join("metrics")),
+    );
+    let mut command = std::process::Command::new(binary());
+    command.args(["--bind", "127.0.0.1:0"]).arg(&config);
+    // SAFETY: only setrlimit between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            setrlimit(Resource::RLIMIT_NOFILE, 128, 128).map_err(std::io::Error::from)
+        });
+    }
+    let mut server = Server::spawn(command, TempDir::new());
+    let addr = server.wait_listening();
+    let fds_before = open_fds(server.pid());
+    let silent: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(metrics).unwrap())
+        .collect();
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        let mut stream = connect(addr);
+        send(&mut stream, "GET", "/", &[("Connection", "close")], b"");
+        let response = read_response(&mut stream).expect("the service answers");
+        assert_eq!(response.status, 200);
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(3),
+            "GET / took {took:?}"
+        );
+    }
+    let fds = open_fds(server.pid());
+    assert!(
+        fds <= fds_before + 16 + 4,
+        "{fds} descriptors open, {fds_before} before the silent connections"
+    );
+    drop(silent);
+    wait_for_scrape(metrics, |text| {
+        total(text, "http_server_requests_total") == 20.0
+    });
+}
+
+/// Runs `baseplate-serve CONFIG` (with `args`) and returns its output once
+/// it exits with status 1, failing if it serves on instead.
+fn refused_at_startup(config: &Path, args: &[&str]) -> String {
+    let mut command = std::process::Command::new(binary());
+    command.args(args).arg(config);
+    let mut server = Server::spawn(command, TempDir::new());
+    let status = server.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(1), "{}", server.output());
+    server.output()
+}
+
+/// `metrics.bind` is shared by the workers of one service only (#23 items 4
+/// and 12): a second service on the same port, or a service whose
+/// `metrics.bind` is its own listening address, is refused with one line
+/// instead of scrapes landing on either at random.
+#[test]
+fn metrics_bind_is_shared_only_by_workers_of_one_service() {
+    let port = fixed_port();
+    let metrics = SocketAddr::from(([127, 0, 0, 1], port));
+    let files = TempDir::new();
+    let first = Server::start(&metrics_config(port, &files.path().join("first")), &[]);
+    assert_eq!(get(first.addr(), "/").status, 200);
+
+    let second = files.write(
+        "second.ini",
+        &metrics_config(port, &files.path().join("second")),
+    );
+    let said = refused_at_startup(&second, &["--bind", "127.0.0.1:0"]);
+    let expected = format!(
+        "cannot export metrics on 127.0.0.1:{port} (metrics.bind): pid {} (baseplate-serve) \
+         listens there, and it is no worker of this service (it writes no metrics in {}); give \
+         each service a metrics.bind of its own",
+        first.pid(),
+        std::fs::canonicalize(files.path().join("second"))
+            .unwrap()
+            .display()
+    );
+    assert!(said.contains(&expected), "{said}");
+    // Every scrape still comes from the first service.
+    for _ in 0..10 {
+        assert_eq!(total(&scrape(metrics), "http_server_requests_total"), 1.0);
+    }
+
+    let own = fixed_port();
+    let config = files.write("own.ini", &metrics_config(own, &files.path().join("own")));
+    let said = refused_at_startup(&config, &["--bind", &format!("127.0.0.1:{own}")]);
+    assert!(
+        said.contains(&format!(
+            "cannot export metrics on 127.0.0.1:{own} (metrics.bind): it is the address this \
+             server itself listens on"
+        )),
+        "{said}"
+    );
+}
+
+/// A UNIX `metrics.bind` under several workers (#23 item 12): one worker
+/// serves the socket, the others say so and start (before, the second
+/// crash-looped on "(--bind)"); scrapes sum every worker, and when the
+/// serving worker dies another takes the socket over.
+#[test]
+fn a_unix_metrics_socket_is_served_by_one_worker_at_a_time() {
+    let dir = TempDir::new();
+    let socket = dir.path().join("metrics.sock");
+    let config = dir.write(
+        "app.ini",
+        &format!(
+            "[server:main]\nfactory = baseplate.server.wsgi\n\n{EXAMPLE_APP}\
+             metrics.enabled = true\nmetrics.bind = {}\nmetrics.multiprocess_dir = {}\n",
+            socket.display(),
+            dir.path().join("metrics").display()
+        ),
+    );
+    let events_path = dir.path().join("events.jsonl");
+    let master = KillOnDrop(
+        sim_command(dir.path())
+            .args(["-k", "-n", "2", "-m", "manual", "-b", "127.0.0.1:0,r", "--"])
+            .arg(binary())
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let port = wait_events(&events_path, sim_port);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let acked_workers = wait_events(&events_path, |e| {
+        let acked = acked(e);
+        (acked.len() == 2).then_some(acked)
+    });
+    for _ in 0..10 {
+        assert_eq!(get(addr, "/").status, 200);
+    }
+    let unix_scrape = || {
+        let reply = unix_request(&socket, "/metrics");
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        reply
+    };
+    let text = unix_scrape();
+    assert_eq!(total(&text, "baseplate_worker_processes"), 2.0, "{text}");
+    assert_eq!(total(&text, "http_server_requests_total"), 10.0, "{text}");
+    // Kill the worker serving the socket: the other takes it over.
+    let holder = unix_listener(&socket, &acked_workers).expect("one worker serves the socket");
+    kill(Pid::from_raw(holder), Signal::SIGKILL).unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        // The survivor, or the worker started in the killed one's place.
+        let now = unix_listener(&socket, &live_workers(&events(&events_path)));
+        if now.is_some_and(|pid| pid != holder) {
+            let text = unix_scrape();
+            assert_eq!(total(&text, "http_server_requests_total"), 10.0, "{text}");
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "no worker took the socket over");
+        thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(master);
+}
+
+/// `GET path` over the UNIX socket at `socket`; the whole raw reply.
+fn unix_request(socket: &Path, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+/// Which of `pids` listens on the UNIX socket at `path`.
+fn unix_listener(path: &Path, pids: &std::collections::BTreeSet<i32>) -> Option<i32> {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap();
+    let wanted = path.to_str().unwrap();
+    let inode: u64 = table.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(3) == Some(&"00010000") && fields.get(7) == Some(&wanted))
+            .then(|| fields[6].parse().ok())?
+    })?;
+    pids.iter()
+        .copied()
+        .find(|&pid| procfs::socket_inodes(pid).contains(&inode))
+}

@@ -9,6 +9,7 @@
 //! names the endpoint a request matched through the [`Endpoint`] found in
 //! the request's extensions.
 
+pub(crate) mod bind;
 pub(crate) mod counted_body;
 mod encode;
 pub(crate) mod exporter;

@@ -81,16 +81,20 @@ impl Listener {
                     Error::io(format!("cannot listen on {addr} (--bind {endpoint})"), &e)
                 })
             }
-            Endpoint::Unix(path) => {
-                remove_stale_socket(path)?;
-                bind_unix(path).map_err(|e| {
-                    Error::io(
-                        format!("cannot listen on UNIX socket {} (--bind)", path.display()),
-                        &e,
-                    )
-                })
-            }
+            Endpoint::Unix(path) => Listener::bind_unix(path, "--bind"),
         }
+    }
+
+    /// Binds a UNIX socket at `path` (`what` names the setting it came
+    /// from), removing a file that nobody listens on any more first.
+    fn bind_unix(path: &Path, what: &str) -> Result<Listener, Error> {
+        remove_stale_socket(path, what)?;
+        bind_unix(path).map_err(|e| {
+            Error::io(
+                format!("cannot listen on UNIX socket {} ({what})", path.display()),
+                &e,
+            )
+        })
     }
 
     /// Binds `endpoint` so that sibling processes may bind it too (TCP with
@@ -104,7 +108,7 @@ impl Listener {
                     Error::io(format!("cannot listen on {addr} ({what} {endpoint}, shared with sibling workers)"), &e)
                 })
             }
-            Endpoint::Unix(_) => Listener::bind(endpoint),
+            Endpoint::Unix(path) => Listener::bind_unix(path, what),
         }
     }
 
@@ -225,7 +229,7 @@ impl Listener {
 
 /// Resolves a `--bind` host the way baseplate.py does: IPv4 for names
 /// (IPv6 only when the name has no IPv4 address), every address for "".
-fn resolve(host: &str, port: u16, what: &str) -> Result<SocketAddr, Error> {
+pub(crate) fn resolve(host: &str, port: u16, what: &str) -> Result<SocketAddr, Error> {
     if host.is_empty() {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
     }
@@ -273,25 +277,25 @@ fn bind_unix(path: &Path) -> io::Result<Listener> {
 
 /// Removes a UNIX socket file left behind by a process that is gone;
 /// refuses to touch a live socket or a file that is not a socket.
-fn remove_stale_socket(path: &Path) -> Result<(), Error> {
+fn remove_stale_socket(path: &Path, what: &str) -> Result<(), Error> {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());
     };
     if !meta.file_type().is_socket() {
         return Err(Error::new(format!(
-            "cannot listen on {} (--bind): the path exists and is not a socket",
+            "cannot listen on {} ({what}): the path exists and is not a socket",
             path.display()
         )));
     }
     match std::os::unix::net::UnixStream::connect(path) {
         Ok(_) => Err(Error::new(format!(
-            "cannot listen on {} (--bind): another process is listening on it",
+            "cannot listen on {} ({what}): another process is listening on it",
             path.display()
         ))),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
             .map_err(|e| {
                 Error::io(
-                    format!("cannot remove stale socket {} (--bind)", path.display()),
+                    format!("cannot remove stale socket {} ({what})", path.display()),
                     &e,
                 )
             }),

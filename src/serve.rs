@@ -507,8 +507,12 @@ impl Serve {
                 lifecycle::run(listener, handler, options, tracker, health, triggers).await
             }
         };
-        // The exporter stops with the run.
+        // The exporter stops with the run; a directory of this process's
+        // own goes when it stops for good.
         drop(exporter);
+        if let (Some(metrics), false) = (&metrics, matches!(outcome, Outcome::Reload(_))) {
+            metrics.remove_own_default_dir();
+        }
         Ok(outcome)
     }
 

@@ -882,3 +882,64 @@ fn unix_listener(path: &Path, pids: &std::collections::BTreeSet<i32>) -> Option<
         .copied()
         .find(|&pid| procfs::socket_inodes(pid).contains(&inode))
 }
+
+/// Default metrics directories do not pile up (#23 item 11): a server run
+/// without Einhorn removes its own `process-PID` directory when it stops,
+/// and a starting server removes the default directories whose owner
+/// (process or Einhorn master) is gone, keeping those whose owner lives.
+#[test]
+fn default_metrics_directories_are_removed_when_their_owner_is_gone() {
+    let tmp = TempDir::new();
+    let base = tmp
+        .path()
+        .join(format!("baseplate-metrics-{}", nix::unistd::geteuid()));
+    let dead = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        child.id()
+    };
+    std::fs::create_dir_all(base.join(format!("einhorn-{dead}"))).unwrap();
+    std::fs::write(base.join(format!("einhorn-{dead}/w-1-{dead}-1.db")), b"old").unwrap();
+    std::fs::create_dir_all(base.join(format!("process-{dead}"))).unwrap();
+    let living = base.join(format!("einhorn-{}", std::process::id()));
+    std::fs::create_dir_all(&living).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    let config = tmp.write(
+        "app.ini",
+        &format!(
+            "[server:main]\nfactory = baseplate.server.wsgi\n\n{EXAMPLE_APP}\
+             metrics.enabled = true\nmetrics.bind = 127.0.0.1:{}\n",
+            fixed_port()
+        ),
+    );
+    let mut command = std::process::Command::new(binary());
+    command
+        .args(["--bind", "127.0.0.1:0"])
+        .arg(&config)
+        .env("TMPDIR", tmp.path())
+        .env_remove(baseplate::metrics::MULTIPROC_DIR_VAR);
+    let mut server = Server::spawn(command, TempDir::new());
+    server.wait_listening();
+    let own = base.join(format!("process-{}", server.pid()));
+    assert!(own.is_dir(), "{}", server.output());
+    let mut left: Vec<String> = std::fs::read_dir(&base)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    let mut expected = vec![
+        format!("einhorn-{}", std::process::id()),
+        format!("process-{}", server.pid()),
+    ];
+    expected.sort();
+    assert_eq!(left, expected, "the dead owners' directories are gone");
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait_exit(WAIT).success());
+    assert!(
+        !own.exists(),
+        "the server removed its own directory at exit"
+    );
+    assert!(living.is_dir());
+}

@@ -122,10 +122,51 @@ impl MetricsOptions {
                 ),
             )
         })?;
+        remove_dead_defaults(&base);
         Ok(match einhorn_master {
             Some(master) => base.join(format!("einhorn-{master}")),
-            None => base.join(format!("process-{}", std::process::id())),
+            None => own_default(&base),
         })
+    }
+}
+
+/// The default directory of a process run without Einhorn: its own, so it
+/// removes it when it stops ([`Metrics::remove_own_default_dir`]).
+fn own_default(base: &Path) -> PathBuf {
+    base.join(format!("process-{}", std::process::id()))
+}
+
+/// Removes the default directories under `base` whose owner is gone: an
+/// `einhorn-MASTER` whose master has exited, a `process-PID` whose process
+/// has (one killed before it could remove its own). A directory where a
+/// worker still holds its file's lock is kept, whoever owns it.
+fn remove_dead_defaults(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(owner) = name.to_str().and_then(|name| {
+            name.strip_prefix("einhorn-")
+                .or_else(|| name.strip_prefix("process-"))
+                .and_then(|pid| pid.parse::<i32>().ok())
+        }) else {
+            continue;
+        };
+        let alive = !matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(owner), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        if alive || owner <= 0 || scrape::has_live_worker(&entry.path()) {
+            continue;
+        }
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => tracing::debug!(
+                "removed the metrics directory {} (its owner, pid {owner}, is gone)",
+                entry.path().display()
+            ),
+            Err(e) => tracing::debug!("cannot remove {}: {e}", entry.path().display()),
+        }
     }
 }
 
@@ -247,6 +288,19 @@ impl Metrics {
     /// The shared directory.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Removes the directory if it is this process's own default one
+    /// (`process-PID`, no Einhorn, no directory named): called when the
+    /// server stops for good, not when it restarts in place.
+    pub(crate) fn remove_own_default_dir(&self) {
+        let uid = nix::unistd::geteuid();
+        let base = std::env::temp_dir().join(format!("baseplate-metrics-{uid}"));
+        if self.dir == own_default(&base) {
+            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+                tracing::debug!("cannot remove {}: {e}", self.dir.display());
+            }
+        }
     }
 
     /// The slots of `metric` with these label values, added to the file the

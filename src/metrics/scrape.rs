@@ -161,6 +161,26 @@ pub(crate) fn scrape(dir: &Path) -> io::Result<Scrape> {
     Ok(scrape)
 }
 
+/// Whether a live worker holds its file in `dir` (its lock is taken).
+pub(crate) fn has_live_worker(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let is_worker = name
+            .to_str()
+            .is_some_and(|n| n.starts_with(WORKER_PREFIX) && n.ends_with(".db"));
+        is_worker
+            && open_regular(&entry.path()).is_ok_and(|file| {
+                matches!(
+                    Flock::lock(file, FlockArg::LockSharedNonblock),
+                    Err((_, Errno::EWOULDBLOCK))
+                )
+            })
+    })
+}
+
 /// The directory's `lock` file, created if missing, held exclusively.
 fn open_lock(dir: &Path) -> io::Result<Flock<File>> {
     let path = dir.join(LOCK);

@@ -10,14 +10,16 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawF
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::unbounded_channel;
 
-use crate::error::Error;
+use crate::error::{io_reason, Error};
+use crate::server::lifecycle::ReloadTrigger;
 
 /// The variable naming the listening socket passed across a reload.
 pub(crate) const LISTEN_FD_VAR: &str = "BASEPLATE_LISTEN_FD";
@@ -26,13 +28,18 @@ pub(crate) const LISTEN_FD_VAR: &str = "BASEPLATE_LISTEN_FD";
 /// write files in several steps).
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
-/// The file watcher and what a reload re-runs.
+/// How long the new build's `--check` may take before a restart.
+const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a start that fails with ETXTBSY (the file is still being
+/// written) is retried.
+const BUSY_RETRY_FOR: Duration = Duration::from_secs(1);
+
+/// The file watcher.
 pub(crate) struct Reloader {
     _debouncer: Debouncer<RecommendedWatcher>,
     /// Changed paths, as they settle.
-    pub changes: Option<UnboundedReceiver<PathBuf>>,
-    exe: PathBuf,
-    args: Vec<OsString>,
+    changes: ReloadTrigger,
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -46,8 +53,8 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 impl Reloader {
-    /// Starts watching `config`, the running executable and `extra` paths.
-    /// `args` are the arguments to run again (program name first).
+    /// Starts watching `config`, the running executable and `extra` paths;
+    /// `args` are this run's (program name first), which a reload runs again.
     pub(crate) fn start(
         config: &Path,
         extra: &[PathBuf],
@@ -65,7 +72,7 @@ impl Reloader {
                 files.push(path);
             }
         }
-        let (tx, rx) = unbounded_channel();
+        let (tx, mut changed_rx) = unbounded_channel::<PathBuf>();
         let (watched_files, watched_dirs) = (files.clone(), dirs.clone());
         let mut seen: HashMap<PathBuf, Fingerprint> = HashMap::new();
         for file in &files {
@@ -113,46 +120,121 @@ impl Reloader {
                     Error::new(format!("--reload: cannot watch {}: {e}", dir.display()))
                 })?;
         }
+        // A change reloads only once the build as it is now has shown that
+        // it starts with the config as it is now: a broken build or config
+        // leaves the running one serving, and the next change tries again.
+        let (checked_tx, rx) = unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(path) = changed_rx.recv().await {
+                let checked = match running_exe() {
+                    Ok(exe) => preflight(&exe, &args).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                match checked {
+                    Ok(()) => {
+                        if checked_tx.send(path).is_err() {
+                            return;
+                        }
+                    }
+                    Err(why) => tracing::error!(
+                        "not reloading ({} changed): {why}; serving on until the next change",
+                        path.display()
+                    ),
+                }
+            }
+        });
         Ok(Reloader {
             _debouncer: debouncer,
-            changes: Some(rx),
-            exe,
-            args,
+            changes: Arc::new(tokio::sync::Mutex::new(rx)),
         })
     }
 
-    /// Replaces this process with a fresh run of the same executable and
-    /// arguments, `listener` passed across. Returns only if exec failed,
-    /// handing the socket back.
-    pub(crate) fn exec(&self, listener: OwnedFd) -> (OwnedFd, Error) {
-        exec_with_listener(&self.exe, &self.args, listener)
+    /// The changes, for a run to wait on.
+    pub(crate) fn changes(&self) -> ReloadTrigger {
+        Arc::clone(&self.changes)
     }
 
-    /// After a failed start: keeps the socket open (clients queue), waits
-    /// for the next change and tries again; returns on SIGTERM/SIGINT.
-    pub(crate) async fn wait_and_retry(mut self, mut listener: OwnedFd) -> Result<(), Error> {
+    /// While no run serves (its start failed): waits, the port open, for
+    /// the next change (`Some`) or for SIGTERM or SIGINT (`None`).
+    pub(crate) async fn next_change(&self) -> Result<Option<PathBuf>, Error> {
         use tokio::signal::unix::{signal, SignalKind};
-        let Some(mut changes) = self.changes.take() else {
-            return Ok(());
-        };
         let signal_error = |e: std::io::Error| Error::io("cannot install signal handlers", &e);
         let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
         let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
-        loop {
-            eprintln!("baseplate-serve: not serving; waiting for a change to reload (the port stays open)");
-            let changed = tokio::select! {
-                path = changes.recv() => path,
-                _ = term.recv() => None,
-                _ = int.recv() => None,
-            };
-            let Some(path) = changed else {
-                return Ok(());
-            };
-            eprintln!("baseplate-serve: Reloading, {} changed", path.display());
-            let (back, error) = self.exec(listener);
-            listener = back;
-            eprintln!("error: {error}");
+        eprintln!(
+            "baseplate-serve: not serving; waiting for a change to reload (the port stays open)"
+        );
+        let mut changes = self.changes.lock().await;
+        Ok(tokio::select! {
+            path = changes.recv() => path,
+            _ = term.recv() => None,
+            _ = int.recv() => None,
+        })
+    }
+}
+
+/// Runs `exe --check ARGS` (the arguments of this run, program name first)
+/// and waits for it, at most [`PREFLIGHT_TIMEOUT`]: whether the new build
+/// starts at all (a file still being written, not executable, a truncated
+/// ELF) and accepts the config, before this process is replaced by it.
+/// `Err` says why not, in one line.
+pub(crate) async fn preflight(exe: &Path, args: &[OsString]) -> Result<(), String> {
+    let started = tokio::time::Instant::now();
+    let child = loop {
+        let spawned = tokio::process::Command::new(exe)
+            .arg("--check")
+            .args(args.iter().skip(1))
+            .env_remove(LISTEN_FD_VAR)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn();
+        match spawned {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && started.elapsed() < BUSY_RETRY_FOR =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(format!("cannot run {}: {}", exe.display(), io_reason(&e))),
+            Ok(child) => break child,
         }
+    };
+    let output = tokio::time::timeout(PREFLIGHT_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| {
+            format!(
+                "{} --check did not finish within {PREFLIGHT_TIMEOUT:?}",
+                exe.display()
+            )
+        })?
+        .map_err(|e| format!("cannot run {}: {}", exe.display(), io_reason(&e)))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&output.stderr);
+    let last = said
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let last: String = last.chars().take(300).collect();
+    Err(format!(
+        "{} --check failed ({}){}{last}",
+        exe.display(),
+        describe(output.status),
+        if last.is_empty() { "" } else { ": " }
+    ))
+}
+
+/// An exit status in words.
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        _ => "no exit status".into(),
     }
 }
 
@@ -200,24 +282,29 @@ fn restore_hangup(previous: Option<nix::sys::signal::SigAction>) {
     }
 }
 
-/// SIGHUP without `--reload`: runs this executable again with the same
-/// arguments in this process, `listener` passed across. Returns only on
-/// failure.
-pub(crate) fn restart_in_place(args: &[OsString], listener: OwnedFd) -> Error {
-    match std::env::current_exe() {
-        Ok(exe) => exec_with_listener(&current_path(exe), args, listener).1,
-        Err(e) => Error::io("cannot find the running executable to restart", &e),
-    }
+/// Replaces this process with a fresh run of the executable at `exe`
+/// with `args` (program name first), `listener` passed across. Returns
+/// only if exec failed, handing the socket back.
+pub(crate) fn restart_in_place(
+    exe: &Path,
+    args: &[OsString],
+    listener: OwnedFd,
+) -> (OwnedFd, Error) {
+    exec_with_listener(exe, args, listener)
 }
 
 /// The running executable's path as it is now. After a build replaced the
 /// file by rename, Linux names the running (unlinked) inode `PATH
 /// (deleted)`; the new build is at PATH, and that is what a restart runs.
-fn current_path(exe: PathBuf) -> PathBuf {
-    match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
-        Some(now) if !exe.exists() => PathBuf::from(now),
-        _ => exe,
-    }
+pub(crate) fn running_exe() -> Result<PathBuf, Error> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::io("cannot find the running executable to restart", &e))?;
+    Ok(
+        match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+            Some(now) if !exe.exists() => PathBuf::from(now),
+            _ => exe,
+        },
+    )
 }
 
 /// What identifies a version of a file: inode, size and times.

@@ -4,14 +4,13 @@
 
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc::UnboundedReceiver;
+use crate::server::lifecycle::ReloadTrigger;
 use tower::Layer;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::app::{HttpApp, HttpService, ThriftApp};
 use crate::cli::Args;
@@ -263,56 +262,65 @@ impl Serve {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         let argv: Vec<OsString> = std::env::args_os().collect();
-        let shutdown: ShutdownFuture = Box::pin(shutdown);
-        if !args.reload {
-            // The socket of a run that SIGHUP restarted, if this is one.
-            let mut handover = Handover {
-                changes: None,
-                inherited: reload::inherited_listener(),
-                shutdown: Some(shutdown),
-            };
-            return match self.serve_once(&args, &mut handover).await? {
-                Outcome::Stopped => Ok(Served::Stopped),
-                Outcome::Interrupted => Ok(Served::Interrupted),
-                // SIGHUP: drained; the same process runs again on the same socket.
-                Outcome::Reload(listener) => {
-                    let fd = listener.into_fd().map_err(|e| {
-                        Error::io("cannot keep the listening socket for the restart", &e)
-                    })?;
-                    Err(reload::restart_in_place(&argv, fd))
-                }
-            };
-        }
-        let mut reloader = Reloader::start(&args.config_file, &args.reload_watch, argv)?;
-        let mut handover = Handover {
-            changes: reloader.changes.take(),
-            inherited: reload::inherited_listener(),
-            shutdown: Some(shutdown),
+        let reloader = match args.reload {
+            true => Some(Reloader::start(
+                &args.config_file,
+                &args.reload_watch,
+                argv.clone(),
+            )?),
+            false => None,
         };
-        let outcome = self.serve_once(&args, &mut handover).await;
-        reloader.changes = handover.changes.take();
-        match outcome {
-            Ok(Outcome::Stopped) => Ok(Served::Stopped),
-            Ok(Outcome::Interrupted) => Ok(Served::Interrupted),
-            Ok(Outcome::Reload(listener)) => {
-                let fd = listener
-                    .into_fd()
-                    .map_err(|e| Error::io("--reload: cannot keep the socket", &e))?;
-                let (fd, error) = reloader.exec(fd);
-                eprintln!("error: {error}");
-                reloader.wait_and_retry(fd).await.map(|()| Served::Stopped)
-            }
-            // A reloaded run that cannot start keeps the port open and waits
-            // for the next change, instead of leaving it dead.
-            Err(e) => match handover.inherited.take() {
-                Some(fd) => {
-                    for line in e.lines() {
-                        eprintln!("error: {line}");
+        let mut handover = Handover {
+            changes: reloader.as_ref().map(Reloader::changes),
+            // The socket of a run that restarted into this one, if any.
+            inherited: reload::inherited_listener(),
+            shutdown: Some(Box::pin(shutdown)),
+        };
+        loop {
+            let fd = match self.serve_once(&args, &mut handover).await {
+                Ok(Outcome::Stopped) => return Ok(Served::Stopped),
+                Ok(Outcome::Interrupted) => return Ok(Served::Interrupted),
+                // SIGHUP or a change: drained, the socket kept.
+                Ok(Outcome::Reload(listener)) => listener.into_fd().map_err(|e| {
+                    Error::io("cannot keep the listening socket for the restart", &e)
+                })?,
+                // A reloaded run that cannot start keeps the port open and
+                // waits for the next change, instead of leaving it dead.
+                Err(e) => match (&reloader, handover.inherited.take()) {
+                    (Some(reloader), Some(fd)) => {
+                        for line in e.lines() {
+                            eprintln!("error: {line}");
+                        }
+                        if reloader.next_change().await?.is_none() {
+                            return Ok(Served::Stopped);
+                        }
+                        fd
                     }
-                    reloader.wait_and_retry(fd).await.map(|()| Served::Stopped)
+                    _ => return Err(e),
+                },
+            };
+            // The same arguments, the executable as it is now, once it has
+            // shown that it starts; if it cannot, this process serves on.
+            let exe = reload::running_exe()?;
+            let retry = if args.reload {
+                "the next change"
+            } else {
+                "the next SIGHUP"
+            };
+            let fd = match reload::preflight(&exe, &argv).await {
+                Ok(()) => {
+                    let (fd, e) = reload::restart_in_place(&exe, &argv, fd);
+                    error!("{e}; serving on with the running build until {retry}");
+                    fd
                 }
-                None => Err(e),
-            },
+                Err(why) => {
+                    error!(
+                        "not restarting: {why}; serving on with the running build until {retry}"
+                    );
+                    fd
+                }
+            };
+            handover.inherited = Some(fd);
         }
     }
 
@@ -493,7 +501,7 @@ impl Serve {
         let tracker = Tracker::new(metrics.clone());
         let triggers = Triggers {
             signals,
-            reload: handover.changes.take(),
+            reload: handover.changes.clone(),
             shutdown: handover
                 .shutdown
                 .take()
@@ -693,7 +701,7 @@ pub enum Served {
 /// socket the previous run left open, and the embedding program's shutdown.
 #[derive(Default)]
 struct Handover {
-    changes: Option<UnboundedReceiver<PathBuf>>,
+    changes: Option<ReloadTrigger>,
     inherited: Option<OwnedFd>,
     shutdown: Option<ShutdownFuture>,
 }

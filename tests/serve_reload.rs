@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
@@ -113,32 +112,117 @@ fn reloads_on_config_and_executable_changes_without_failing_a_request() {
     assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
 }
 
+/// A change reloads only once the build as it is now has passed
+/// `--check` with the config as it is now (#23 item 6): a broken config
+/// leaves the running server serving its last good config, with one
+/// line, until the file is fixed.
 #[test]
-fn a_broken_config_keeps_the_port_open_until_it_is_fixed() {
+fn a_broken_config_leaves_the_server_serving_until_it_is_fixed() {
     let dir = TempDir::new();
     let (mut server, _exe, config) = start_reloading(&dir);
     let addr = server.addr();
+    let pid = health_pid(&server);
     std::fs::write(&config, format!("{CONFIG}this line is broken\n")).unwrap();
-    let error = server.wait_for("error: ");
+    let line = server.wait_for("not reloading (");
     assert!(
-        error.contains("app.ini:8: expected `key = value`"),
-        "{error}"
+        line.contains("--check failed (exit status 1)")
+            && line.contains("app.ini:8: expected `key = value`")
+            && line.contains("serving on until the next change"),
+        "{line}"
     );
-    server.wait_for("waiting for a change to reload (the port stays open)");
+    let settings: serde_json::Value = serde_json::from_str(&get(addr, "/config").text()).unwrap();
+    assert_eq!(
+        settings["greeting"], "one",
+        "the last good config serves on"
+    );
 
-    // Not refused: the connection waits in the backlog.
-    let mut queued = TcpStream::connect(addr).expect("the port stays open");
-    queued.set_read_timeout(Some(WAIT)).unwrap();
-    queued
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(&config, CONFIG.replace("greeting = one", "greeting = two")).unwrap();
     server.wait_for("Listening on");
-    let mut reply = String::new();
-    queued.read_to_string(&mut reply).unwrap();
-    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    let settings: serde_json::Value = serde_json::from_str(&get(addr, "/config").text()).unwrap();
+    assert_eq!(settings["greeting"], "two");
+    assert_eq!(health_pid(&server), pid, "the same process");
+}
+
+/// The first 64 KiB of the real binary: an ELF that execve accepts and
+/// that dies at once.
+fn truncated_binary() -> Vec<u8> {
+    let mut bytes = std::fs::read(binary()).unwrap();
+    bytes.truncate(64 * 1024);
+    bytes
+}
+
+/// A build that cannot start, put where the executable was (#23 item 6):
+/// a file without the execute bit, then a truncated ELF. Each is refused
+/// with one line before the server drains, the server serves on (same
+/// pid, port open), and the next good build reloads. Before, the exec
+/// failed after the drain and the process exited with the port closed.
+#[test]
+fn a_build_that_cannot_start_leaves_the_reloading_server_serving() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let (mut server, exe, _config) = start_reloading(&dir);
+    let addr = server.addr();
+    let pid = health_pid(&server);
+
+    let aside = exe.with_extension("new");
+    std::fs::write(&aside, std::fs::read(binary()).unwrap()).unwrap();
+    std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::rename(&aside, &exe).unwrap();
+    let line = server.wait_for("not reloading (");
+    assert!(
+        line.contains("cannot run") && line.contains("ermission denied"),
+        "{line}"
+    );
     assert_eq!(get(addr, "/").status, 200);
+
+    replace(&exe, &truncated_binary());
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let line = server.wait_for("not reloading (");
+    assert!(
+        line.contains("--check failed (killed by signal") || line.contains("cannot run"),
+        "{line}"
+    );
+    assert_eq!(get(addr, "/").status, 200);
+    assert_eq!(health_pid(&server), pid);
+
+    replace(&exe, &std::fs::read(binary()).unwrap());
+    server.wait_for("Reloading, ");
+    server.wait_for("Listening on");
+    assert_eq!(get(addr, "/").status, 200);
+    assert_eq!(health_pid(&server), pid, "the same process");
+}
+
+/// SIGHUP with a truncated build in place: the restart drains, finds that
+/// the build cannot start, says so in one line and serves again in the
+/// same process, on the same socket (#23 item 6).
+#[test]
+fn sighup_with_a_build_that_cannot_start_serves_on() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let exe = dir.path().join("baseplate-serve");
+    std::fs::copy(binary(), &exe).unwrap();
+    let config = dir.write("app.ini", CONFIG);
+    let mut command = Command::new(&exe);
+    command.args(["--bind", "127.0.0.1:0"]).arg(&config);
+    let mut server = Server::spawn(command, TempDir::new());
+    server.addr = Some(server.wait_listening());
+    let pid = health_pid(&server);
+
+    replace(&exe, &truncated_binary());
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    server.signal(Signal::SIGHUP);
+    let line = server.wait_for("not restarting: ");
+    assert!(line.contains("until the next SIGHUP"), "{line}");
+    server.wait_for("Listening on");
+    assert_eq!(get(server.addr(), "/").status, 200);
+    assert_eq!(health_pid(&server), pid);
+
+    replace(&exe, &std::fs::read(binary()).unwrap());
+    server.signal(Signal::SIGHUP);
+    server.wait_for("Handing the listener to the new process");
+    server.wait_for("Listening on");
+    assert_eq!(get(server.addr(), "/").status, 200);
+    assert_eq!(health_pid(&server), pid, "restarted in place");
 }
 
 /// A burst of SIGHUPs (each a restart in place) never kills the server:

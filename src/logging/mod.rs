@@ -51,7 +51,15 @@ pub(crate) fn init(
     file: Option<&FileLogging>,
     user_layers: Vec<UserLayer>,
 ) -> Result<(), Error> {
-    if subscriber(debug, file, user_layers)?.try_init().is_err() {
+    // A run after a restart that could not exec serves in the same
+    // process: its subscriber is already there.
+    static INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if INSTALLED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    let installed = subscriber(debug, file, user_layers)?.try_init().is_ok();
+    INSTALLED.store(true, std::sync::atomic::Ordering::Relaxed);
+    if !installed {
         // The program installed a subscriber of its own first: it stays.
         tracing::warn!(
             "a global tracing subscriber was already installed, so baseplate's log format, \

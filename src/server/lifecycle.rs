@@ -49,12 +49,17 @@ pub(crate) enum Outcome {
 /// A future the embedding program completes to shut the server down.
 pub(crate) type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// The files that changed (`--reload`), shared with the process shell: a
+/// run waits on it, and the run after it (or the shell, between runs) goes
+/// on where it left off.
+pub(crate) type ReloadTrigger = Arc<tokio::sync::Mutex<UnboundedReceiver<PathBuf>>>;
+
 /// What may stop a run besides the signals.
 pub(crate) struct Triggers {
     /// The process's signal handlers.
     pub signals: Signals,
     /// With `--reload`: the files that changed.
-    pub reload: Option<UnboundedReceiver<PathBuf>>,
+    pub reload: Option<ReloadTrigger>,
     /// The embedding program's shutdown, a graceful one like SIGTERM.
     pub shutdown: ShutdownFuture,
 }
@@ -90,10 +95,10 @@ pub(crate) async fn run<H: ConnectionHandler>(
             }
         });
     }
-    if let Some(mut changes) = triggers.reload {
+    if let Some(changes) = triggers.reload {
         let stop = Arc::clone(&stop_tx);
         watchers.spawn(async move {
-            if let Some(path) = changes.recv().await {
+            if let Some(path) = changes.lock().await.recv().await {
                 if *stop.borrow() == Stop::Running {
                     info!("Reloading, {} changed", path.display());
                     stop.send_replace(Stop::Reload);

@@ -316,6 +316,16 @@ fn bad_trees_get_one_located_line_each() {
             "error: a.thrift:2: types nested more than 64 deep (list, set and map inside each other)",
         ),
         (
+            &[("a.thrift", "service S {\n  void f(1: i32 Self,\n    2: i32 self_)\n}\n")],
+            &["a.thrift"],
+            "error: a.thrift:3: fields `Self` and `self_` would both be `self_` in Rust, so the code `thrift --gen rs` writes would not compile; rename one (the wire uses its id)",
+        ),
+        (
+            &[("a.thrift", "struct S {\n  1: i32 fooBar\n  2: i32 foo_bar\n}\n")],
+            &["a.thrift"],
+            "error: a.thrift:3: fields `fooBar` and `foo_bar` would both be `foo_bar` in Rust, so the code `thrift --gen rs` writes would not compile; rename one (the wire uses its id)",
+        ),
+        (
             &[("a.thrift", "service S {\n  i32 ok(1: i32 type),\n  void type()\n}\n")],
             &["a.thrift"],
             "error: a.thrift:3: method `type` is a Rust keyword, which `thrift --gen rs` writes unescaped (`fn type`), so its code would not compile; rename the method",

@@ -126,8 +126,9 @@ pub(crate) struct Document {
     pub(crate) definitions: Vec<Definition>,
     /// Every named type the file uses, in order.
     pub(crate) references: Vec<Reference>,
-    /// Every field, argument and exception name, with its line.
-    pub(crate) field_names: Vec<Reference>,
+    /// The field names of each struct, union, exception, argument list and
+    /// `throws` list, with their lines.
+    pub(crate) field_lists: Vec<Vec<Reference>>,
     /// Services, in order.
     pub(crate) services: Vec<Service>,
 }
@@ -271,8 +272,8 @@ struct Parser {
     pos: usize,
     /// Named types seen so far.
     references: Vec<Reference>,
-    /// Field names seen so far.
-    field_names: Vec<Reference>,
+    /// Field lists seen so far.
+    field_lists: Vec<Vec<Reference>>,
 }
 
 impl Parser {
@@ -427,6 +428,7 @@ impl Parser {
     /// Fields up to the closing `close`.
     fn fields(&mut self, close: char) -> Result<Vec<Field>, ParseError> {
         let mut fields = Vec::new();
+        let mut names = Vec::new();
         while !self.eat_punct(close) {
             if self.peek().is_none() {
                 return self.error(format!("expected '{close}'"));
@@ -448,7 +450,7 @@ impl Parser {
             let ty = self.ty()?;
             let line = self.line();
             let name = self.ident("a field name")?;
-            self.field_names.push(Reference {
+            names.push(Reference {
                 name: name.clone(),
                 line,
             });
@@ -464,6 +466,7 @@ impl Parser {
                 name,
             });
         }
+        self.field_lists.push(names);
         Ok(fields)
     }
 
@@ -606,7 +609,7 @@ impl Parser {
             self.skip_separator();
         }
         document.references = std::mem::take(&mut self.references);
-        document.field_names = std::mem::take(&mut self.field_names);
+        document.field_lists = std::mem::take(&mut self.field_lists);
         Ok(document)
     }
 }
@@ -617,7 +620,7 @@ pub(crate) fn parse(source: &str) -> Result<Document, ParseError> {
         tokens: tokenize(source)?,
         pos: 0,
         references: Vec::new(),
-        field_names: Vec::new(),
+        field_lists: Vec::new(),
     }
     .document()
 }

@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::idl::{self, Document, Kind, Service};
-use super::names::{is_keyword, snake, UNESCAPED_FIELD_KEYWORDS};
+use super::names::{field_name, is_keyword, snake, UNESCAPED_FIELD_KEYWORDS};
 
 /// The largest IDL file read, and the most files in a tree: far beyond any
 /// real service, small enough that a hostile tree cannot exhaust memory.
@@ -206,7 +206,25 @@ impl Tree {
                 ));
             }
         }
-        for field in &document.field_names {
+        for list in &document.field_lists {
+            let mut rust_names: HashMap<String, &str> = HashMap::new();
+            for field in list {
+                let rust = field_name(&field.name);
+                if let Some(first) = rust_names.insert(rust.clone(), &field.name) {
+                    return Err(TreeError::at(
+                        &file.shown,
+                        field.line,
+                        format!(
+                            "fields `{first}` and `{}` would both be `{rust}` in Rust, so the code \
+                             `thrift --gen rs` writes would not compile; rename one (the wire \
+                             uses its id)",
+                            field.name
+                        ),
+                    ));
+                }
+            }
+        }
+        for field in document.field_lists.iter().flatten() {
             if UNESCAPED_FIELD_KEYWORDS.contains(&field.name.as_str()) {
                 return Err(TreeError::at(
                     &file.shown,

@@ -439,7 +439,7 @@ fn made_up_method_names_add_no_series_and_scrapes_stay_small() {
     let port = fixed_port();
     let metrics = SocketAddr::from(([127, 0, 0, 1], port));
     let files = TempDir::new();
-    let server = Server::start(
+    let mut server = Server::start(
         &format!(
             "[server:main]\nfactory = baseplate.server.thrift\n\n\
              [app:main]\nfactory = baseplate.examples.thrift:make_processor\n\
@@ -492,11 +492,8 @@ fn made_up_method_names_add_no_series_and_scrapes_stay_small() {
         ],
         "{text}"
     );
+    server.wait_for("a call named a method of 65539 bytes; the longest accepted is 256");
     let log = server.output();
-    assert!(
-        log.contains("a call named a method of 65539 bytes; the longest accepted is 256"),
-        "{log}"
-    );
     assert!(log.len() < 1000 * 400, "{} bytes of log", log.len());
     let worker_file: u64 = std::fs::read_dir(files.path())
         .unwrap()
@@ -662,14 +659,29 @@ fn files_planted_in_the_metrics_directory_are_skipped() {
         !dir.join("w-dead-4-4.db").exists(),
         "the dead worker was compacted"
     );
-    let log = server.output();
-    for (planted, why) in [
+    let lines: Vec<String> = [
         ("w-fifo-1-1.db", "not a regular file (a FIFO)"),
         ("w-dir-2-2.db", "not a regular file (a directory)"),
         ("w-link-3-3.db", "a symlink"),
-    ] {
-        let line = format!("{}: skipped: {why}", dir.join(planted).display());
-        assert_eq!(log.matches(&line).count(), 1, "{line} once in:\n{log}");
+    ]
+    .iter()
+    .map(|(planted, why)| format!("{}: skipped: {why}", dir.join(planted).display()))
+    .collect();
+    // The server logs before it answers, but the lines reach this test
+    // on their own threads (in any order): wait for all, then count.
+    let started = std::time::Instant::now();
+    while !lines.iter().all(|l| server.output().contains(l.as_str())) {
+        assert!(started.elapsed() < WAIT, "{}", server.output());
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = scrape(metrics);
+    let log = server.output();
+    for line in &lines {
+        assert_eq!(
+            log.matches(line.as_str()).count(),
+            1,
+            "{line} once in:\n{log}"
+        );
     }
     server.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(server.wait_exit(WAIT).success());

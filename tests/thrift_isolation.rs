@@ -453,12 +453,6 @@ fn a_connection_whose_calls_keep_timing_out_cannot_take_the_handler_threads() {
         "{}",
         &log[..log.len().min(4000)]
     );
-    assert_eq!(
-        log.matches("sleeping for 60000 ms").count(),
-        8,
-        "{}",
-        &log[..log.len().min(4000)]
-    );
     let _ = server.wait_for("sleep timed out after 1 ms (Deadline-Budget)");
 }
 
@@ -493,19 +487,7 @@ fn a_queued_call_whose_caller_is_gone_never_starts() {
     let mut next = crate_client(addr, Dialect::FramedBinary);
     next.sleep(8).unwrap();
     server.wait_for("sleeping for 8 ms");
-    // Every handler that started logged it before the flood's last reply.
-    let started = std::time::Instant::now();
-    while server.output().matches("sleeping for 60000 ms").count() < 8 {
-        assert!(started.elapsed() < WAIT, "{}", server.output());
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let log = server.output();
-    assert_eq!(
-        log.matches("sleeping for 60000 ms").count(),
-        8,
-        "{}",
-        &log[..log.len().min(4000)]
-    );
     assert!(
         !log.contains("sleeping for 7 ms"),
         "a timed-out queued call ran:\n{log}"

@@ -32,6 +32,7 @@ TSERVER=$(bench_bin thrift_tserver)
 VOLO=benches/volo-peer/target/release/volo-peer
 THRIFTLOAD=$(bench_bin thriftload)
 MEASURE=$(bench_bin measure)
+COUNTS=$(bench_bin counts)
 SERVE=target/release/baseplate-serve
 SIM=target/release/einhorn-sim
 EINHORNSH=target/release/einhornsh
@@ -191,6 +192,51 @@ upgrade_run() {
   stop_server "$pid"
 }
 
+# counts_run SUITE SIDE REQUEST SERVER ARGS...: instructions, syscalls and
+# context switches per request (benches/counts.rs; `{port}` in an argument
+# is the server's port). Counts do not depend on the machine's load, so
+# each is taken once, not per round.
+counts_run() {
+  want "$1" || return 0
+  local suite=$1 side=$2 request=$3; shift 3
+  local out; out=$("$COUNTS" "$request" -- "$@")
+  for metric in instructions syscalls switches; do
+    echo "$suite $side $metric $(echo "$out" | awk -v m="$metric" '{for (i=1;i<NF;i++) if ($i==m) print $(i+1)}')" >> "$RESULTS"
+  done
+}
+
+if ! command -v valgrind >/dev/null 2>&1 || ! command -v strace >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq valgrind strace >/dev/null
+fi
+with_metrics fixtures/example.ini 0 > "$WORK/http-metrics-counts.ini"
+with_metrics "$WORK/thrift-async.ini" 0 > "$WORK/thrift-metrics-counts.ini"
+echo "counting instructions, syscalls and context switches per request..." >&2
+SERVE_ARGS=(--bind '127.0.0.1:{port}')
+counts_run http-hello A http-get "$SERVE" "${SERVE_ARGS[@]}" fixtures/example.ini
+counts_run http-hello B http-get "$BARE_HYPER" '127.0.0.1:{port}' 2
+counts_run http-metrics A http-get "$SERVE" "${SERVE_ARGS[@]}" "$WORK/http-metrics-counts.ini"
+counts_run http-metrics B http-get "$BARE_HYPER" '127.0.0.1:{port}' 2
+counts_run http-post1k A http-post1k "$SERVE" "${SERVE_ARGS[@]}" fixtures/example.ini
+counts_run http-post1k B http-post1k "$BARE_HYPER" '127.0.0.1:{port}' 2
+counts_run thrift-async-framed-add A thrift-framed-add "$SERVE" "${SERVE_ARGS[@]}" fixtures/thrift-async.ini
+counts_run thrift-async-framed-add B thrift-framed-add "$BARE_THRIFT" '127.0.0.1:{port}'
+counts_run thrift-async-header-add A thrift-header-add "$SERVE" "${SERVE_ARGS[@]}" fixtures/thrift-async.ini
+counts_run thrift-async-header-add B thrift-framed-add "$BARE_THRIFT" '127.0.0.1:{port}'
+counts_run thrift-async-framed-echo1k A thrift-framed-echo1k "$SERVE" "${SERVE_ARGS[@]}" fixtures/thrift-async.ini
+counts_run thrift-async-framed-echo1k B thrift-framed-echo1k "$BARE_THRIFT" '127.0.0.1:{port}'
+counts_run thrift-async-header-echo1k A thrift-header-echo1k "$SERVE" "${SERVE_ARGS[@]}" fixtures/thrift-async.ini
+counts_run thrift-async-header-echo1k B thrift-framed-echo1k "$BARE_THRIFT" '127.0.0.1:{port}'
+counts_run thrift-async-vs-volo A thrift-framed-add "$SERVE" "${SERVE_ARGS[@]}" fixtures/thrift-async.ini
+counts_run thrift-async-vs-volo B thrift-framed-add "$VOLO" '127.0.0.1:{port}'
+counts_run thrift-async-metrics A thrift-framed-add "$SERVE" "${SERVE_ARGS[@]}" "$WORK/thrift-metrics-counts.ini"
+counts_run thrift-async-metrics B thrift-framed-add "$BARE_THRIFT" '127.0.0.1:{port}'
+counts_run thrift-sync-framed-add A thrift-framed-add "$SERVE" "${SERVE_ARGS[@]}" fixtures/thrift.ini
+counts_run thrift-sync-framed-add B thrift-framed-add "$TSERVER" '127.0.0.1:{port}' 64
+counts_run thrift-sync-framed-echo1k A thrift-framed-echo1k "$SERVE" "${SERVE_ARGS[@]}" fixtures/thrift.ini
+counts_run thrift-sync-framed-echo1k B thrift-framed-echo1k "$TSERVER" '127.0.0.1:{port}' 64
+counts_run thrift-sync-header-add A thrift-header-add "$SERVE" "${SERVE_ARGS[@]}" fixtures/thrift.ini
+counts_run thrift-sync-header-add B thrift-framed-add "$TSERVER" '127.0.0.1:{port}' 64
+
 echo "running $ROUNDS rounds of ${SECONDS_PER_RUN}s per side..." >&2
 for round in $(seq "$ROUNDS"); do
   echo "round $round" >&2
@@ -242,10 +288,10 @@ TABLE="$WORK/table.md"
       return sprintf("%s (%s–%s)", med, a[1], a[n]) "|" med
     }
     END {
-      order="http-hello http-einhorn logging http-metrics http-metrics-cost http-vs-before thrift-framed thrift-header thrift-echo1k thrift-inline sync-vs-tserver sync-echo1k-vs-tserver async-framed async-header async-echo1k async-vs-volo async-echo1k-vs-volo thrift-metrics thrift-metrics-cost thrift-vs-before config-1m-keys upgrade-8"
+      order="thrift-async-framed-add thrift-async-header-add thrift-async-framed-echo1k thrift-async-header-echo1k thrift-async-vs-volo thrift-async-metrics thrift-sync-framed-add thrift-sync-framed-echo1k thrift-sync-header-add http-post1k http-hello http-einhorn logging http-metrics http-metrics-cost http-vs-before thrift-framed thrift-header thrift-echo1k thrift-inline sync-vs-tserver sync-echo1k-vs-tserver async-framed async-header async-echo1k async-vs-volo async-echo1k-vs-volo thrift-metrics thrift-metrics-cost thrift-vs-before config-1m-keys upgrade-8"
       split(order, suites, " ")
-      split("throughput p99_ms seconds", metrics, " ")
-      for (s=1; s in suites; s++) for (m=1; m<=3; m++) {
+      split("instructions syscalls switches throughput p99_ms seconds", metrics, " ")
+      for (s=1; s in suites; s++) for (m=1; m<=6; m++) {
         metric = metrics[m]
         key=suites[s]" "metric
         if (!(key in keys)) continue

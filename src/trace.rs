@@ -10,7 +10,13 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
+
+// Header names made once: a lookup by `&str` parses and hashes the name
+// on every request.
+const X_TRACE: HeaderName = HeaderName::from_static("x-trace");
+const X_PARENT: HeaderName = HeaderName::from_static("x-parent");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The trace id of one request; it is in the request's extensions and on
 /// every log line written while handling it.
@@ -30,14 +36,14 @@ impl TraceId {
     /// is present and well formed; otherwise a new random one.
     pub fn from_headers(headers: &HeaderMap) -> TraceId {
         let x_trace = headers
-            .get("x-trace")
+            .get(X_TRACE)
             .and_then(|v| v.to_str().ok())
             .filter(|v| is_valid_id(v));
         if let Some(id) = x_trace {
             return TraceId::given(id);
         }
         headers
-            .get("traceparent")
+            .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(traceparent_id)
             .map(TraceId::given)
@@ -139,17 +145,17 @@ pub fn current() -> Option<TraceId> {
 /// when the trace id comes from `X-Trace`, else the parent-id field of a
 /// `traceparent`. Only well-formed ids are taken.
 pub fn parent_id_from_headers(headers: &HeaderMap) -> Option<String> {
-    let valid = |name: &str| {
+    let valid = |name: HeaderName| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .filter(|v| is_valid_id(v))
     };
-    if valid("x-trace").is_some() {
-        return valid("x-parent").map(str::to_string);
+    if valid(X_TRACE).is_some() {
+        return valid(X_PARENT).map(str::to_string);
     }
     headers
-        .get("traceparent")
+        .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(traceparent)
         .map(|(_, parent)| parent.to_string())

@@ -303,7 +303,6 @@ async fn dispatch(
         RequestInfo::Http(request.method().clone(), request.uri().clone()),
         trace_id.clone(),
     );
-    request.extensions_mut().insert(connection.peer().clone());
     request.extensions_mut().insert(trace_id.clone());
     if let Some(recording) = &recording {
         request.extensions_mut().insert(recording.endpoint());

@@ -21,7 +21,11 @@ use volo_thrift::{MaybeException, ServerError};
 struct Handlers;
 
 impl Example for Handlers {
-    async fn is_healthy(&self) -> Result<bool, ServerError> {
+    /// `BaseplateServiceV2.is_healthy`, which the example service extends.
+    async fn is_healthy(
+        &self,
+        _request: gen::volo_gen::baseplate::IsHealthyRequest,
+    ) -> Result<bool, ServerError> {
         Ok(true)
     }
 

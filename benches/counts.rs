@@ -1,0 +1,428 @@
+//! Counts per request that do not depend on the machine's load: CPU
+//! instructions (callgrind), syscalls (`strace -c`) and context switches
+//! (`/proc/PID/task/*/status`), for one server and one kept-alive
+//! connection sending the same request again and again.
+//!
+//! Instructions and syscalls come from two runs of the server, with
+//! `SHORT` and `LONG` requests after the same warm-up: the difference over
+//! `LONG - SHORT` requests, so startup and shutdown cancel. Context switches
+//! are read before and after `LONG` requests in one plain run.
+//!
+//! ```text
+//! counts [--counts instructions,syscalls,switches] REQUEST -- SERVER ARGS...
+//! ```
+//!
+//! `REQUEST` is `http-get` (`GET /`), `http-post1k` (`POST /echo`, 1 KiB),
+//! or `thrift-MODE-METHOD` with MODE `framed` or `header` and METHOD `add`
+//! or `echo1k`. The server listens on the port in `$PORT`, which the
+//! command line names (`{port}` in an argument is replaced by it). Prints
+//! one line: `instructions N syscalls N switches N` (per request, `-` for
+//! a count not asked for).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use thrift::protocol::{
+    TBinaryOutputProtocol, TFieldIdentifier, TMessageIdentifier, TMessageType, TOutputProtocol,
+    TStructIdentifier, TType,
+};
+
+/// Requests before counting starts (connections, caches, lazily made
+/// series).
+const WARM_UP: usize = 50;
+const SHORT: usize = 100;
+const LONG: usize = 1600;
+
+/// How long a server (under valgrind, slowly) may take to listen.
+const START_LIMIT: Duration = Duration::from_secs(180);
+
+/// One request on the wire and how to read its reply.
+#[derive(Clone)]
+enum Request {
+    Http(Vec<u8>),
+    /// A framed message (THeader or not): a 4-byte length, then the frame.
+    Framed(Vec<u8>),
+}
+
+fn request(kind: &str) -> Result<Request, String> {
+    Ok(match kind {
+        "http-get" => Request::Http(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n".to_vec()),
+        "http-post1k" => {
+            let mut r =
+                b"POST /echo HTTP/1.1\r\nHost: bench\r\nContent-Length: 1024\r\n\r\n".to_vec();
+            r.resize(r.len() + 1024, b'x');
+            Request::Http(r)
+        }
+        other => {
+            let rest = other
+                .strip_prefix("thrift-")
+                .ok_or_else(|| format!("unknown request {other:?}"))?;
+            let (mode, method) = rest
+                .split_once('-')
+                .ok_or_else(|| format!("unknown request {other:?}"))?;
+            let header = match mode {
+                "framed" => false,
+                "header" => true,
+                _ => return Err(format!("unknown Thrift mode {mode:?}")),
+            };
+            Request::Framed(thrift_call(header, method)?)
+        }
+    })
+}
+
+/// A framed call of the example service: `add(1, 2)` or `echo` of 1 KiB.
+fn thrift_call(header: bool, method: &str) -> Result<Vec<u8>, String> {
+    let mut payload = Vec::new();
+    {
+        let mut out = TBinaryOutputProtocol::new(&mut payload, true);
+        let name = match method {
+            "add" => "add",
+            "echo1k" => "echo",
+            other => return Err(format!("unknown method {other:?}")),
+        };
+        let write = |out: &mut TBinaryOutputProtocol<&mut Vec<u8>>| -> thrift::Result<()> {
+            out.write_message_begin(&TMessageIdentifier::new(name, TMessageType::Call, 1))?;
+            out.write_struct_begin(&TStructIdentifier::new("args"))?;
+            if name == "add" {
+                for id in [1, 2] {
+                    out.write_field_begin(&TFieldIdentifier::new("n", TType::I32, id))?;
+                    out.write_i32(i32::from(id))?;
+                    out.write_field_end()?;
+                }
+            } else {
+                out.write_field_begin(&TFieldIdentifier::new("message", TType::String, 1))?;
+                out.write_string(&"x".repeat(1024))?;
+                out.write_field_end()?;
+            }
+            out.write_field_stop()?;
+            out.write_struct_end()?;
+            out.write_message_end()
+        };
+        write(&mut out).map_err(|e| e.to_string())?;
+    }
+    let body = if header {
+        // Binary protocol, no transforms, no info headers.
+        let mut frame = vec![0x0F, 0xFF, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0];
+        frame.extend_from_slice(&payload);
+        frame
+    } else {
+        payload
+    };
+    let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&body);
+    Ok(framed)
+}
+
+/// A kept-alive connection sending one request at a time.
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    request: Request,
+}
+
+impl Client {
+    fn connect(port: u16, request: Request, limit: Duration) -> Result<Client, String> {
+        let started = Instant::now();
+        let stream = loop {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(stream) => break stream,
+                Err(_) if started.elapsed() < limit => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => return Err(format!("cannot connect to port {port}: {e}")),
+            }
+        };
+        stream.set_nodelay(true).ok();
+        stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
+        Ok(Client {
+            reader: BufReader::new(stream.try_clone().map_err(|e| e.to_string())?),
+            writer: stream,
+            request,
+        })
+    }
+
+    fn call(&mut self, n: usize) -> Result<(), String> {
+        for _ in 0..n {
+            self.once().map_err(|e| format!("request failed: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn once(&mut self) -> std::io::Result<()> {
+        match &self.request {
+            Request::Http(bytes) => {
+                self.writer.write_all(bytes)?;
+                let mut length = None;
+                let mut status = String::new();
+                self.reader.read_line(&mut status)?;
+                if !status.starts_with("HTTP/1.1 200") {
+                    return Err(std::io::Error::other(format!("got {status:?}")));
+                }
+                loop {
+                    let mut line = String::new();
+                    self.reader.read_line(&mut line)?;
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse::<usize>().ok();
+                        }
+                    }
+                }
+                let mut body = vec![0; length.unwrap_or(0)];
+                self.reader.read_exact(&mut body)
+            }
+            Request::Framed(bytes) => {
+                self.writer.write_all(bytes)?;
+                let mut len = [0u8; 4];
+                self.reader.read_exact(&mut len)?;
+                let mut reply = vec![0; u32::from_be_bytes(len) as usize];
+                self.reader.read_exact(&mut reply)?;
+                // An exception reply (message type 3) is a broken suite.
+                let at = if reply.starts_with(&[0x0F, 0xFF]) {
+                    let words = u16::from_be_bytes([reply[8], reply[9]]) as usize;
+                    10 + words * 4
+                } else {
+                    0
+                };
+                match reply.get(at + 3) {
+                    Some(2) => Ok(()),
+                    other => Err(std::io::Error::other(format!(
+                        "not a reply (message type {other:?})"
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// A free port (bound, then let go: the server binds it next).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts `server` (with `{port}` replaced) under `wrapper`.
+fn start(wrapper: &[String], server: &[String], port: u16) -> Result<Child, String> {
+    let mut command: Vec<String> = wrapper.to_vec();
+    command.extend(
+        server
+            .iter()
+            .map(|a| a.replace("{port}", &port.to_string())),
+    );
+    Command::new(&command[0])
+        .args(&command[1..])
+        .env("PORT", port.to_string())
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", command[0]))
+}
+
+/// SIGTERM to the server, then waits (valgrind and strace write their
+/// files as it ends). Under strace the server is strace's child; valgrind
+/// runs it in its own process.
+fn stop(mut child: Child) -> Result<(), String> {
+    let pid = child.id();
+    let server = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()
+        .and_then(|c| c.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(pid);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    while child.try_wait().map_err(|e| e.to_string())?.is_none() {
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            return Err("the server did not stop within 120 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// One run of the server under `wrapper`: warm-up, then `n` requests.
+fn run(wrapper: &[String], server: &[String], request: &Request, n: usize) -> Result<(), String> {
+    let port = free_port();
+    let child = start(wrapper, server, port)?;
+    let result = (|| {
+        let mut client = Client::connect(port, request.clone(), START_LIMIT)?;
+        client.call(WARM_UP + n)
+    })();
+    stop(child)?;
+    result
+}
+
+/// Instructions per request: callgrind's total over two runs.
+fn instructions(dir: &Path, server: &[String], request: &Request) -> Result<f64, String> {
+    let mut totals = Vec::new();
+    for (i, n) in [SHORT, LONG].into_iter().enumerate() {
+        let out = dir.join(format!("callgrind.{i}"));
+        let wrapper = vec![
+            "valgrind".to_string(),
+            "--tool=callgrind".into(),
+            "--trace-children=no".into(),
+            format!("--callgrind-out-file={}", out.display()),
+        ];
+        run(&wrapper, server, request, n)?;
+        let text = std::fs::read_to_string(&out)
+            .map_err(|e| format!("no callgrind output {}: {e}", out.display()))?;
+        let total = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("totals:")
+                    .or_else(|| l.strip_prefix("summary:"))
+            })
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| format!("no totals in {}", out.display()))?;
+        totals.push(total);
+    }
+    Ok((totals[1] - totals[0]) / (LONG - SHORT) as f64)
+}
+
+/// Syscalls per request: `strace -f -c`'s total over two runs.
+fn syscalls(dir: &Path, server: &[String], request: &Request) -> Result<f64, String> {
+    let mut totals = Vec::new();
+    for (i, n) in [SHORT, LONG].into_iter().enumerate() {
+        let out = dir.join(format!("strace.{i}"));
+        let wrapper = vec![
+            "strace".to_string(),
+            "-f".into(),
+            "-c".into(),
+            "-o".into(),
+            out.display().to_string(),
+        ];
+        run(&wrapper, server, request, n)?;
+        let text = std::fs::read_to_string(&out)
+            .map_err(|e| format!("no strace output {}: {e}", out.display()))?;
+        // `100.00 SECONDS USECS/CALL CALLS [ERRORS] total`
+        let total = text
+            .lines()
+            .find(|l| l.trim_end().ends_with("total"))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| format!("no total in {}", out.display()))?;
+        totals.push(total);
+    }
+    Ok((totals[1] - totals[0]) / (LONG - SHORT) as f64)
+}
+
+/// Context switches of every thread of `pid`.
+fn switches_of(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+/// Context switches per request, over `LONG` requests of one plain run.
+fn switches(server: &[String], request: &Request) -> Result<f64, String> {
+    let port = free_port();
+    let child = start(&[], server, port)?;
+    let pid = child.id();
+    let result = (|| {
+        let mut client = Client::connect(port, request.clone(), START_LIMIT)?;
+        client.call(WARM_UP)?;
+        let before = switches_of(pid);
+        client.call(LONG)?;
+        Ok((switches_of(pid) - before) as f64 / LONG as f64)
+    })();
+    stop(child)?;
+    result
+}
+
+fn main() {
+    let mut args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let mut wanted = vec!["instructions", "syscalls", "switches"];
+    let owned;
+    if args.first().map(String::as_str) == Some("--counts") && args.len() > 1 {
+        owned = args[1].clone();
+        wanted = owned.split(',').collect();
+        args.drain(..2);
+    }
+    let Some(split) = args.iter().position(|a| a == "--") else {
+        eprintln!(
+            "usage: counts [--counts instructions,syscalls,switches] REQUEST -- SERVER ARGS..."
+        );
+        std::process::exit(2);
+    };
+    let (kind, server) = (&args[..split], &args[split + 1..]);
+    let (Some(kind), false) = (kind.first(), server.is_empty()) else {
+        eprintln!(
+            "usage: counts [--counts instructions,syscalls,switches] REQUEST -- SERVER ARGS..."
+        );
+        std::process::exit(2);
+    };
+    let request = match request(kind) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let temp = tempfile::tempdir().expect("a temp directory");
+    let dir: PathBuf = temp.path().to_path_buf();
+    let mut line = Vec::new();
+    for (name, count) in [
+        (
+            "instructions",
+            instructions as fn(&Path, &[String], &Request) -> Result<f64, String>,
+        ),
+        ("syscalls", syscalls),
+    ] {
+        let value = match wanted.contains(&name) {
+            true => count(&dir, server, &request).map(|v| match name {
+                "instructions" => format!("{v:.0}"),
+                _ => format!("{v:.2}"),
+            }),
+            false => Ok("-".into()),
+        };
+        match value {
+            Ok(v) => line.push(format!("{name} {v}")),
+            Err(e) => {
+                eprintln!("error: {name}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let value = match wanted.contains(&"switches") {
+        true => switches(server, &request).map(|v| format!("{v:.2}")),
+        false => Ok("-".into()),
+    };
+    match value {
+        Ok(v) => line.push(format!("switches {v}")),
+        Err(e) => {
+            eprintln!("error: switches: {e}");
+            std::process::exit(1);
+        }
+    }
+    println!("{}", line.join(" "));
+}

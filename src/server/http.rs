@@ -303,6 +303,8 @@ async fn dispatch(
         RequestInfo::Http(request.method().clone(), request.uri().clone()),
         trace_id.clone(),
     );
+    // For the access-log handler.
+    request.extensions_mut().insert(connection.peer().clone());
     request.extensions_mut().insert(trace_id.clone());
     if let Some(recording) = &recording {
         request.extensions_mut().insert(recording.endpoint());

@@ -19,6 +19,9 @@
 //! one line: `instructions N syscalls N switches N` (per request, `-` for
 //! a count not asked for).
 
+#[path = "support/frame.rs"]
+mod frame;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -103,17 +106,7 @@ fn thrift_call(header: bool, method: &str) -> Result<Vec<u8>, String> {
         };
         write(&mut out).map_err(|e| e.to_string())?;
     }
-    let body = if header {
-        // Binary protocol, no transforms, no info headers.
-        let mut frame = vec![0x0F, 0xFF, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0];
-        frame.extend_from_slice(&payload);
-        frame
-    } else {
-        payload
-    };
-    let mut framed = (body.len() as u32).to_be_bytes().to_vec();
-    framed.extend_from_slice(&body);
-    Ok(framed)
+    Ok(frame::frame(header, payload))
 }
 
 /// A kept-alive connection sending one request at a time.
@@ -267,57 +260,71 @@ fn run(wrapper: &[String], server: &[String], request: &Request, n: usize) -> Re
     result
 }
 
-/// Instructions per request: callgrind's total over two runs.
-fn instructions(dir: &Path, server: &[String], request: &Request) -> Result<f64, String> {
-    let mut totals = Vec::new();
-    for (i, n) in [SHORT, LONG].into_iter().enumerate() {
-        let out = dir.join(format!("callgrind.{i}"));
-        let wrapper = vec![
+/// A tool that runs the server and reports a total when it ends.
+struct Counter {
+    /// The wrapper's command line, given the output file.
+    wrapper: fn(&Path) -> Vec<String>,
+    /// The total in the tool's output.
+    total: fn(&str) -> Option<f64>,
+}
+
+/// Instructions: callgrind's total.
+const INSTRUCTIONS: Counter = Counter {
+    wrapper: |out| {
+        vec![
             "valgrind".to_string(),
             "--tool=callgrind".into(),
             "--trace-children=no".into(),
             format!("--callgrind-out-file={}", out.display()),
-        ];
-        run(&wrapper, server, request, n)?;
-        let text = std::fs::read_to_string(&out)
-            .map_err(|e| format!("no callgrind output {}: {e}", out.display()))?;
-        let total = text
-            .lines()
+        ]
+    },
+    total: |text| {
+        text.lines()
             .find_map(|l| {
                 l.strip_prefix("totals:")
                     .or_else(|| l.strip_prefix("summary:"))
             })
             .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .ok_or_else(|| format!("no totals in {}", out.display()))?;
-        totals.push(total);
-    }
-    Ok((totals[1] - totals[0]) / (LONG - SHORT) as f64)
-}
+            .and_then(|v| v.parse().ok())
+    },
+};
 
-/// Syscalls per request: `strace -f -c`'s total over two runs.
-fn syscalls(dir: &Path, server: &[String], request: &Request) -> Result<f64, String> {
-    let mut totals = Vec::new();
-    for (i, n) in [SHORT, LONG].into_iter().enumerate() {
-        let out = dir.join(format!("strace.{i}"));
-        let wrapper = vec![
+/// Syscalls: `strace -f -c`'s total (`100.00 SECONDS USECS/CALL CALLS
+/// [ERRORS] total`).
+const SYSCALLS: Counter = Counter {
+    wrapper: |out| {
+        vec![
             "strace".to_string(),
             "-f".into(),
             "-c".into(),
             "-o".into(),
             out.display().to_string(),
-        ];
-        run(&wrapper, server, request, n)?;
-        let text = std::fs::read_to_string(&out)
-            .map_err(|e| format!("no strace output {}: {e}", out.display()))?;
-        // `100.00 SECONDS USECS/CALL CALLS [ERRORS] total`
-        let total = text
-            .lines()
+        ]
+    },
+    total: |text| {
+        text.lines()
             .find(|l| l.trim_end().ends_with("total"))
             .and_then(|l| l.split_whitespace().nth(3))
-            .and_then(|v| v.parse::<f64>().ok())
-            .ok_or_else(|| format!("no total in {}", out.display()))?;
-        totals.push(total);
+            .and_then(|v| v.parse().ok())
+    },
+};
+
+/// `counter`'s count per request: its totals over a run of `SHORT` and one
+/// of `LONG` requests, the difference over `LONG - SHORT`.
+fn per_request(
+    counter: &Counter,
+    dir: &Path,
+    server: &[String],
+    request: &Request,
+) -> Result<f64, String> {
+    let mut totals = Vec::new();
+    for (i, n) in [SHORT, LONG].into_iter().enumerate() {
+        let out = dir.join(format!("count.{i}"));
+        run(&(counter.wrapper)(&out), server, request, n)?;
+        let text = std::fs::read_to_string(&out)
+            .map_err(|e| format!("no output in {}: {e}", out.display()))?;
+        let total = (counter.total)(&text);
+        totals.push(total.ok_or_else(|| format!("no total in {}", out.display()))?);
     }
     Ok((totals[1] - totals[0]) / (LONG - SHORT) as f64)
 }
@@ -391,15 +398,9 @@ fn main() {
     let temp = tempfile::tempdir().expect("a temp directory");
     let dir: PathBuf = temp.path().to_path_buf();
     let mut line = Vec::new();
-    for (name, count) in [
-        (
-            "instructions",
-            instructions as fn(&Path, &[String], &Request) -> Result<f64, String>,
-        ),
-        ("syscalls", syscalls),
-    ] {
+    for (name, counter) in [("instructions", INSTRUCTIONS), ("syscalls", SYSCALLS)] {
         let value = match wanted.contains(&name) {
-            true => count(&dir, server, &request).map(|v| match name {
+            true => per_request(&counter, &dir, server, &request).map(|v| match name {
                 "instructions" => format!("{v:.0}"),
                 _ => format!("{v:.2}"),
             }),

@@ -6,6 +6,9 @@
 //! cargo bench --bench thriftload -- ADDR [--connections N] [--seconds S] [--mode framed|header] [--method is_healthy|echo1k]
 //! ```
 
+#[path = "support/frame.rs"]
+mod frame;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -77,17 +80,7 @@ fn request(header: bool, echo: bool) -> Vec<u8> {
         out.write_struct_end().unwrap();
         out.write_message_end().unwrap();
     }
-    let body = if header {
-        // Binary protocol, no transforms, no info headers: 2 bytes + 2 padding.
-        let mut frame = vec![0x0F, 0xFF, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0];
-        frame.extend_from_slice(&payload);
-        frame
-    } else {
-        payload
-    };
-    let mut framed = (body.len() as u32).to_be_bytes().to_vec();
-    framed.extend_from_slice(&body);
-    framed
+    frame::frame(header, payload)
 }
 
 fn main() {

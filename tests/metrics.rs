@@ -440,13 +440,7 @@ fn made_up_method_names_add_no_series_and_scrapes_stay_small() {
     let metrics = SocketAddr::from(([127, 0, 0, 1], port));
     let files = TempDir::new();
     let mut server = Server::start(
-        &format!(
-            "[server:main]\nfactory = baseplate.server.thrift\n\n\
-             [app:main]\nfactory = baseplate.examples.thrift:make_processor\n\
-             metrics.enabled = true\nmetrics.bind = 127.0.0.1:{port}\n\
-             metrics.multiprocess_dir = {}\n",
-            files.path().display()
-        ),
+        &metrics_config_of("baseplate.server.thrift", THRIFT_APP, port, files.path()),
         &[],
     );
     let addr = server.addr();
@@ -514,13 +508,7 @@ fn a_thrift_call_whose_client_leaves_is_no_longer_active() {
     let metrics = SocketAddr::from(([127, 0, 0, 1], port));
     let files = TempDir::new();
     let mut server = Server::start(
-        &format!(
-            "[server:main]\nfactory = baseplate.server.thrift\n\n\
-             [app:main]\nfactory = baseplate.examples.thrift:make_processor\n\
-             metrics.enabled = true\nmetrics.bind = 127.0.0.1:{port}\n\
-             metrics.multiprocess_dir = {}\n",
-            files.path().display()
-        ),
+        &metrics_config_of("baseplate.server.thrift", THRIFT_APP, port, files.path()),
         &[],
     );
     let stream = TcpStream::connect(server.addr()).unwrap();
@@ -552,13 +540,22 @@ fn a_thrift_call_whose_client_leaves_is_no_longer_active() {
 
 /// The config of an HTTP server with metrics in `dir`, on `port`.
 fn metrics_config(port: u16, dir: &Path) -> String {
+    metrics_config_of("baseplate.server.wsgi", EXAMPLE_APP, port, dir)
+}
+
+/// The config of a `server` factory serving the `app` section, with
+/// metrics in `dir`, on `port`.
+fn metrics_config_of(server: &str, app: &str, port: u16, dir: &Path) -> String {
     format!(
-        "[server:main]\nfactory = baseplate.server.wsgi\n\n{EXAMPLE_APP}\
+        "[server:main]\nfactory = {server}\n\n{app}\
          metrics.enabled = true\nmetrics.bind = 127.0.0.1:{port}\n\
          metrics.multiprocess_dir = {}\n",
         dir.display()
     )
 }
+
+/// The example sync Thrift service's app section.
+const THRIFT_APP: &str = "[app:main]\nfactory = baseplate.examples.thrift:make_processor\n";
 
 /// A metrics directory others may write to, named by the config or by
 /// `PROMETHEUS_MULTIPROC_DIR`, is refused at startup as the default one is

@@ -17,14 +17,22 @@ use nix::sys::signal::Signal;
 const CONFIG: &str = "[server:main]\nfactory = baseplate.server.wsgi\nstop_timeout = 5 seconds\n\n\
                       [app:main]\nfactory = baseplate.examples.http:make_app\ngreeting = one\n";
 
-/// A copy of the binary in its own directory, so the test can replace it.
+/// A copy of the binary in its own directory, so the test can replace it,
+/// run with `--reload`.
 fn start_reloading(dir: &TempDir) -> (Server, PathBuf, PathBuf) {
+    start_copy(dir, &["--reload"])
+}
+
+/// A copy of the binary in `dir`, run with `args` and CONFIG on an
+/// ephemeral port: the server, the copy's path and the config's.
+fn start_copy(dir: &TempDir, args: &[&str]) -> (Server, PathBuf, PathBuf) {
     let exe = dir.path().join("baseplate-serve");
     std::fs::copy(binary(), &exe).unwrap();
     let config = dir.write("app.ini", CONFIG);
     let mut command = Command::new(&exe);
     command
-        .args(["--reload", "--bind", "127.0.0.1:0"])
+        .args(args)
+        .args(["--bind", "127.0.0.1:0"])
         .arg(&config);
     let mut server = Server::spawn(command, TempDir::new());
     server.addr = Some(server.wait_listening());
@@ -199,13 +207,7 @@ fn a_build_that_cannot_start_leaves_the_reloading_server_serving() {
 fn sighup_with_a_build_that_cannot_start_serves_on() {
     use std::os::unix::fs::PermissionsExt;
     let dir = TempDir::new();
-    let exe = dir.path().join("baseplate-serve");
-    std::fs::copy(binary(), &exe).unwrap();
-    let config = dir.write("app.ini", CONFIG);
-    let mut command = Command::new(&exe);
-    command.args(["--bind", "127.0.0.1:0"]).arg(&config);
-    let mut server = Server::spawn(command, TempDir::new());
-    server.addr = Some(server.wait_listening());
+    let (mut server, exe, _config) = start_copy(&dir, &[]);
     let pid = health_pid(&server);
 
     replace(&exe, &truncated_binary());
@@ -281,13 +283,7 @@ fn a_sigterm_during_a_sighup_restart_stops_the_server() {
 #[test]
 fn sighup_after_the_binary_was_replaced_runs_the_new_one() {
     let dir = TempDir::new();
-    let exe = dir.path().join("baseplate-serve");
-    std::fs::copy(binary(), &exe).unwrap();
-    let config = dir.write("app.ini", CONFIG);
-    let mut command = Command::new(&exe);
-    command.args(["--bind", "127.0.0.1:0"]).arg(&config);
-    let mut server = Server::spawn(command, TempDir::new());
-    server.addr = Some(server.wait_listening());
+    let (mut server, exe, _config) = start_copy(&dir, &[]);
     let pid = health_pid(&server);
 
     replace(&exe, &std::fs::read(binary()).unwrap());

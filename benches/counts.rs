@@ -176,11 +176,9 @@ impl Client {
                 let mut reply = vec![0; u32::from_be_bytes(len) as usize];
                 self.reader.read_exact(&mut reply)?;
                 // An exception reply (message type 3) is a broken suite.
-                let at = if reply.starts_with(&[0x0F, 0xFF]) {
-                    let words = u16::from_be_bytes([reply[8], reply[9]]) as usize;
-                    10 + words * 4
-                } else {
-                    0
+                let at = match (reply.starts_with(&[0x0F, 0xFF]), reply.get(8..10)) {
+                    (true, Some(&[hi, lo])) => 10 + u16::from_be_bytes([hi, lo]) as usize * 4,
+                    _ => 0,
                 };
                 match reply.get(at + 3) {
                     Some(2) => Ok(()),
@@ -194,11 +192,11 @@ impl Client {
 }
 
 /// A free port (bound, then let go: the server binds it next).
-fn free_port() -> u16 {
+fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .expect("a free port")
+        .map_err(|e| format!("cannot find a free port on 127.0.0.1: {e}"))
 }
 
 /// Starts `server` (with `{port}` replaced) under `wrapper`.
@@ -250,7 +248,7 @@ fn stop(mut child: Child) -> Result<(), String> {
 
 /// One run of the server under `wrapper`: warm-up, then `n` requests.
 fn run(wrapper: &[String], server: &[String], request: &Request, n: usize) -> Result<(), String> {
-    let port = free_port();
+    let port = free_port()?;
     let child = start(wrapper, server, port)?;
     let result = (|| {
         let mut client = Client::connect(port, request.clone(), START_LIMIT)?;
@@ -349,7 +347,7 @@ fn switches_of(pid: u32) -> u64 {
 
 /// Context switches per request, over `LONG` requests of one plain run.
 fn switches(server: &[String], request: &Request) -> Result<f64, String> {
-    let port = free_port();
+    let port = free_port()?;
     let child = start(&[], server, port)?;
     let pid = child.id();
     let result = (|| {
@@ -395,7 +393,13 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let temp = tempfile::tempdir().expect("a temp directory");
+    let temp = match tempfile::tempdir() {
+        Ok(temp) => temp,
+        Err(e) => {
+            eprintln!("error: cannot make a temp directory: {e}");
+            std::process::exit(1);
+        }
+    };
     let dir: PathBuf = temp.path().to_path_buf();
     let mut line = Vec::new();
     for (name, counter) in [("instructions", INSTRUCTIONS), ("syscalls", SYSCALLS)] {

@@ -15,17 +15,26 @@
 //! `REQUEST` is `http-get` (`GET /`), `http-post1k` (`POST /echo`, 1 KiB),
 //! or `thrift-MODE-METHOD` with MODE `framed` or `header` and METHOD `add`
 //! or `echo1k`. The server listens on the port in `$PORT`, which the
-//! command line names (`{port}` in an argument is replaced by it). Prints
-//! one line: `instructions N syscalls N switches N` (per request, `-` for
-//! a count not asked for).
+//! command line names (`{port}` in an argument is replaced by it).
+//!
+//! For an Einhorn master, `REQUEST` is `einhorn-ehlo` or `einhorn-state`
+//! (an einhornsh round trip on one kept-alive connection of the command
+//! socket), or `einhorn-ack` (a worker's `worker:ack`, each on a new
+//! connection that the master closes once it has read it). The master's
+//! command socket is `{socket}` on its command line.
+//!
+//! Prints one line: `instructions N syscalls N switches N` (per request,
+//! `-` for a count not asked for).
 
 #[path = "support/frame.rs"]
 mod frame;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use thrift::protocol::{
@@ -48,6 +57,19 @@ enum Request {
     Http(Vec<u8>),
     /// A framed message (THeader or not): a 4-byte length, then the frame.
     Framed(Vec<u8>),
+    /// A command-socket line, answered by one line.
+    Command(Vec<u8>),
+    /// A command-socket line on a connection of its own, which the master
+    /// closes once it has read it (a worker's ACK gets no reply).
+    Unanswered(Vec<u8>),
+}
+
+impl Request {
+    /// Whether the server is an Einhorn master, reached on its command
+    /// socket rather than a TCP port.
+    fn on_command_socket(&self) -> bool {
+        matches!(self, Request::Command(_) | Request::Unanswered(_))
+    }
 }
 
 fn request(kind: &str) -> Result<Request, String> {
@@ -58,6 +80,13 @@ fn request(kind: &str) -> Result<Request, String> {
                 b"POST /echo HTTP/1.1\r\nHost: bench\r\nContent-Length: 1024\r\n\r\n".to_vec();
             r.resize(r.len() + 1024, b'x');
             Request::Http(r)
+        }
+        "einhorn-ehlo" => Request::Command(b"---%0Acommand: ehlo%0Auser: bench%0A\n".to_vec()),
+        "einhorn-state" => Request::Command(b"{\"command\": \"state\"}\n".to_vec()),
+        // A pid no worker has: the master looks it up, logs and moves on,
+        // as for an ACK that comes twice.
+        "einhorn-ack" => {
+            Request::Unanswered(b"---%0Acommand: worker:ack%0Apid: 999999%0A\n".to_vec())
         }
         other => {
             let rest = other
@@ -109,31 +138,108 @@ fn thrift_call(header: bool, method: &str) -> Result<Vec<u8>, String> {
     Ok(frame::frame(header, payload))
 }
 
+/// Where the server under count listens.
+#[derive(Clone)]
+struct Address {
+    /// The TCP port, `{port}` on the server's command line.
+    port: u16,
+    /// The command socket, `{socket}` on an Einhorn master's command line.
+    socket: PathBuf,
+}
+
+/// One connection to the server, TCP or UNIX.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn connect(address: &Address, unix: bool) -> std::io::Result<Stream> {
+        if unix {
+            return UnixStream::connect(&address.socket).map(Stream::Unix);
+        }
+        let stream = TcpStream::connect(("127.0.0.1", address.port))?;
+        stream.set_nodelay(true).ok();
+        Ok(Stream::Tcp(stream))
+    }
+
+    fn try_clone(&self) -> std::io::Result<Stream> {
+        Ok(match self {
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+        })
+    }
+
+    fn set_read_timeout(&self, limit: Duration) {
+        let _ = match self {
+            Stream::Tcp(s) => s.set_read_timeout(Some(limit)),
+            Stream::Unix(s) => s.set_read_timeout(Some(limit)),
+        };
+    }
+
+    fn shutdown_write(&self) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(Shutdown::Write),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A kept-alive connection sending one request at a time.
 struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    reader: BufReader<Stream>,
+    writer: Stream,
     request: Request,
+    address: Address,
 }
 
 impl Client {
-    fn connect(port: u16, request: Request, limit: Duration) -> Result<Client, String> {
+    fn connect(address: &Address, request: Request, limit: Duration) -> Result<Client, String> {
         let started = Instant::now();
+        let unix = request.on_command_socket();
         let stream = loop {
-            match TcpStream::connect(("127.0.0.1", port)) {
+            match Stream::connect(address, unix) {
                 Ok(stream) => break stream,
                 Err(_) if started.elapsed() < limit => {
                     std::thread::sleep(Duration::from_millis(50))
                 }
-                Err(e) => return Err(format!("cannot connect to port {port}: {e}")),
+                Err(e) if unix => {
+                    return Err(format!(
+                        "cannot connect to {}: {e}",
+                        address.socket.display()
+                    ))
+                }
+                Err(e) => return Err(format!("cannot connect to port {}: {e}", address.port)),
             }
         };
-        stream.set_nodelay(true).ok();
-        stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
+        stream.set_read_timeout(Duration::from_secs(60));
         Ok(Client {
             reader: BufReader::new(stream.try_clone().map_err(|e| e.to_string())?),
             writer: stream,
             request,
+            address: address.clone(),
         })
     }
 
@@ -187,29 +293,57 @@ impl Client {
                     ))),
                 }
             }
+            Request::Command(bytes) => {
+                self.writer.write_all(bytes)?;
+                let mut line = String::new();
+                self.reader.read_line(&mut line)?;
+                match line.ends_with('\n') {
+                    true => Ok(()),
+                    false => Err(std::io::Error::other("the master closed the connection")),
+                }
+            }
+            Request::Unanswered(bytes) => {
+                let mut stream = Stream::connect(&self.address, true)?;
+                stream.set_read_timeout(Duration::from_secs(60));
+                stream.write_all(bytes)?;
+                stream.shutdown_write()?;
+                // The master closes the connection once it has read the line.
+                let mut rest = Vec::new();
+                stream.read_to_end(&mut rest)?;
+                Ok(())
+            }
         }
     }
 }
 
-/// A free port (bound, then let go: the server binds it next).
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
+/// A free port (bound, then let go: the server binds it next), and a
+/// command socket path not used before in `dir`.
+fn fresh_address(dir: &Path) -> Result<Address, String> {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| format!("cannot find a free port on 127.0.0.1: {e}"))
+        .map_err(|e| format!("cannot find a free port on 127.0.0.1: {e}"))?;
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    Ok(Address {
+        port,
+        socket: dir.join(format!("einhorn-{run}.sock")),
+    })
 }
 
-/// Starts `server` (with `{port}` replaced) under `wrapper`.
-fn start(wrapper: &[String], server: &[String], port: u16) -> Result<Child, String> {
+/// Starts `server` (with `{port}` and `{socket}` replaced) under `wrapper`.
+fn start(wrapper: &[String], server: &[String], address: &Address) -> Result<Child, String> {
+    let port = address.port.to_string();
+    let socket = address.socket.display().to_string();
     let mut command: Vec<String> = wrapper.to_vec();
     command.extend(
         server
             .iter()
-            .map(|a| a.replace("{port}", &port.to_string())),
+            .map(|a| a.replace("{port}", &port).replace("{socket}", &socket)),
     );
     Command::new(&command[0])
         .args(&command[1..])
-        .env("PORT", port.to_string())
+        .env("PORT", &port)
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -222,14 +356,18 @@ fn start(wrapper: &[String], server: &[String], port: u16) -> Result<Child, Stri
 }
 
 /// SIGTERM to the server, then waits (valgrind and strace write their
-/// files as it ends). Under strace the server is strace's child; valgrind
-/// runs it in its own process.
-fn stop(mut child: Child) -> Result<(), String> {
+/// files as it ends). Under strace the server is strace's first child;
+/// valgrind runs it in its own process, and a child there is the server's
+/// own (an Einhorn master's worker).
+fn stop(mut child: Child, wrapper: &[String]) -> Result<(), String> {
     let pid = child.id();
-    let server = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .ok()
-        .and_then(|c| c.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(pid);
+    let server = match wrapper.first().map(String::as_str) {
+        Some("strace") => std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .ok()
+            .and_then(|c| c.split_whitespace().next()?.parse::<u32>().ok())
+            .unwrap_or(pid),
+        _ => pid,
+    };
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(server as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -247,14 +385,20 @@ fn stop(mut child: Child) -> Result<(), String> {
 }
 
 /// One run of the server under `wrapper`: warm-up, then `n` requests.
-fn run(wrapper: &[String], server: &[String], request: &Request, n: usize) -> Result<(), String> {
-    let port = free_port()?;
-    let child = start(wrapper, server, port)?;
+fn run(
+    wrapper: &[String],
+    server: &[String],
+    dir: &Path,
+    request: &Request,
+    n: usize,
+) -> Result<(), String> {
+    let address = fresh_address(dir)?;
+    let child = start(wrapper, server, &address)?;
     let result = (|| {
-        let mut client = Client::connect(port, request.clone(), START_LIMIT)?;
+        let mut client = Client::connect(&address, request.clone(), START_LIMIT)?;
         client.call(WARM_UP + n)
     })();
-    stop(child)?;
+    stop(child, wrapper)?;
     result
 }
 
@@ -318,7 +462,7 @@ fn per_request(
     let mut totals = Vec::new();
     for (i, n) in [SHORT, LONG].into_iter().enumerate() {
         let out = dir.join(format!("count.{i}"));
-        run(&(counter.wrapper)(&out), server, request, n)?;
+        run(&(counter.wrapper)(&out), server, dir, request, n)?;
         let text = std::fs::read_to_string(&out)
             .map_err(|e| format!("no output in {}: {e}", out.display()))?;
         let total = (counter.total)(&text);
@@ -346,18 +490,18 @@ fn switches_of(pid: u32) -> u64 {
 }
 
 /// Context switches per request, over `LONG` requests of one plain run.
-fn switches(server: &[String], request: &Request) -> Result<f64, String> {
-    let port = free_port()?;
-    let child = start(&[], server, port)?;
+fn switches(server: &[String], dir: &Path, request: &Request) -> Result<f64, String> {
+    let address = fresh_address(dir)?;
+    let child = start(&[], server, &address)?;
     let pid = child.id();
     let result = (|| {
-        let mut client = Client::connect(port, request.clone(), START_LIMIT)?;
+        let mut client = Client::connect(&address, request.clone(), START_LIMIT)?;
         client.call(WARM_UP)?;
         let before = switches_of(pid);
         client.call(LONG)?;
         Ok((switches_of(pid) - before) as f64 / LONG as f64)
     })();
-    stop(child)?;
+    stop(child, &[])?;
     result
 }
 
@@ -419,7 +563,7 @@ fn main() {
         }
     }
     let value = match wanted.contains(&"switches") {
-        true => switches(server, &request).map(|v| format!("{v:.2}")),
+        true => switches(server, &dir, &request).map(|v| format!("{v:.2}")),
         false => Ok("-".into()),
     };
     match value {

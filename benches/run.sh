@@ -236,6 +236,12 @@ counts_run thrift-sync-framed-echo1k A thrift-framed-echo1k "$SERVE" "${SERVE_AR
 counts_run thrift-sync-framed-echo1k B thrift-framed-echo1k "$TSERVER" '127.0.0.1:{port}' 64
 counts_run thrift-sync-header-add A thrift-header-add "$SERVE" "${SERVE_ARGS[@]}" fixtures/thrift.ini
 counts_run thrift-sync-header-add B thrift-framed-add "$TSERVER" '127.0.0.1:{port}' 64
+# einhorn-sim's hot paths, with no anchor (Einhorn itself needs Ruby): an
+# einhornsh round trip (`ehlo`, `state`) and a worker's ACK on a connection
+# of its own (`{socket}` is the master's command socket).
+counts_run einhorn-ehlo A einhorn-ehlo "$SIM" -d '{socket}' -n 1 -- sleep 100000
+counts_run einhorn-state A einhorn-state "$SIM" -d '{socket}' -n 1 -- sleep 100000
+counts_run einhorn-ack A einhorn-ack "$SIM" -d '{socket}' -n 1 -m manual -- sleep 100000
 
 echo "running $ROUNDS rounds of ${SECONDS_PER_RUN}s per side..." >&2
 for round in $(seq "$ROUNDS"); do
@@ -288,14 +294,15 @@ TABLE="$WORK/table.md"
       return sprintf("%s (%s–%s)", med, a[1], a[n]) "|" med
     }
     END {
-      order="thrift-async-framed-add thrift-async-header-add thrift-async-framed-echo1k thrift-async-header-echo1k thrift-async-vs-volo thrift-async-metrics thrift-sync-framed-add thrift-sync-framed-echo1k thrift-sync-header-add http-post1k http-hello http-einhorn logging http-metrics http-metrics-cost http-vs-before thrift-framed thrift-header thrift-echo1k thrift-inline sync-vs-tserver sync-echo1k-vs-tserver async-framed async-header async-echo1k async-vs-volo async-echo1k-vs-volo thrift-metrics thrift-metrics-cost thrift-vs-before config-1m-keys upgrade-8"
+      order="thrift-async-framed-add thrift-async-header-add thrift-async-framed-echo1k thrift-async-header-echo1k thrift-async-vs-volo thrift-async-metrics thrift-sync-framed-add thrift-sync-framed-echo1k thrift-sync-header-add einhorn-ehlo einhorn-state einhorn-ack http-post1k http-hello http-einhorn logging http-metrics http-metrics-cost http-vs-before thrift-framed thrift-header thrift-echo1k thrift-inline sync-vs-tserver sync-echo1k-vs-tserver async-framed async-header async-echo1k async-vs-volo async-echo1k-vs-volo thrift-metrics thrift-metrics-cost thrift-vs-before config-1m-keys upgrade-8"
       split(order, suites, " ")
       split("instructions syscalls switches throughput p99_ms seconds", metrics, " ")
       for (s=1; s in suites; s++) for (m=1; m<=6; m++) {
         metric = metrics[m]
         key=suites[s]" "metric
         if (!(key in keys)) continue
-        split(stats(vals[key" A"]), A, "|"); split(stats(vals[key" B"]), B, "|")
+        split(stats(vals[key" A"]), A, "|")
+        if ((key" B") in vals) split(stats(vals[key" B"]), B, "|"); else { B[1] = "-"; B[2] = 0 }
         ratio = (B[2]+0 > 0) ? sprintf("%.2f", A[2]/B[2]) : "-"
         printf "| %s | %s | %s | %s | %s |\n", suites[s], metric, A[1], B[1], ratio
       }

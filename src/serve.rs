@@ -602,7 +602,12 @@ impl Serve {
                 };
                 let probes =
                     server_answers.then(|| HttpProbes::new(health.clone(), &http.health_path));
-                Ok(App::Http(HttpHandler::new(app, http, metrics, probes)))
+                let handler = HttpHandler::new(app, http, metrics, probes);
+                Ok(App::Http(match options.handler {
+                    // The access log reads the peer's address.
+                    Some(_) => handler.with_peer_extension(),
+                    None => handler,
+                }))
             }
             (factory, _) => {
                 let (app_kind, wanted) = match factory.kind() {

@@ -90,6 +90,10 @@ pub(crate) struct HttpHandler {
     metrics: Option<Arc<Metrics>>,
     /// The server's answer to health probes, unless the app answers them.
     probes: Option<HttpProbes>,
+    /// Whether requests carry their peer's address in their extensions,
+    /// for a `handler` (the access log) to read: off, the request path
+    /// saves the insert and its drop.
+    peer_extension: bool,
 }
 
 impl HttpHandler {
@@ -124,7 +128,15 @@ impl HttpHandler {
             idle_timeout: options.idle_timeout,
             metrics,
             probes,
+            peer_extension: false,
         }
+    }
+
+    /// Requests carry their peer's address in their extensions (for the
+    /// `handler` the server section names).
+    pub(crate) fn with_peer_extension(mut self) -> HttpHandler {
+        self.peer_extension = true;
+        self
     }
 }
 
@@ -144,6 +156,7 @@ impl ConnectionHandler for HttpHandler {
         let (header_timeout, idle_timeout) = (self.header_timeout, self.idle_timeout);
         let metrics = self.metrics.clone();
         let probes = self.probes.clone();
+        let peer_extension = self.peer_extension;
         Box::pin(async move {
             let peer = connection.peer().clone();
             let first_request = connection.clone();
@@ -155,6 +168,7 @@ impl ConnectionHandler for HttpHandler {
                 limits,
                 metrics: metrics.clone(),
                 probes,
+                peer_extension,
             };
             let served = Arc::new(served);
             let service =
@@ -226,6 +240,8 @@ struct Served {
     limits: BodyLimits,
     metrics: Option<Arc<Metrics>>,
     probes: Option<HttpProbes>,
+    /// See [`HttpHandler::peer_extension`].
+    peer_extension: bool,
 }
 
 /// The request-body limits of the server options.
@@ -303,8 +319,9 @@ async fn dispatch(
         RequestInfo::Http(request.method().clone(), request.uri().clone()),
         trace_id.clone(),
     );
-    // For the access-log handler.
-    request.extensions_mut().insert(connection.peer().clone());
+    if served.peer_extension {
+        request.extensions_mut().insert(connection.peer().clone());
+    }
     request.extensions_mut().insert(trace_id.clone());
     if let Some(recording) = &recording {
         request.extensions_mut().insert(recording.endpoint());

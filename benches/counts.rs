@@ -37,11 +37,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use thrift::protocol::{
-    TBinaryOutputProtocol, TFieldIdentifier, TMessageIdentifier, TMessageType, TOutputProtocol,
-    TStructIdentifier, TType,
-};
-
 /// Requests before counting starts (connections, caches, lazily made
 /// series).
 const WARM_UP: usize = 50;
@@ -100,42 +95,9 @@ fn request(kind: &str) -> Result<Request, String> {
                 "header" => true,
                 _ => return Err(format!("unknown Thrift mode {mode:?}")),
             };
-            Request::Framed(thrift_call(header, method)?)
+            Request::Framed(frame::example_call(header, method)?)
         }
     })
-}
-
-/// A framed call of the example service: `add(1, 2)` or `echo` of 1 KiB.
-fn thrift_call(header: bool, method: &str) -> Result<Vec<u8>, String> {
-    let mut payload = Vec::new();
-    {
-        let mut out = TBinaryOutputProtocol::new(&mut payload, true);
-        let name = match method {
-            "add" => "add",
-            "echo1k" => "echo",
-            other => return Err(format!("unknown method {other:?}")),
-        };
-        let write = |out: &mut TBinaryOutputProtocol<&mut Vec<u8>>| -> thrift::Result<()> {
-            out.write_message_begin(&TMessageIdentifier::new(name, TMessageType::Call, 1))?;
-            out.write_struct_begin(&TStructIdentifier::new("args"))?;
-            if name == "add" {
-                for id in [1, 2] {
-                    out.write_field_begin(&TFieldIdentifier::new("n", TType::I32, id))?;
-                    out.write_i32(i32::from(id))?;
-                    out.write_field_end()?;
-                }
-            } else {
-                out.write_field_begin(&TFieldIdentifier::new("message", TType::String, 1))?;
-                out.write_string(&"x".repeat(1024))?;
-                out.write_field_end()?;
-            }
-            out.write_field_stop()?;
-            out.write_struct_end()?;
-            out.write_message_end()
-        };
-        write(&mut out).map_err(|e| e.to_string())?;
-    }
-    Ok(frame::frame(header, payload))
 }
 
 /// Where the server under count listens.

@@ -43,10 +43,10 @@ BEFORE_SERVE=${BEFORE_SERVE:-}
 
 WORK=$(mktemp -d)
 trap 'pkill -P $$ >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-# The Thrift suites call is_healthy. The server answers it itself unless
-# `health.answered_by = app`; these configs send it to the app, so the
-# suites measure a call through the app's processor, as before the server
-# answered probes.
+# The Thrift suites call `add`, a method the app answers (the server
+# answers is_healthy itself, and volo's peer wants its request argument).
+# These configs also send is_healthy to the app, for `thriftload --method
+# is_healthy` by hand.
 app_health() { sed "s/^factory = baseplate.server.thrift$/&\nhealth.answered_by = app/" "$1"; }
 app_health fixtures/thrift.ini > "$WORK/thrift.ini"
 app_health fixtures/thrift.ini | sed "s/^stop_timeout.*/&\nexecution = inline/" > "$WORK/thrift-inline.ini"
@@ -139,7 +139,11 @@ thrift_run() {
   local port; port=$(free_port)
   local pid; pid=$(start_server "$3" "$port")
   wait_tcp "$port"
-  local out; out=$(taskset -c 1 "$THRIFTLOAD" "127.0.0.1:$port" --connections 32 --seconds "$SECONDS_PER_RUN" --mode "$4" --method "$5")
+  local out
+  if ! out=$(taskset -c 1 "$THRIFTLOAD" "127.0.0.1:$port" --connections 32 --seconds "$SECONDS_PER_RUN" --mode "$4" --method "$5"); then
+    echo "suite $1, side $2 ($3): the load generator failed" >&2
+    exit 1
+  fi
   stop_server "$pid"
   echo "$1 $2 throughput $(echo "$out" | awk '{print $2}')" >> "$RESULTS"
   echo "$1 $2 p99_ms $(echo "$out" | awk '{print $6}')" >> "$RESULTS"
@@ -254,21 +258,21 @@ for round in $(seq "$ROUNDS"); do
   if [ -n "$BEFORE_SERVE" ]; then
     http_run http-vs-before A serve-http;  http_run http-vs-before B before-http
   fi
-  thrift_run thrift-framed A serve-thrift framed is_healthy;  thrift_run thrift-framed B bare-thrift framed is_healthy
-  thrift_run thrift-header A serve-thrift header is_healthy;  thrift_run thrift-header B bare-thrift framed is_healthy
+  thrift_run thrift-framed A serve-thrift framed add;  thrift_run thrift-framed B bare-thrift framed add
+  thrift_run thrift-header A serve-thrift header add;  thrift_run thrift-header B bare-thrift framed add
   thrift_run thrift-echo1k A serve-thrift framed echo1k;      thrift_run thrift-echo1k B bare-thrift framed echo1k
-  thrift_run thrift-inline A serve-inline framed is_healthy;  thrift_run thrift-inline B bare-thrift framed is_healthy
-  thrift_run sync-vs-tserver A serve-thrift framed is_healthy;  thrift_run sync-vs-tserver B tserver framed is_healthy
+  thrift_run thrift-inline A serve-inline framed add;  thrift_run thrift-inline B bare-thrift framed add
+  thrift_run sync-vs-tserver A serve-thrift framed add;  thrift_run sync-vs-tserver B tserver framed add
   thrift_run sync-echo1k-vs-tserver A serve-thrift framed echo1k;  thrift_run sync-echo1k-vs-tserver B tserver framed echo1k
-  thrift_run async-framed A serve-async framed is_healthy;  thrift_run async-framed B bare-thrift framed is_healthy
-  thrift_run async-header A serve-async header is_healthy;  thrift_run async-header B bare-thrift framed is_healthy
+  thrift_run async-framed A serve-async framed add;  thrift_run async-framed B bare-thrift framed add
+  thrift_run async-header A serve-async header add;  thrift_run async-header B bare-thrift framed add
   thrift_run async-echo1k A serve-async framed echo1k;      thrift_run async-echo1k B bare-thrift framed echo1k
-  thrift_run async-vs-volo A serve-async framed is_healthy;  thrift_run async-vs-volo B volo framed is_healthy
+  thrift_run async-vs-volo A serve-async framed add;  thrift_run async-vs-volo B volo framed add
   thrift_run async-echo1k-vs-volo A serve-async framed echo1k;  thrift_run async-echo1k-vs-volo B volo framed echo1k
-  thrift_run thrift-metrics A async-metrics framed is_healthy;       thrift_run thrift-metrics B bare-thrift framed is_healthy
-  thrift_run thrift-metrics-cost A async-metrics framed is_healthy;  thrift_run thrift-metrics-cost B serve-async framed is_healthy
+  thrift_run thrift-metrics A async-metrics framed add;       thrift_run thrift-metrics B bare-thrift framed add
+  thrift_run thrift-metrics-cost A async-metrics framed add;  thrift_run thrift-metrics-cost B serve-async framed add
   if [ -n "$BEFORE_SERVE" ]; then
-    thrift_run thrift-vs-before A serve-async framed is_healthy;  thrift_run thrift-vs-before B before-async framed is_healthy
+    thrift_run thrift-vs-before A serve-async framed add;  thrift_run thrift-vs-before B before-async framed add
   fi
   config_run config-1m-keys
   upgrade_run upgrade-8 A;  upgrade_run upgrade-8 B --einhorn-pacing

@@ -3,7 +3,7 @@
 //! printing calls/s and latency percentiles.
 //!
 //! ```text
-//! cargo bench --bench thriftload -- ADDR [--connections N] [--seconds S] [--mode framed|header] [--method is_healthy|echo1k]
+//! cargo bench --bench thriftload -- ADDR [--connections N] [--seconds S] [--mode framed|header] [--method add|echo1k|is_healthy]
 //! ```
 
 #[path = "support/frame.rs"]
@@ -13,17 +13,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use thrift::protocol::{
-    TBinaryOutputProtocol, TFieldIdentifier, TMessageIdentifier, TMessageType, TOutputProtocol,
-    TStructIdentifier, TType,
-};
-
 struct Options {
     addr: String,
     connections: usize,
     seconds: f64,
     header: bool,
-    echo: bool,
+    method: String,
 }
 
 fn parse() -> Result<Options, String> {
@@ -33,7 +28,7 @@ fn parse() -> Result<Options, String> {
         connections: 32,
         seconds: 5.0,
         header: false,
-        echo: false,
+        method: "add".to_string(),
     };
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -47,7 +42,7 @@ fn parse() -> Result<Options, String> {
                 options.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?
             }
             "--mode" => options.header = value()? == "header",
-            "--method" => options.echo = value()? == "echo1k",
+            "--method" => options.method = value()?,
             other if options.addr.is_empty() && !other.starts_with('-') => {
                 options.addr = other.to_string()
             }
@@ -55,32 +50,9 @@ fn parse() -> Result<Options, String> {
         }
     }
     if options.addr.is_empty() {
-        return Err("usage: thriftload ADDR [--connections N] [--seconds S] [--mode framed|header] [--method is_healthy|echo1k]".into());
+        return Err("usage: thriftload ADDR [--connections N] [--seconds S] [--mode framed|header] [--method add|echo1k|is_healthy]".into());
     }
     Ok(options)
-}
-
-/// One framed call, ready to send.
-fn request(header: bool, echo: bool) -> Vec<u8> {
-    let mut payload = Vec::new();
-    {
-        let mut out = TBinaryOutputProtocol::new(&mut payload, true);
-        let name = if echo { "echo" } else { "is_healthy" };
-        out.write_message_begin(&TMessageIdentifier::new(name, TMessageType::Call, 1))
-            .unwrap();
-        out.write_struct_begin(&TStructIdentifier::new("args"))
-            .unwrap();
-        if echo {
-            out.write_field_begin(&TFieldIdentifier::new("message", TType::String, 1))
-                .unwrap();
-            out.write_string(&"x".repeat(1024)).unwrap();
-            out.write_field_end().unwrap();
-        }
-        out.write_field_stop().unwrap();
-        out.write_struct_end().unwrap();
-        out.write_message_end().unwrap();
-    }
-    frame::frame(header, payload)
 }
 
 fn main() {
@@ -91,7 +63,13 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let request = request(options.header, options.echo);
+    let request = match frame::example_call(options.header, &options.method) {
+        Ok(request) => request,
+        Err(e) => {
+            eprintln!("error: --method: {e}");
+            std::process::exit(2);
+        }
+    };
     let deadline = Instant::now() + Duration::from_secs_f64(options.seconds);
     let workers: Vec<_> = (0..options.connections)
         .map(|_| {

@@ -46,7 +46,6 @@ pub fn example_call(header: bool, method: &str) -> Result<Vec<u8>, String> {
         out.write_message_end()
     };
     write(&mut out).map_err(|e| e.to_string())?;
-    drop(out);
     Ok(frame(header, payload))
 }
 

@@ -182,6 +182,10 @@ mod suggest;
 mod systemd;
 #[cfg(feature = "server")]
 pub mod trace;
+// The Thrift wire format; public for the fuzz targets and property tests.
+#[cfg(feature = "server")]
+#[doc(hidden)]
+pub mod wire;
 
 /// The `http` crate of the requests and responses HTTP apps handle.
 #[cfg(feature = "server")]

@@ -27,7 +27,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::config::Section;
 use crate::error::Error;
-use crate::logging::UserLayer;
+use crate::trace::UserLayer;
 
 /// Set once export is on: only then are callers' headers read for it.
 static ENABLED: AtomicBool = AtomicBool::new(false);

@@ -22,7 +22,6 @@ use crate::health::http::HttpProbes;
 use crate::health::thrift::ThriftProbes;
 use crate::health::{AnsweredBy, Health};
 use crate::logging::file_config::FileLogging;
-use crate::logging::UserLayer;
 use crate::metrics::bind::Bound;
 use crate::metrics::{Metrics, MetricsOptions};
 use crate::registry::{AppFactory, BuiltThriftApp, Registry};
@@ -37,6 +36,7 @@ use crate::server::tracker::Tracker;
 use crate::server::{ProtocolOptions, ServerKind, ServerOptions};
 use crate::signals::Signals;
 use crate::systemd;
+use crate::trace::UserLayer;
 
 /// A `baseplate-serve` binary under construction: the app factories and
 /// handlers it knows by name.

@@ -18,6 +18,15 @@ const X_TRACE: HeaderName = HeaderName::from_static("x-trace");
 const X_PARENT: HeaderName = HeaderName::from_static("x-parent");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
+/// The name of the span every HTTP request runs in.
+pub(crate) const REQUEST_SPAN: &str = "request";
+
+/// A layer of the embedding program's (an OpenTelemetry layer, say), added
+/// to the subscriber baseplate installs with
+/// [`Serve::tracing_layer`](crate::Serve::tracing_layer).
+pub(crate) type UserLayer =
+    Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
 /// The trace id of one request; it is in the request's extensions and on
 /// every log line written while handling it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

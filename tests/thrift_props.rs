@@ -2,9 +2,9 @@
 //! THeader decoder and the unframed scanner never panic on arbitrary bytes,
 //! and every strict prefix of a valid message asks for more bytes.
 
-use baseplate::server::thrift::dialect::{classify_frame, detect, Protocol};
-use baseplate::server::thrift::header::{decode, encode, ZLIB};
-use baseplate::server::thrift::scanner::{scan, Scan};
+use baseplate::wire::dialect::{classify_frame, detect, Protocol};
+use baseplate::wire::header::{decode, encode, ZLIB};
+use baseplate::wire::scanner::{scan, Scan};
 use proptest::prelude::*;
 use thrift::protocol::{
     TBinaryOutputProtocol, TCompactOutputProtocol, TFieldIdentifier, TListIdentifier,

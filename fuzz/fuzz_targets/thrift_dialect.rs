@@ -2,7 +2,7 @@
 //! of a frame: it must never panic, whatever a client sends first.
 #![no_main]
 
-use baseplate::server::thrift::dialect::{classify_frame, detect};
+use baseplate::wire::dialect::{classify_frame, detect};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

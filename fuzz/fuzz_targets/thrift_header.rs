@@ -2,7 +2,7 @@
 //! allocation beyond the limit, whatever sizes the header claims.
 #![no_main]
 
-use baseplate::server::thrift::header::decode;
+use baseplate::wire::header::decode;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,8 +2,8 @@
 //! panic, whatever lengths and nesting the bytes claim.
 #![no_main]
 
-use baseplate::server::thrift::dialect::Protocol;
-use baseplate::server::thrift::scanner::scan;
+use baseplate::wire::dialect::Protocol;
+use baseplate::wire::scanner::scan;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

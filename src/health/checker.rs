@@ -20,9 +20,9 @@ use thrift::protocol::{TMessageIdentifier, TMessageType};
 
 use super::Probe;
 use crate::config::Endpoint;
-use crate::server::thrift::call::{with_input, with_output};
-use crate::server::thrift::dialect::Protocol;
-use crate::server::thrift::header;
+use crate::wire::codec::{with_input, with_output};
+use crate::wire::dialect::Protocol;
+use crate::wire::header;
 
 /// The protocol a service speaks, as the checker's `TYPE` argument names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

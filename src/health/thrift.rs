@@ -11,7 +11,7 @@ use thrift::protocol::{
 };
 
 use super::{Health, Probe};
-use crate::server::thrift::{ThriftRequest, ThriftResponse};
+use crate::app::thrift::{ThriftRequest, ThriftResponse};
 
 /// The method both health services define.
 pub(crate) const METHOD: &str = "is_healthy";
@@ -138,8 +138,8 @@ pub(crate) fn read_result(input: &mut dyn TInputProtocol) -> thrift::Result<Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::thrift::call::{with_input, with_output};
-    use crate::server::thrift::dialect::Protocol;
+    use crate::wire::codec::{with_input, with_output};
+    use crate::wire::dialect::Protocol;
 
     #[test]
     fn the_v2_arguments_carry_the_probe_and_v1_has_none() {

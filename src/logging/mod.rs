@@ -37,10 +37,7 @@ fn default_filter(debug: bool) -> &'static str {
     }
 }
 
-/// A layer of the embedding program's (an OpenTelemetry layer, say), added
-/// to the subscriber baseplate installs with
-/// [`Serve::tracing_layer`](crate::Serve::tracing_layer).
-pub(crate) type UserLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+pub(crate) use crate::trace::UserLayer;
 
 /// Installs the global subscriber: the program's own layers, then
 /// baseplate's filter and line format. Levels come from `RUST_LOG` when it
@@ -222,7 +219,7 @@ struct SpanFieldsLayer;
 /// Whether a span is an HTTP request's: its fields are for the program's
 /// layers, and log lines take only its trace id.
 fn is_request_span(meta: &tracing::Metadata<'_>) -> bool {
-    meta.name() == crate::server::http::REQUEST_SPAN && meta.target() == "baseplate::server::http"
+    meta.name() == crate::trace::REQUEST_SPAN && meta.target() == "baseplate::server::http"
 }
 
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpanFieldsLayer {

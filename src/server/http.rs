@@ -22,7 +22,7 @@ use crate::app::{full_body, HttpRequest, HttpResponse, HttpService};
 use crate::body::RequestBody;
 use crate::health::http::HttpProbes;
 use crate::metrics::{HttpRequestMetrics, Metrics};
-use crate::trace::{self, TraceId};
+use crate::trace::{self, TraceId, REQUEST_SPAN};
 
 /// How often an HTTP/2 connection is pinged, and how long a ping may go
 /// unanswered before the connection is closed.
@@ -250,9 +250,6 @@ struct BodyLimits {
     max_size: u64,
     timeout: Duration,
 }
-
-/// The name of the span every HTTP request runs in.
-pub(crate) const REQUEST_SPAN: &str = "request";
 
 /// Runs one request through the app with its trace id as the task's
 /// current one. An app error or panic becomes a logged

@@ -282,14 +282,16 @@ impl RawOptions {
     fn thrift(&self, section: &ServerConfig) -> Result<ThriftOptions, ConfigErrors> {
         let max_frame_size = match self.max_frame_size {
             None => DEFAULT_MAX_FRAME_SIZE,
-            Some(Positive(n)) if n <= u64::from(thrift::dialect::MAX_FRAME_LENGTH) => n as usize,
+            Some(Positive(n)) if n <= u64::from(crate::wire::dialect::MAX_FRAME_LENGTH) => {
+                n as usize
+            }
             Some(Positive(n)) => {
                 return Err(section
                     .error(
                         "max_frame_size",
                         format!(
                             "{n} is out of range; use a number of bytes from 1 to {}",
-                            thrift::dialect::MAX_FRAME_LENGTH
+                            crate::wire::dialect::MAX_FRAME_LENGTH
                         ),
                     )
                     .into())

@@ -28,7 +28,7 @@ pub fn binary() -> PathBuf {
 }
 
 /// A binary of the einhorn-sim package, built (or brought up to date) here:
-/// a filtered `cargo test -p baseplate` does not build it.
+/// a filtered `cargo test -p baseplate-serve` does not build it.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let path = binary().parent().unwrap().join(name);
     {

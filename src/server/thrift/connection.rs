@@ -13,18 +13,21 @@ use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 use tracing::{error, field::Empty, warn, Instrument, Span};
 
-use super::call::{
-    header, is_unknown_method, peek_message, CallOutcome, ThriftRequest, ThriftResponse,
-    TraceContext,
-};
+use super::context;
+use super::errors::{HandlerPanicked, MalformedCall};
 use super::frame::{self, Next, Unwrapped};
-use super::timeout::Budget;
-use super::{context, HandlerPanicked, MalformedCall, Served, ThriftService};
+use super::timeout::{Budget, ServerTimeouts};
+use crate::app::thrift::{
+    exception_message, CallOutcome, ThriftRequest, ThriftResponse, ThriftService, TraceContext,
+};
+use crate::health::thrift::ThriftProbes;
+use crate::metrics::Metrics;
 use crate::server::catch_unwind::{self, CatchUnwind};
 use crate::server::listener::Stream;
 use crate::server::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
 use crate::server::tracker::{ConnectionHandle, RequestInfo};
 use crate::trace::{self, TraceId};
+use crate::wire::codec::{header, is_unknown_method, peek_message, split_service};
 
 /// The longest free-form header value copied into a call's log lines.
 const MAX_LOGGED_HEADER: usize = 256;
@@ -56,6 +59,18 @@ pub(crate) const MAX_HANDLERS_PER_CONNECTION: usize = 8;
 
 /// The room made in a connection's buffer before each read.
 const READ_SIZE: usize = 16 * 1024;
+
+/// The settings every connection of one server shares.
+pub(super) struct Served {
+    /// The largest message accepted, framed or not, in bytes.
+    pub(super) max_frame_size: usize,
+    /// The app's `server_timeout.*` settings.
+    pub(super) timeouts: ServerTimeouts,
+    /// Where calls are counted, with metrics on.
+    pub(super) metrics: Option<Arc<Metrics>>,
+    /// The server's answer to `is_healthy`, unless the app answers it.
+    pub(super) probes: Option<ThriftProbes>,
+}
 
 /// Serves one connection. An error closes it (and is logged by the caller).
 pub(super) async fn serve(
@@ -415,7 +430,7 @@ async fn run(
 struct Ident {
     method: Arc<str>,
     seq_id: i32,
-    protocol: super::dialect::Protocol,
+    protocol: crate::wire::dialect::Protocol,
     oneway: bool,
 }
 
@@ -433,9 +448,9 @@ fn internal_error(ident: &Ident, message: String) -> ThriftResponse {
     if ident.oneway {
         return ThriftResponse::none();
     }
-    super::call::exception_message(
+    exception_message(
         ident.protocol,
-        super::call::split_service(&ident.method).1,
+        split_service(&ident.method).1,
         ident.seq_id,
         &ApplicationError::new(ApplicationErrorKind::InternalError, message),
     )

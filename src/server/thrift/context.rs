@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 
-use super::call::{header, Headers};
+use crate::wire::codec::{header, Headers};
 
 thread_local! {
     static THREAD: RefCell<Option<Headers>> = const { RefCell::new(None) };

@@ -7,10 +7,11 @@ use std::ops::Range;
 use bytes::Bytes;
 use thrift::ApplicationErrorKind;
 
-use super::call::{exception_message, Headers};
-use super::dialect::{classify_frame, detect, Dialect, Protocol, Start};
-use super::header::{self, HeaderError};
-use super::scanner::{Scan, Scanner};
+use crate::app::thrift::exception_message;
+use crate::wire::codec::Headers;
+use crate::wire::dialect::{classify_frame, detect, Dialect, Protocol, Start};
+use crate::wire::header::{self, HeaderError};
+use crate::wire::scanner::{Scan, Scanner};
 
 /// A complete message found at the start of the buffer.
 pub(super) struct Found {
@@ -100,7 +101,7 @@ pub(super) fn unwrap(
     dialect: Dialect,
     max: usize,
 ) -> Result<Result<Unwrapped, Vec<u8>>, String> {
-    let no_headers = super::call::no_headers;
+    let no_headers = crate::wire::codec::no_headers;
     Ok(Ok(match dialect {
         Dialect::Framed(protocol) => Unwrapped {
             protocol,

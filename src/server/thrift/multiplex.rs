@@ -14,7 +14,7 @@ use thrift::{ApplicationError, ApplicationErrorKind};
 use tower::util::BoxCloneService;
 use tower::Service;
 
-use super::call::{ThriftRequest, ThriftResponse, ThriftService};
+use crate::app::thrift::{ThriftRequest, ThriftResponse, ThriftService};
 use crate::error::BoxError;
 
 /// A Thrift app serving several services under their names, for

@@ -13,13 +13,14 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tracing::{debug, warn, Span};
 
-use super::call::{recorded_output, with_input, with_output, ThriftRequest, ThriftResponse};
 use super::context;
+use super::errors::{HandlerPanicked, MalformedCall};
 use super::threads::HandlerThreads;
-use super::{Execution, HandlerPanicked, MalformedCall};
+use crate::app::thrift::{ThriftRequest, ThriftResponse, ThriftService};
 use crate::error::BoxError;
 use crate::server::catch_unwind;
 use crate::trace;
+use crate::wire::codec::{recorded_output, with_input, with_output};
 
 /// A Thrift app as its factory returns it: any generated processor.
 pub(crate) type ThriftProcessor = Arc<dyn TProcessor + Send + Sync>;
@@ -214,4 +215,29 @@ fn run(
             }
         })
     })
+}
+
+/// Where a synchronous processor runs (server option `execution`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Execution {
+    /// On the handler threads, never on an async worker: a handler that
+    /// blocks delays only its own call. The default.
+    #[default]
+    #[serde(alias = "blocking")]
+    Threads,
+    /// On the async worker that read the call: no thread handoff, but a
+    /// handler that blocks stalls every connection that worker serves.
+    /// Only for handlers that never block.
+    Inline,
+}
+
+/// A sync processor as a [`ThriftService`], run as `execution` says, on at
+/// most `max_threads` handler threads.
+pub(crate) fn processor_service(
+    processor: ThriftProcessor,
+    execution: Execution,
+    max_threads: usize,
+) -> ThriftService {
+    ThriftService::new(SyncProcessor::new(processor, execution, max_threads))
 }

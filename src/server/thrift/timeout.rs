@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub use crate::app::thrift::{Deadline, DeadlineSource};
 use crate::config::{from_section, ConfigErrors, Section, TimespanOrInfinite};
 
 /// The `server_timeout.*` settings of an app section.
@@ -118,35 +119,6 @@ impl ServerTimeouts {
             at: now + timeout,
             timeout,
             source,
-        })
-    }
-}
-
-/// When a call must be answered by, and why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deadline {
-    /// The instant.
-    pub at: Instant,
-    /// The timeout it came from, counted from when the call was read.
-    pub timeout: Duration,
-    /// Which setting it came from.
-    pub source: DeadlineSource,
-}
-
-/// Where a deadline came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeadlineSource {
-    /// The app's `server_timeout.*`.
-    ServerTimeout,
-    /// The caller's `Deadline-Budget` header.
-    DeadlineBudget,
-}
-
-impl std::fmt::Display for DeadlineSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            DeadlineSource::ServerTimeout => "server_timeout",
-            DeadlineSource::DeadlineBudget => "Deadline-Budget",
         })
     }
 }

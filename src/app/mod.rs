@@ -1,7 +1,12 @@
 //! What an app is once its factory has run: a type-erased tower service
 //! the server clones per connection ([`HttpService`] for HTTP,
-//! [`ThriftService`] for Thrift), and the traits that write the bound on
-//! the services and layers users register once ([`HttpApp`], [`ThriftApp`]).
+//! [`ThriftService`] for Thrift), the requests and responses it serves,
+//! and the traits that write the bound on the services and layers users
+//! register once ([`HttpApp`], [`ThriftApp`]).
+
+pub mod thrift;
+
+pub use self::thrift::{ThriftApp, ThriftRequest, ThriftResponse, ThriftService};
 
 use std::convert::Infallible;
 
@@ -11,7 +16,6 @@ use tower::util::BoxCloneService;
 use tower::{Service, ServiceBuilder};
 
 use crate::error::BoxError;
-use crate::server::thrift::{ThriftRequest, ThriftResponse, ThriftService};
 
 /// The request type HTTP apps receive.
 pub type HttpRequest = http::Request<crate::body::RequestBody>;
@@ -58,27 +62,5 @@ where
             })
             .service(self);
         BoxCloneService::new(service)
-    }
-}
-
-/// What a Thrift app is: any tower service from one [`ThriftRequest`] to its
-/// [`ThriftResponse`] that can be cloned per connection and sent across
-/// threads (an async processor `baseplate-thrift` generated, a stack of
-/// layers over one, a `service_fn`). The bound is written here once;
-/// [`Serve::thrift_service`](crate::Serve::thrift_service) and
-/// [`Serve::thrift_layer`](crate::Serve::thrift_layer) take any `ThriftApp`.
-pub trait ThriftApp: Clone + Send + 'static {
-    /// Boxes the app into the server's [`ThriftService`].
-    fn into_thrift_service(self) -> ThriftService;
-}
-
-impl<S> ThriftApp for S
-where
-    S: Service<ThriftRequest, Response = ThriftResponse> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-{
-    fn into_thrift_service(self) -> ThriftService {
-        BoxCloneService::new(ServiceBuilder::new().map_err(Into::into).service(self))
     }
 }

@@ -5,30 +5,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use thrift::protocol::{
-    TBinaryInputProtocol, TBinaryOutputProtocol, TCompactInputProtocol, TCompactOutputProtocol,
-    TInputProtocol, TMessageIdentifier, TMessageType, TOutputProtocol,
-};
-use thrift::{ApplicationError, ApplicationErrorKind, TConfiguration};
+use thrift::protocol::{TInputProtocol, TMessageIdentifier, TMessageType, TOutputProtocol};
+use thrift::{ApplicationError, ApplicationErrorKind};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::util::BoxCloneService;
+use tower::{Service, ServiceBuilder};
 
-use super::dialect::Protocol;
-use super::scanner;
-use super::timeout::Deadline;
 use crate::error::BoxError;
-use crate::metrics::thrift::Recorder;
-pub use crate::metrics::thrift::{CallOutcome, RaisedException};
 use crate::trace::TraceId;
+use crate::wire::codec::{
+    header, no_headers, recorded_output, split_service, with_input, with_output,
+};
+pub use crate::wire::codec::{Headers, MULTIPLEX_SEPARATOR};
+pub use crate::wire::dialect::Protocol;
+pub use crate::wire::outcome::{CallOutcome, RaisedException};
 
 /// A Thrift app as the server holds it: a boxed tower service from one call
 /// to its reply. Tower layers wrap it as they wrap HTTP apps.
 pub type ThriftService = BoxCloneService<ThriftRequest, ThriftResponse, BoxError>;
-
-/// The THeader info headers of a call, in the order sent (empty for the
-/// other dialects).
-pub type Headers = Arc<[(String, String)]>;
 
 /// The trace context a caller sent (THeader `Trace`, `Parent`, `Span`,
 /// `Sampled`, `Flags`); a fresh trace id when it sent none.
@@ -46,10 +41,6 @@ pub struct TraceContext {
     /// The caller's trace flags (`Flags`).
     pub flags: Option<String>,
 }
-
-/// The separator of a multiplexed call's name (`Service:method`), as
-/// Apache Thrift's `TMultiplexedProtocol` writes it.
-pub const MULTIPLEX_SEPARATOR: char = ':';
 
 /// One call: everything the server read, and the message itself.
 #[derive(Debug, Clone)]
@@ -257,89 +248,6 @@ impl ThriftRequest {
     }
 }
 
-/// `Service:method` → (`Some("Service")`, `"method"`); a plain name has no
-/// service.
-pub(crate) fn split_service(name: &str) -> (Option<&str>, &str) {
-    match name.split_once(MULTIPLEX_SEPARATOR) {
-        Some((service, method)) => (Some(service), method),
-        None => (None, name),
-    }
-}
-
-/// The headers of a call that has none, shared rather than allocated per call.
-pub(crate) fn no_headers() -> Headers {
-    static EMPTY: std::sync::OnceLock<Headers> = std::sync::OnceLock::new();
-    Arc::clone(EMPTY.get_or_init(|| Arc::from(Vec::new())))
-}
-
-/// An info header by name, ASCII case-insensitive.
-pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-/// Limits for decoding untrusted payloads.
-pub(crate) fn configuration(max: usize) -> TConfiguration {
-    TConfiguration::builder()
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max))
-        .max_string_size(Some(max))
-        .max_container_size(Some(max))
-        .max_recursion_depth(Some(scanner::MAX_DEPTH))
-        .build()
-        .unwrap_or_default()
-}
-
-/// Runs `f` over an input protocol reading `bytes`.
-pub(crate) fn with_input<T>(
-    protocol: Protocol,
-    bytes: &[u8],
-    max: usize,
-    f: impl FnOnce(&mut dyn TInputProtocol) -> T,
-) -> T {
-    match protocol {
-        Protocol::Binary => f(&mut TBinaryInputProtocol::with_config(
-            bytes,
-            true,
-            configuration(max),
-        )),
-        Protocol::Compact => f(&mut TCompactInputProtocol::with_config(
-            bytes,
-            configuration(max),
-        )),
-    }
-}
-
-/// Runs `f` over an output protocol; returns what it wrote.
-pub(crate) fn with_output(
-    protocol: Protocol,
-    f: impl FnOnce(&mut dyn TOutputProtocol) -> thrift::Result<()>,
-) -> thrift::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    match protocol {
-        Protocol::Binary => f(&mut TBinaryOutputProtocol::new(&mut out, true))?,
-        Protocol::Compact => f(&mut TCompactOutputProtocol::new(&mut out))?,
-    }
-    Ok(out)
-}
-
-/// Like [`with_output`], also noting what the reply says of the call.
-pub(crate) fn recorded_output(
-    protocol: Protocol,
-    f: impl FnOnce(&mut dyn TOutputProtocol) -> thrift::Result<()>,
-) -> thrift::Result<(Vec<u8>, CallOutcome)> {
-    let mut outcome = CallOutcome::default();
-    let message = with_output(protocol, |output| {
-        let mut recorder = Recorder::new(output);
-        let written = f(&mut recorder);
-        outcome = recorder.outcome();
-        written
-    })?;
-    Ok((message, outcome))
-}
-
 /// A `TApplicationException` message in `protocol`.
 pub(crate) fn exception_message(
     protocol: Protocol,
@@ -359,22 +267,53 @@ pub(crate) fn exception_message(
         .with_outcome(CallOutcome::application_exception())
 }
 
-/// Whether `reply` is a `TApplicationException` of kind `UNKNOWN_METHOD`:
-/// the app does not know the method called.
-pub(crate) fn is_unknown_method(protocol: Protocol, reply: &[u8]) -> bool {
-    with_input(protocol, reply, reply.len().max(1), |input| {
-        let Ok(ident) = input.read_message_begin() else {
-            return false;
-        };
-        ident.message_type == TMessageType::Exception
-            && thrift::Error::read_application_error_from_in_protocol(input)
-                .is_ok_and(|e| e.kind == ApplicationErrorKind::UnknownMethod)
-    })
+/// When a call must be answered by, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// The instant.
+    pub at: Instant,
+    /// The timeout it came from, counted from when the call was read.
+    pub timeout: Duration,
+    /// Which setting it came from.
+    pub source: DeadlineSource,
 }
 
-/// The message header at the start of a payload.
-pub(crate) fn peek_message(protocol: Protocol, payload: &[u8]) -> Option<TMessageIdentifier> {
-    with_input(protocol, payload, payload.len().max(1), |input| {
-        input.read_message_begin().ok()
-    })
+/// Where a deadline came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlineSource {
+    /// The app's `server_timeout.*`.
+    ServerTimeout,
+    /// The caller's `Deadline-Budget` header.
+    DeadlineBudget,
+}
+
+impl std::fmt::Display for DeadlineSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeadlineSource::ServerTimeout => "server_timeout",
+            DeadlineSource::DeadlineBudget => "Deadline-Budget",
+        })
+    }
+}
+
+/// What a Thrift app is: any tower service from one [`ThriftRequest`] to its
+/// [`ThriftResponse`] that can be cloned per connection and sent across
+/// threads (an async processor `baseplate-thrift` generated, a stack of
+/// layers over one, a `service_fn`). The bound is written here once;
+/// [`Serve::thrift_service`](crate::Serve::thrift_service) and
+/// [`Serve::thrift_layer`](crate::Serve::thrift_layer) take any `ThriftApp`.
+pub trait ThriftApp: Clone + Send + 'static {
+    /// Boxes the app into the server's [`ThriftService`].
+    fn into_thrift_service(self) -> ThriftService;
+}
+
+impl<S> ThriftApp for S
+where
+    S: Service<ThriftRequest, Response = ThriftResponse> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+    fn into_thrift_service(self) -> ThriftService {
+        BoxCloneService::new(ServiceBuilder::new().map_err(Into::into).service(self))
+    }
 }

@@ -2,7 +2,7 @@
 //! client): the five dialects and how a connection's first bytes tell
 //! them apart ([`dialect`]), THeader frames ([`header`]), finding where a
 //! message ends without decoding it ([`scanner`]), encoding and decoding in
-//! either payload protocol ([`codec`]), and what a reply says of its call
+//! either payload protocol (`codec`), and what a reply says of its call
 //! ([`outcome`]).
 
 pub(crate) mod codec;

@@ -1,7 +1,7 @@
 //! What a Thrift reply says of its call: success, or which exception it
 //! raised and its baseplate code. The wire carries no type names, but
 //! every processor writes its reply through a `TOutputProtocol`, naming
-//! each struct as it goes, so [`Recorder`] reads them off the writes: a
+//! each struct as it goes, so `Recorder` reads them off the writes: a
 //! result struct whose field is not `0` (success) is a declared exception,
 //! the next struct begun is its type, and an `i32` field 1 named `code` in
 //! it is baseplate.thrift's `Error.code`.

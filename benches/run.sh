@@ -189,7 +189,8 @@ upgrade_run() {
     >"$WORK/server-$port.log" 2>&1 &
   local pid=$!
   for _ in $(seq 500); do
-    [ "$(grep -c '"event":"ack"' "$events" 2>/dev/null || true)" -ge 8 ] && break
+    local acks; acks=$(grep -c '"event":"ack"' "$events" 2>/dev/null || true)
+    [ "${acks:-0}" -ge 8 ] && break
     sleep 0.02
   done
   echo "$suite $side seconds $(seconds "$EINHORNSH" -d "$sock" -e upgrade)" >> "$RESULTS"

@@ -1,23 +1,26 @@
 //! `einhorn-sim`: a pure-Rust Einhorn master, wire-compatible with Einhorn
 //! 1.1.1's workers and command-socket clients (see `docs/einhorn-sim.md`).
 //!
-//! The master ([`master`]) is one event loop that owns the pool state;
-//! signals, child exits, command-socket lines ([`command_server`]) and
+//! The master (`master`) is one event loop that owns the pool state;
+//! signals, child exits, command-socket lines (`command_server`) and
 //! timers all reach it as messages. [`protocol`] is the line format, shared
 //! with the `einhornsh` client ([`client`]).
 
-pub mod bind;
+// The API is what the binaries, the conformance kit and the tests use:
+// the command line, the client, the conformance kit, the events file, the
+// protocol and the test worker's report. The master itself stays inside.
+mod bind;
 pub mod cli;
 pub mod client;
-pub mod command_server;
+mod command_server;
 pub mod conformance;
 pub mod events;
-pub mod master;
+mod master;
 mod private_file;
 pub mod protocol;
-pub mod report;
-pub mod spawn;
-pub mod watch;
+mod report;
+mod spawn;
+mod watch;
 pub mod worker_report;
 
 use cli::Options;
@@ -35,7 +38,7 @@ pub fn run(options: Options) -> Result<u8, String> {
 /// Runs a master embedded in another program: events also go to `events`,
 /// and `signals` chooses which signals it handles
 /// ([`MasterSignals::children_only`] leaves the host's own handlers alone).
-pub fn run_with(
+pub(crate) fn run_with(
     options: Options,
     events: Option<std::sync::mpsc::Sender<events::Record>>,
     signals: fn() -> std::io::Result<MasterSignals>,

@@ -8,7 +8,7 @@ use common::*;
 #[test]
 fn einhornsh_runs_commands_from_e() {
     let sim = Sim::start(&["-n", "2", "-m", "manual"], &[]);
-    sim.wait_count("ack", 2);
+    sim.wait_count(is_ack, 2);
     let output = Command::new(einhornsh_binary())
         .arg("-d")
         .arg(sim.socket())
@@ -42,7 +42,7 @@ fn einhornsh_runs_commands_from_e() {
 #[test]
 fn einhornsh_reads_commands_from_a_pipe_and_follows_upgrades() {
     let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
-    sim.wait_count("ack", 1);
+    sim.wait_count(is_ack, 1);
     let output = Command::new(einhornsh_binary())
         .arg("-d")
         .arg(sim.socket())
@@ -93,7 +93,7 @@ fn einhornsh_is_interactive_on_a_terminal() {
         return;
     }
     let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
-    sim.wait_count("ack", 1);
+    sim.wait_count(is_ack, 1);
     let command_line = format!(
         "{} -d {}",
         einhornsh_binary().display(),
@@ -140,14 +140,14 @@ fn exit_code(sim: &Sim, commands: &str) -> Option<i32> {
 #[test]
 fn exit_status_0_when_every_command_succeeds() {
     let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
-    sim.wait_count("ack", 1);
+    sim.wait_count(is_ack, 1);
     assert_eq!(exit_code(&sim, "ehlo; inc; dec"), Some(0));
 }
 
 #[test]
 fn exit_status_3_for_an_unknown_command_or_refused_arguments() {
     let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
-    sim.wait_count("ack", 1);
+    sim.wait_count(is_ack, 1);
     assert_eq!(exit_code(&sim, "ehlo; no_such_command"), Some(3));
     assert_eq!(exit_code(&sim, "set_workers zero"), Some(3));
 }
@@ -167,7 +167,7 @@ fn exit_status_3_for_an_abandoned_upgrade() {
         ],
         &[],
     );
-    sim.wait_count("ack", 1);
+    sim.wait_count(is_ack, 1);
     sim.set_worker_config("TEST_WORKER_ACK=never\n");
     assert_eq!(exit_code(&sim, "upgrade"), Some(3));
 }
@@ -178,9 +178,9 @@ fn exit_status_3_for_an_upgrade_while_shutting_down() {
         &["-n", "1", "-m", "manual"],
         &[("TEST_WORKER_IGNORE_USR2", "1")],
     );
-    sim.wait_count("ack", 1);
+    sim.wait_count(is_ack, 1);
     sim.signal(nix::sys::signal::Signal::SIGUSR2);
-    sim.wait_count("signal", 1);
+    sim.wait_count(is_signal, 1);
     assert_eq!(exit_code(&sim, "upgrade"), Some(3));
 }
 

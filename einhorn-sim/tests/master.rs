@@ -59,7 +59,7 @@ fn starts(sim: &Sim) -> Vec<Started> {
 #[test]
 fn manual_acks_and_the_exact_worker_environment() {
     let sim = Sim::start(&["-n", "3", "-m", "manual", "-b", "127.0.0.1:0,r"], &[]);
-    let acks = sim.wait_count("ack", 3);
+    let acks = sim.wait_count(is_ack, 3);
     let fd = bound_fd(&sim);
     let master = sim.child.id() as i32;
 
@@ -119,7 +119,7 @@ fn manual_acks_and_the_exact_worker_environment() {
 #[test]
 fn yaml_acks_and_ack_errors() {
     let sim = Sim::start(&["-n", "1", "-m", "manual"], &[("TEST_WORKER_ACK", "yaml")]);
-    let ack = sim.wait_count("ack", 1);
+    let ack = sim.wait_count(is_ack, 1);
     let pid = pid_of(&ack[0]);
     // A duplicate, an unknown pid, and a string pid.
     for line in [
@@ -143,8 +143,8 @@ fn yaml_acks_and_ack_errors() {
 #[test]
 fn timer_acks_for_workers_that_send_none() {
     let sim = Sim::start(&["-n", "1", "-m", "0.2"], &[("TEST_WORKER_ACK", "never")]);
-    let spawn = sim.wait_count("spawn", 1);
-    let ack = sim.wait_count("ack", 1);
+    let spawn = sim.wait_count(is_spawn, 1);
+    let ack = sim.wait_count(is_ack, 1);
     let waited = ack[0].time - spawn[0].time;
     assert!(waited >= 0.19, "timer ACK after {waited}s");
     let pid = pid_of(&ack[0]);
@@ -158,8 +158,8 @@ fn timer_acks_for_workers_that_send_none() {
 fn a_manual_ack_in_timer_mode_counts_at_once() {
     // Einhorn logs an ERROR and ignores it; einhorn-sim counts the worker.
     let sim = Sim::start(&["-n", "1", "-m", "5.0"], &[]);
-    let spawn = sim.wait_count("spawn", 1);
-    let ack = sim.wait_count("ack", 1);
+    let spawn = sim.wait_count(is_spawn, 1);
+    let ack = sim.wait_count(is_ack, 1);
     let waited = ack[0].time - spawn[0].time;
     assert!(waited < 4.0, "counted only by the timer, after {waited}s");
     let pid = pid_of(&ack[0]);
@@ -172,7 +172,7 @@ fn a_manual_ack_in_timer_mode_counts_at_once() {
 #[test]
 fn signal_command_reply_and_delivery() {
     let sim = Sim::start(&["-n", "3", "-m", "manual"], &[]);
-    let acks = sim.wait_count("ack", 3);
+    let acks = sim.wait_count(is_ack, 3);
     let mut pids: Vec<i64> = acks.iter().map(pid_of).collect();
     pids.sort();
     let reply = sim.command("signal", &["SIGUSR1"]);
@@ -197,7 +197,7 @@ fn signal_command_reply_and_delivery() {
 
 fn run_upgrade(command: &str, smooth: bool) {
     let sim = Sim::start(&["-n", "2", "-m", "manual"], &[]);
-    let old: Vec<i64> = sim.wait_count("ack", 2).iter().map(pid_of).collect();
+    let old: Vec<i64> = sim.wait_count(is_ack, 2).iter().map(pid_of).collect();
     let messages = sim.command(command, &[]);
     let first = if smooth {
         "Upgrading smoothly, as commanded"
@@ -250,7 +250,7 @@ fn fleet_upgrade_replaces_every_worker() {
 #[test]
 fn sighup_is_a_smooth_upgrade() {
     let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
-    sim.wait_count("ack", 1);
+    sim.wait_count(is_ack, 1);
     sim.signal(Signal::SIGHUP);
     sim.wait_for(|e| {
         e.iter()
@@ -265,7 +265,7 @@ fn crash_looping_workers_back_off() {
         &["-n", "1", "-m", "manual", "-s", "0.2"],
         &[("TEST_WORKER_CRASH_BEFORE_ACK", "1")],
     );
-    let spawns = sim.wait_count("spawn", 4);
+    let spawns = sim.wait_count(is_spawn, 4);
     let times: Vec<f64> = spawns.iter().map(|s| s.time).collect();
     let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
     // Einhorn's chain: I(1), then I(d) + I(d+1), with I(d) = 0.2 × 1.5^d.
@@ -297,7 +297,7 @@ fn ack_timeout_abandons_a_bad_upgrade_and_keeps_the_old_workers() {
         ],
         &[],
     );
-    let old: Vec<i64> = sim.wait_count("ack", 2).iter().map(pid_of).collect();
+    let old: Vec<i64> = sim.wait_count(is_ack, 2).iter().map(pid_of).collect();
     sim.set_worker_config("TEST_WORKER_ACK=never\n");
     let started = Instant::now();
     let messages = sim.command("upgrade", &[]);
@@ -307,7 +307,7 @@ fn ack_timeout_abandons_a_bad_upgrade_and_keeps_the_old_workers() {
         "{messages:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
-    let abandoned = sim.wait_count("upgrade_abandoned", 1);
+    let abandoned = sim.wait_count(is_upgrade_abandoned, 1);
     assert!(
         matches!(
             abandoned[0].event,
@@ -343,15 +343,15 @@ fn signal_timeout_kills_a_worker_that_ignores_usr2() {
         &["-n", "1", "-m", "manual", "-t", "1"],
         &[("TEST_WORKER_IGNORE_USR2", "1")],
     );
-    let pid = pid_of(&sim.wait_count("ack", 1)[0]);
+    let pid = pid_of(&sim.wait_count(is_ack, 1)[0]);
     assert_eq!(sim.command("die", &[]), vec!["Einhorn is going down! "]);
-    let exit = sim.wait_count("exit", 1);
+    let exit = sim.wait_count(is_exit, 1);
     assert_eq!(pid_of(&exit[0]), pid);
     assert!(
         matches!(&exit[0].event, Event::Exit { signal: Some(s), .. } if s == "SIGKILL"),
         "{exit:?}"
     );
-    let signalled = sim.wait_count("signal", 1)[0].time;
+    let signalled = sim.wait_count(is_signal, 1)[0].time;
     let waited = exit[0].time - signalled;
     assert!((0.9..3.0).contains(&waited), "killed {waited}s after USR2");
     sim.wait_log(&["Sending SIGKILL"]);
@@ -360,7 +360,7 @@ fn signal_timeout_kills_a_worker_that_ignores_usr2() {
 
 fn master_signal_outcome(signal: Signal, worker_signal: &str, status: i32) {
     let mut sim = Sim::start(&["-n", "2", "-m", "manual"], &[]);
-    let pids: BTreeSet<i64> = sim.wait_count("ack", 2).iter().map(pid_of).collect();
+    let pids: BTreeSet<i64> = sim.wait_count(is_ack, 2).iter().map(pid_of).collect();
     sim.signal(signal);
     assert_eq!(
         sim.wait_exit(Duration::from_secs(10)).code(),
@@ -391,7 +391,7 @@ fn master_quit_sends_quit_and_exits_1_at_once() {
 #[test]
 fn master_usr1_is_fanned_out_and_the_master_lives() {
     let sim = Sim::start(&["-n", "2", "-m", "manual"], &[]);
-    sim.wait_count("ack", 2);
+    sim.wait_count(is_ack, 2);
     sim.signal(Signal::SIGUSR1);
     let deadline = Instant::now() + WAIT;
     while sim
@@ -410,7 +410,7 @@ fn master_usr1_is_fanned_out_and_the_master_lives() {
 #[test]
 fn inc_dec_and_set_workers_converge() {
     let sim = Sim::start(&["-n", "1", "-m", "manual", "-s", "0.05"], &[]);
-    sim.wait_count("ack", 1);
+    sim.wait_count(is_ack, 1);
     assert_eq!(
         sim.command("inc", &[]),
         vec!["Incrementing number of workers from 1 -> 2"]
@@ -449,7 +449,7 @@ fn inc_dec_and_set_workers_converge() {
 #[test]
 fn command_replies_match_einhorn() {
     let sim = Sim::start(&["-n", "1", "-m", "manual", "-c", "demo"], &[]);
-    sim.wait_count("ack", 1);
+    sim.wait_count(is_ack, 1);
     assert_eq!(
         sim.command("ehlo", &[]),
         vec![format!("Welcome, ! You are speaking to Einhorn Master Process {} (demo).\nThis is Einhorn 1.1.1.\n", sim.child.id())]
@@ -486,7 +486,7 @@ fn command_replies_match_einhorn() {
 #[test]
 fn garbage_on_the_command_socket_leaves_the_master_serving() {
     let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
-    sim.wait_count("ack", 1);
+    sim.wait_count(is_ack, 1);
     let exchange = |bytes: &[u8]| -> String {
         let mut stream = std::os::unix::net::UnixStream::connect(sim.socket()).unwrap();
         stream.set_read_timeout(Some(WAIT)).unwrap();
@@ -547,7 +547,7 @@ fn startup_errors_are_one_line_and_exit_1() {
 #[test]
 fn a_live_command_socket_is_not_stolen() {
     let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
-    sim.wait_count("ack", 1);
+    sim.wait_count(is_ack, 1);
     let output = std::process::Command::new(sim_binary())
         .arg("-d")
         .arg(sim.socket())
@@ -580,7 +580,7 @@ fn drop_env_var_applies_to_workers_after_an_upgrade() {
             ("TEST_WORKER_WATCH", "BP_DROPPED,BP_KEPT"),
         ],
     );
-    sim.wait_count("ack", 1);
+    sim.wait_count(is_ack, 1);
     assert_eq!(sim.command("upgrade", &[]).last().unwrap(), "Upgrade done");
     let starts = starts(&sim);
     let watched = |entries: &[(&str, Option<&str>)]| {
@@ -602,7 +602,7 @@ fn drop_env_var_applies_to_workers_after_an_upgrade() {
 #[test]
 fn kill_children_on_exit_reaches_workers_when_the_master_dies() {
     let mut sim = Sim::start(&["-n", "2", "-m", "manual", "-k"], &[]);
-    let pids: BTreeSet<i64> = sim.wait_count("ack", 2).iter().map(pid_of).collect();
+    let pids: BTreeSet<i64> = sim.wait_count(is_ack, 2).iter().map(pid_of).collect();
     sim.signal(Signal::SIGKILL);
     sim.wait_exit(Duration::from_secs(5));
     sim.wait_worker_signal("USR2", &pids);
@@ -630,7 +630,7 @@ fn upgrade_within_limits(extra: &[&str], ack_delay_ms: &str, drain_ms: &str) -> 
             ("TEST_WORKER_DRAIN_MS", drain_ms),
         ],
     );
-    sim.wait_count("ack", 4);
+    sim.wait_count(is_ack, 4);
     let messages = sim.command("upgrade", &[]);
     assert_eq!(messages.last().unwrap(), "Upgrade done");
     sim
@@ -698,7 +698,7 @@ fn ack_pacing_keeps_max_unacked_and_max_upgrade_additional() {
 #[test]
 fn worker_ping_is_recorded_in_state() {
     let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
-    let pid = pid_of(&sim.wait_count("ack", 1)[0]);
+    let pid = pid_of(&sim.wait_count(is_ack, 1)[0]);
     let mut stream = std::os::unix::net::UnixStream::connect(sim.socket()).unwrap();
     stream
         .write_all(
@@ -721,7 +721,7 @@ fn worker_ping_is_recorded_in_state() {
 #[test]
 fn pool_changing_commands_log_who_sent_them() {
     let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
-    sim.wait_count("ack", 1);
+    sim.wait_count(is_ack, 1);
     sim.command("inc", &[]);
     let expected = format!(
         "Command \"inc\" from uid {} gid {} pid {}",
@@ -776,7 +776,7 @@ fn proc_state(pid: i64) -> Option<(char, i64)> {
 #[test]
 fn no_zombies_after_kills_crashes_and_upgrades() {
     let sim = Sim::start(&["-n", "3", "-m", "manual"], &[]);
-    let first: Vec<i64> = sim.wait_count("ack", 3).iter().map(pid_of).collect();
+    let first: Vec<i64> = sim.wait_count(is_ack, 3).iter().map(pid_of).collect();
     let victim = nix::unistd::Pid::from_raw(first[0] as i32);
     nix::sys::signal::kill(victim, Signal::SIGKILL).unwrap();
     sim.wait_for(|e| {

@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 #[test]
 fn deeply_nested_yaml_is_refused_and_respawns_go_on() {
     let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
-    let first = pid_of(&sim.wait_count("ack", 1)[0]);
+    let first = pid_of(&sim.wait_count(is_ack, 1)[0]);
     // 240 KB of nested flow mappings: once 11 s of parsing in the loop.
     let mut line = "{a: ".repeat(60_000).into_bytes();
     line.push(b'\n');
@@ -47,7 +47,7 @@ fn deeply_nested_yaml_is_refused_and_respawns_go_on() {
 #[test]
 fn a_client_that_never_reads_is_cut_off_and_others_are_answered() {
     let sim = Sim::start(&["-n", "1", "-m", "manual"], &[]);
-    sim.wait_count("ack", 1);
+    sim.wait_count(is_ack, 1);
     // `state` 100k times, never reading a reply.
     let flooder = UnixStream::connect(sim.socket()).unwrap();
     let writer = {
@@ -97,7 +97,7 @@ fn inc_stops_where_set_workers_does() {
     // 1000 workers wanted, but growth after startup spawns one per 30 s:
     // only a couple of processes exist while the counts are checked.
     let sim = Sim::start(&["-n", "1", "-m", "manual", "-s", "30"], &[]);
-    sim.wait_count("ack", 1);
+    sim.wait_count(is_ack, 1);
     assert_eq!(
         sim.command("set_workers", &["1000"]),
         vec!["Altering worker count, 1 -> 1000. Will spin up additional workers."]

@@ -193,13 +193,13 @@ impl Sim {
         }
     }
 
-    /// Waits until `n` events named `name` (`ack`, `spawn`...) exist;
-    /// returns them.
-    pub fn wait_count(&self, name: &str, n: usize) -> Vec<Record> {
+    /// Waits until `n` events that `kind` selects ([`is_ack`],
+    /// [`is_spawn`]...) exist; returns them.
+    pub fn wait_count(&self, kind: fn(&Event) -> bool, n: usize) -> Vec<Record> {
         self.wait_for(|events| {
             let found: Vec<Record> = events
                 .iter()
-                .filter(|r| r.event.name() == name)
+                .filter(|r| kind(&r.event))
                 .cloned()
                 .collect();
             (found.len() >= n).then_some(found)
@@ -305,4 +305,30 @@ impl Sim {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// Event selectors for [`Sim::wait_count`]: typed, so a misspelt one does
+/// not compile (a misspelt name would only time out).
+pub fn is_ack(event: &Event) -> bool {
+    matches!(event, Event::Ack { .. })
+}
+
+/// A worker was started.
+pub fn is_spawn(event: &Event) -> bool {
+    matches!(event, Event::Spawn { .. })
+}
+
+/// The master signalled a worker.
+pub fn is_signal(event: &Event) -> bool {
+    matches!(event, Event::Signal { .. })
+}
+
+/// A worker exited and was reaped.
+pub fn is_exit(event: &Event) -> bool {
+    matches!(event, Event::Exit { .. })
+}
+
+/// An upgrade was abandoned.
+pub fn is_upgrade_abandoned(event: &Event) -> bool {
+    matches!(event, Event::UpgradeAbandoned { .. })
 }

@@ -4,7 +4,7 @@
 use super::*;
 
 impl Master {
-    fn send(&mut self, conn: ConnId, value: Value) {
+    pub(super) fn send(&mut self, conn: ConnId, value: Value) {
         let Some(client) = self.clients.connections.get(&conn) else {
             return;
         };
@@ -24,14 +24,14 @@ impl Master {
         let _ = client.tx.send(Outgoing::Line(line));
     }
 
-    fn close(&mut self, conn: ConnId) {
+    pub(super) fn close(&mut self, conn: ConnId) {
         if let Some(client) = self.clients.connections.remove(&conn) {
             let _ = client.tx.send(Outgoing::Close);
         }
         self.clients.subscribers.retain(|(c, _)| *c != conn);
     }
 
-    fn on_input(&mut self, input: Input) {
+    pub(super) fn on_input(&mut self, input: Input) {
         match input {
             Input::Connected(conn, client, peer) => {
                 self.clients.connections.insert(conn, client);

@@ -4,7 +4,7 @@
 use super::*;
 
 impl Master {
-    fn reap(&mut self) {
+    pub(super) fn reap(&mut self) {
         loop {
             let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
@@ -57,7 +57,7 @@ impl Master {
         }
     }
 
-    fn replenish(&mut self) {
+    pub(super) fn replenish(&mut self) {
         if !self.respawn {
             return;
         }
@@ -68,7 +68,7 @@ impl Master {
         }
     }
 
-    fn replenish_immediately(&mut self) {
+    pub(super) fn replenish_immediately(&mut self) {
         let missing = self.pool.missing(self.version, self.settings.number);
         if missing <= 0 {
             return;
@@ -79,7 +79,7 @@ impl Master {
         }
     }
 
-    fn spinup_interval(&self) -> f64 {
+    pub(super) fn spinup_interval(&self) -> f64 {
         (self.settings.seconds * 1.5f64.powi(self.spinup.deaths_before_ack as i32)).min(30.0)
     }
 
@@ -87,7 +87,7 @@ impl Master {
     /// `--einhorn-pacing`, while no new worker has died before its ACK (nor
     /// an ACKed one within `-s` of its start). After such a death, the `-s`
     /// interval and its backoff apply again, until an ACK breaks the streak.
-    fn paced_by_acks(&self) -> bool {
+    pub(super) fn paced_by_acks(&self) -> bool {
         matches!(self.settings.ack_mode, AckMode::Manual)
             && !self.config.options.einhorn_pacing
             && self.spinup.deaths_before_ack == 0
@@ -100,7 +100,7 @@ impl Master {
     /// Starts workers while any are missing and the limits allow
     /// (`--max-unacked`, `--max-upgrade-additional`). Each ACK runs the
     /// loop again, which starts the next ones: no timer is involved.
-    fn replenish_on_acks(&mut self) {
+    pub(super) fn replenish_on_acks(&mut self) {
         while self.paced_by_acks()
             && self.pool.missing(self.version, self.settings.number) > 0
             && self.spinup_blocked().is_none()
@@ -110,7 +110,7 @@ impl Master {
         }
     }
 
-    fn replenish_gradually(&mut self) {
+    pub(super) fn replenish_gradually(&mut self) {
         if self.paced_by_acks() {
             self.replenish_on_acks();
             return;
@@ -153,7 +153,7 @@ impl Master {
     }
 
     /// Whether the limits allow a spawn now; logs why not.
-    fn trigger_spinup(&self) -> bool {
+    pub(super) fn trigger_spinup(&self) -> bool {
         match self.spinup_blocked() {
             Some(reason) => {
                 self.info(&reason);
@@ -166,7 +166,7 @@ impl Master {
     /// Why a spawn must wait: too many unacked new workers
     /// (`--max-unacked`), or too many workers during an upgrade
     /// (`--max-upgrade-additional`).
-    fn spinup_blocked(&self) -> Option<String> {
+    pub(super) fn spinup_blocked(&self) -> Option<String> {
         let unacked = self.pool.unacked_new(self.version);
         if unacked >= self.settings.max_unacked as usize {
             return Some(format!(
@@ -189,7 +189,7 @@ impl Master {
     }
 
     /// Spawns one worker at the current version.
-    fn spawn_worker(&mut self) {
+    pub(super) fn spawn_worker(&mut self) {
         let index = self.pool.free_index();
         let dropped: &[String] = if self.upgrade_state.drop_env_active {
             &self.config.options.drop_env_var
@@ -274,7 +274,7 @@ impl Master {
         });
     }
 
-    fn register_ack(&mut self, pid: i32) {
+    pub(super) fn register_ack(&mut self, pid: i32) {
         let count_before = self.spinup.deaths_before_ack;
         let Some(worker) = self.pool.get_mut(pid) else {
             self.error(&format!(

@@ -4,7 +4,7 @@
 use super::*;
 
 impl Master {
-    fn next_wakeup(&self) -> Option<Instant> {
+    pub(super) fn next_wakeup(&self) -> Option<Instant> {
         let timer = self.timers.iter().map(|(at, _)| *at).min();
         let periodic = self
             .config
@@ -17,7 +17,7 @@ impl Master {
         }
     }
 
-    fn kill_expired_signaled_workers(&mut self) {
+    pub(super) fn kill_expired_signaled_workers(&mut self) {
         let Some(t) = self.config.options.signal_timeout else {
             return;
         };
@@ -54,7 +54,7 @@ impl Master {
     /// `-t`: SIGKILL for a worker still alive after its graceful signal,
     /// recorded as that signal is (the `KILL` mark stops any further
     /// escalation; `last_signaled_at` is now).
-    fn escalate_to_kill(&mut self, pid: i32) {
+    pub(super) fn escalate_to_kill(&mut self, pid: i32) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         if let Some(w) = self.pool.get_mut(pid) {
             w.signaled.insert("KILL".to_string());
@@ -67,7 +67,7 @@ impl Master {
         });
     }
 
-    fn fire_timers(&mut self) {
+    pub(super) fn fire_timers(&mut self) {
         let now = Instant::now();
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.timers)
             .into_iter()

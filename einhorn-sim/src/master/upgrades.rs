@@ -8,7 +8,7 @@ impl Master {
     /// one more, unless the upgrade in progress is failing (a new worker
     /// died before its ACK): then the new build replaces it at once, as a
     /// second `upgrade` does in Einhorn.
-    fn on_rebuilt(&mut self, paths: &[std::path::PathBuf]) {
+    pub(super) fn on_rebuilt(&mut self, paths: &[std::path::PathBuf]) {
         if !self.respawn {
             return;
         }
@@ -31,7 +31,7 @@ impl Master {
         }
     }
 
-    fn cull(&mut self) {
+    pub(super) fn cull(&mut self) {
         let acked = self.pool.ack_count(self.version);
         let unsignaled = self.pool.unsignaled_count(self.version);
         let target = self.settings.number as usize;
@@ -50,10 +50,7 @@ impl Master {
             self.finish_upgrade_streams("Upgrade done");
         }
         let old = self.pool.old(self.version);
-        let smooth = match &self.upgrade_state.current {
-            None => None,
-            Some(upgrade) => Some(upgrade.smooth),
-        };
+        let smooth = self.upgrade_state.current.as_ref().map(|u| u.smooth);
         if smooth.is_none() && !old.is_empty() {
             self.upgrade_log(
                 Level::Info,
@@ -97,7 +94,7 @@ impl Master {
     /// Starts a smooth or fleet upgrade: new workers of a new version, the
     /// old ones told to go as the new ones ACK. PROGRAM is looked up again,
     /// so a rebuilt binary is picked up.
-    fn upgrade(&mut self, smooth: bool) {
+    pub(super) fn upgrade(&mut self, smooth: bool) {
         self.reload();
         self.upgrade_state.last_smooth = smooth;
         self.upgrade_state.drop_env_active = true;
@@ -145,7 +142,7 @@ impl Master {
 
     /// Einhorn re-execs itself here; this master keeps running and only
     /// re-resolves PROGRAM and counts the generation.
-    fn reload(&mut self) {
+    pub(super) fn reload(&mut self) {
         self.upgrade_state.generation += 1;
         match resolve_program(&self.config.options.command[0]) {
             Ok(program) => self.program = program,
@@ -160,7 +157,7 @@ impl Master {
         ));
     }
 
-    fn finish_upgrade_streams(&mut self, message: &str) {
+    pub(super) fn finish_upgrade_streams(&mut self, message: &str) {
         for (conn, id) in std::mem::take(&mut self.clients.subscribers) {
             self.send(conn, protocol::reply(message, Some(&id), false));
         }
@@ -170,7 +167,7 @@ impl Master {
     /// crashing before their ACK (`--watch`): go back to the old version,
     /// keep its workers, and stop the new ones. `why` completes "upgrade
     /// abandoned: ...".
-    fn abandon_upgrade(&mut self, version: u64, why: &str) {
+    pub(super) fn abandon_upgrade(&mut self, version: u64, why: &str) {
         let from = match &self.upgrade_state.current {
             Some(upgrade) if self.version == version => upgrade.from,
             _ => return,

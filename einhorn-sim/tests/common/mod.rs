@@ -197,11 +197,7 @@ impl Sim {
     /// [`is_spawn`]...) exist; returns them.
     pub fn wait_count(&self, kind: fn(&Event) -> bool, n: usize) -> Vec<Record> {
         self.wait_for(|events| {
-            let found: Vec<Record> = events
-                .iter()
-                .filter(|r| kind(&r.event))
-                .cloned()
-                .collect();
+            let found: Vec<Record> = events.iter().filter(|r| kind(&r.event)).cloned().collect();
             (found.len() >= n).then_some(found)
         })
     }

@@ -324,6 +324,70 @@ impl Serve {
         }
     }
 
+    /// Serves the app `args` names (the `[server:NAME]` and `[app:NAME]`
+    /// sections of its config file) on `listener`, a socket the caller
+    /// bound, until `shutdown` completes; then shuts down as on SIGTERM
+    /// (`drain_time`, then up to `stop_timeout` for open connections) and
+    /// returns. This is what a service's own integration tests want, as
+    /// `axum::serve` gives them: bind `127.0.0.1:0`, serve, call, stop.
+    ///
+    /// It touches nothing of the process: no signal handler, no tracing
+    /// subscriber (log lines go to the caller's, if any), no panic hook, no
+    /// Einhorn ACK and no systemd notification. `metrics.*` is not served
+    /// in-process; the health probes are answered as the config says.
+    /// `--bind`, `--reload`, `--check` and `--debug` do not apply.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), baseplate::Error> {
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    /// let address = listener.local_addr().expect("its address");
+    /// let args = baseplate::Args::parse_command_line(["my-service", "app.ini"])
+    ///     .expect("arguments");
+    /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    /// let server = tokio::spawn(async move {
+    ///     let serve = baseplate::Serve::new(); // register your factories
+    ///     serve.serve_on(listener, &args, async { let _ = stopped.await; }).await
+    /// });
+    /// // ... call the service on `address` ...
+    /// # let _ = address;
+    /// let _ = stop.send(());
+    /// server.await.expect("the server task")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn serve_on<F>(
+        &self,
+        listener: std::net::TcpListener,
+        args: &Args,
+        shutdown: F,
+    ) -> Result<(), Error>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let file = ConfigFile::read(&args.config_file)?;
+        let server_section = file.section("server", &args.server_name)?;
+        let app_section = file.section("app", &args.app_name)?;
+        let options = ServerOptions::from_section(&server_section)?;
+        let health = Health::default();
+        let app = self.build_app(&options, &server_section, &app_section, &health, None)?;
+        let listener = Listener::from_std_tcp(listener)?;
+        let triggers = Triggers {
+            controls: None,
+            reload: None,
+            shutdown: Box::pin(shutdown),
+        };
+        let tracker = Tracker::new(None);
+        match app {
+            App::Http(handler) => {
+                lifecycle::run(listener, handler, &options, tracker, health, triggers).await
+            }
+            App::Thrift(handler) => {
+                lifecycle::run(listener, handler, &options, tracker, health, triggers).await
+            }
+        };
+        Ok(())
+    }
+
     /// Reads the config, builds everything, and serves until shutdown (or a
     /// reload). What `handover` holds is taken only once serving starts.
     async fn serve_once(&self, args: &Args, handover: &mut Handover) -> Result<Outcome, Error> {
@@ -500,7 +564,7 @@ impl Serve {
         systemd::notify("READY=1");
         let tracker = Tracker::new(metrics.clone());
         let triggers = Triggers {
-            signals,
+            controls: Some(signals.into_controls()),
             reload: handover.changes.clone(),
             shutdown: handover
                 .shutdown

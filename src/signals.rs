@@ -5,6 +5,9 @@
 use std::io;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::server::lifecycle::{Control, Controls};
 
 /// What a received signal asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,5 +51,37 @@ impl Signals {
             _ = self.usr1.recv() => SignalEvent::Dump,
             _ = self.hup.recv() => SignalEvent::Restart,
         }
+    }
+
+    /// The signals as the server core's [`Control`]s, for one run: SIGTERM,
+    /// SIGINT and SIGUSR2 shut down (telling systemd `STOPPING=1` the first
+    /// time), SIGUSR1 dumps, SIGHUP restarts. The mapping ends when the run
+    /// drops its receiver.
+    pub(crate) fn into_controls(mut self) -> Controls {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut stopping = false;
+            loop {
+                let event = tokio::select! {
+                    event = self.recv() => event,
+                    _ = tx.closed() => return,
+                };
+                let control = match event {
+                    SignalEvent::Shutdown(name) => {
+                        if !stopping {
+                            stopping = true;
+                            crate::systemd::notify("STOPPING=1");
+                        }
+                        Control::Shutdown(name)
+                    }
+                    SignalEvent::Dump => Control::Dump,
+                    SignalEvent::Restart => Control::Restart,
+                };
+                if tx.send(control).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
     }
 }

@@ -395,3 +395,38 @@ fn strongly_connected(
     }
     state.found
 }
+
+/// The server core (`src/server/`) knows nothing of the process it runs
+/// in: signals, systemd, Einhorn, `--reload` and the environment belong to
+/// the process shell, which maps them onto the core's controls.
+#[test]
+fn the_server_core_uses_no_process_api() {
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server");
+    let mut files = Vec::new();
+    library_files(&server, &mut files);
+    let forbidden = [
+        "crate::signals",
+        "crate::systemd",
+        "crate::einhorn",
+        "crate::reload",
+        "tokio::signal",
+        "std::env",
+        "nix::sys::signal",
+    ];
+    let mut found = Vec::new();
+    for file in &files {
+        let code = build_code(&std::fs::read_to_string(file).unwrap());
+        for (n, line) in code.lines().enumerate() {
+            for api in forbidden {
+                if line.contains(api) {
+                    found.push(format!("{}:{}: {api}", file.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the server core reaches the process; move this to the shell:\n{}",
+        found.join("\n")
+    );
+}

@@ -1,8 +1,9 @@
 //! The shutdown sequence and accept loop every server shares: accept under
-//! the connection limit, and on a shutdown trigger (a signal, the embedding
-//! program's shutdown future, a `--reload` change) drain, close the
-//! listener, let connections finish for up to `stop_timeout`, abort the
-//! rest, then return.
+//! the connection limit, and on a shutdown trigger (a [`Control`] from the
+//! process shell, the embedding program's shutdown future, a `--reload`
+//! change) drain, close the listener, let connections finish for up to
+//! `stop_timeout`, abort the rest, then return. The core knows no signals:
+//! the shell (`signals.rs`) maps them onto [`Control`]s.
 
 use std::future::Future;
 use std::io;
@@ -21,7 +22,6 @@ use super::shutdown::{self, Shutdown};
 use super::tracker::Tracker;
 use super::{ConnectionHandler, ServerOptions};
 use crate::health::Health;
-use crate::signals::{SignalEvent, Signals};
 
 /// Why serving stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,10 +54,26 @@ pub(crate) type ShutdownFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// on where it left off.
 pub(crate) type ReloadTrigger = Arc<tokio::sync::Mutex<UnboundedReceiver<PathBuf>>>;
 
-/// What may stop a run besides the signals.
+/// What the process shell asks of a running server (it maps signals onto
+/// these; an in-process server gets none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Control {
+    /// Shut down gracefully; the name says what asked (`SIGTERM`). A second
+    /// one during the shutdown abandons what is left.
+    Shutdown(&'static str),
+    /// Log a report of connections and requests (at most one a second).
+    Dump,
+    /// Drain, keep the listener open, and return it for the next run.
+    Restart,
+}
+
+/// The [`Control`]s of one run, in the order they came.
+pub(crate) type Controls = UnboundedReceiver<Control>;
+
+/// What may stop a run.
 pub(crate) struct Triggers {
-    /// The process's signal handlers.
-    pub signals: Signals,
+    /// The process shell's controls, if any.
+    pub controls: Option<Controls>,
     /// With `--reload`: the files that changed.
     pub reload: Option<ReloadTrigger>,
     /// The embedding program's shutdown, a graceful one like SIGTERM.
@@ -79,11 +95,13 @@ pub(crate) async fn run<H: ConnectionHandler>(
     let (stop_tx, mut stop_rx) = watch::channel(Stop::Running);
     let stop_tx = Arc::new(stop_tx);
     let mut watchers = JoinSet::new();
-    watchers.spawn(watch_signals(
-        triggers.signals,
-        tracker.clone(),
-        Arc::clone(&stop_tx),
-    ));
+    if let Some(controls) = triggers.controls {
+        watchers.spawn(watch_controls(
+            controls,
+            tracker.clone(),
+            Arc::clone(&stop_tx),
+        ));
+    }
     {
         let stop = Arc::clone(&stop_tx);
         let shutdown = triggers.shutdown;
@@ -219,15 +237,15 @@ fn seconds(d: Duration) -> String {
 /// answered by one report at the end of the interval.
 const DUMP_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Reacts to signals for the whole life of the process.
-async fn watch_signals(mut signals: Signals, tracker: Tracker, stop: Arc<watch::Sender<Stop>>) {
+/// Reacts to the shell's controls for the whole run.
+async fn watch_controls(mut controls: Controls, tracker: Tracker, stop: Arc<watch::Sender<Stop>>) {
     let mut last_dump: Option<Instant> = None;
     // A report asked for within DUMP_INTERVAL of the last one, due then.
     let mut dump_due: Option<Instant> = None;
     loop {
-        let event = match dump_due {
+        let control = match dump_due {
             Some(due) => tokio::select! {
-                event = signals.recv() => event,
+                control = controls.recv() => control,
                 _ = tokio::time::sleep_until(due.into()) => {
                     dump_due = None;
                     last_dump = Some(Instant::now());
@@ -235,10 +253,12 @@ async fn watch_signals(mut signals: Signals, tracker: Tracker, stop: Arc<watch::
                     continue;
                 }
             },
-            None => signals.recv().await,
+            None => controls.recv().await,
         };
-        match event {
-            SignalEvent::Dump => {
+        // The shell is gone: no more controls.
+        let Some(control) = control else { return };
+        match control {
+            Control::Dump => {
                 let now = Instant::now();
                 match last_dump.map(|at| at + DUMP_INTERVAL) {
                     Some(allowed) if allowed > now => {
@@ -251,7 +271,7 @@ async fn watch_signals(mut signals: Signals, tracker: Tracker, stop: Arc<watch::
                     }
                 }
             }
-            SignalEvent::Restart => {
+            Control::Restart => {
                 // A terminal hangup or a stray `kill -HUP` must not drop
                 // requests: drain, keep the socket, and run again.
                 if *stop.borrow() == Stop::Running {
@@ -259,7 +279,7 @@ async fn watch_signals(mut signals: Signals, tracker: Tracker, stop: Arc<watch::
                     stop.send_replace(Stop::Reload);
                 }
             }
-            SignalEvent::Shutdown(name) => {
+            Control::Shutdown(name) => {
                 if matches!(*stop.borrow(), Stop::Shutdown | Stop::Abort) {
                     error!("Received {name} again during shutdown; exiting now with status 1");
                     stop.send_replace(Stop::Abort);
@@ -267,7 +287,6 @@ async fn watch_signals(mut signals: Signals, tracker: Tracker, stop: Arc<watch::
                 }
                 // A shutdown during a reload's drain wins: no new process.
                 info!(signal = name, "Shutdown triggered.");
-                crate::systemd::notify("STOPPING=1");
                 stop.send_replace(Stop::Shutdown);
             }
         }

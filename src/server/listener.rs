@@ -112,6 +112,15 @@ impl Listener {
         }
     }
 
+    /// A TCP listener the caller bound (an in-process server's).
+    pub(crate) fn from_std_tcp(listener: std::net::TcpListener) -> Result<Listener, Error> {
+        listener
+            .set_nonblocking(true)
+            .and_then(|_| TcpListener::from_std(listener))
+            .map(Listener::Tcp)
+            .map_err(|e| Error::io("cannot serve on the listener given", &e))
+    }
+
     /// Takes over an inherited listening socket. `what` names where the fd
     /// number came from (like `EINHORN_FD_0=7`) for error messages.
     pub(crate) fn adopt(fd: RawFd, what: &str) -> Result<Listener, Error> {

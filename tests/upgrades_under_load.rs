@@ -198,13 +198,13 @@ fn a_smooth_upgrade_of_8_workers_is_paced_by_acks_and_fails_no_request() {
     sim.assert_new_served(load.finish());
 
     let all = events(&sim.events);
-    let at = |name: &str| {
+    let at = |kind: fn(&Event) -> bool| {
         all.iter()
-            .find(|r| r.event.name() == name)
+            .find(|r| kind(&r.event))
             .map(|r| r.time)
-            .unwrap_or_else(|| panic!("no {name} event: {all:#?}"))
+            .unwrap_or_else(|| panic!("no such event: {all:#?}"))
     };
-    let took = at("upgrade_done") - at("upgrade_start");
+    let took = at(is_upgrade_done) - at(is_upgrade_start);
     eprintln!("smooth upgrade of {WORKERS} workers: {took:.3} s");
     // The target is 0.5 s (benches/run.sh records it); this bound holds on a
     // machine twice as busy.
@@ -239,11 +239,11 @@ fn a_new_version_that_crashes_before_its_ack_costs_no_old_worker() {
     );
 }
 
-/// The time of the `n`th event called `name` (from 1), once it is there.
-fn nth_time(path: &Path, name: &str, n: usize) -> f64 {
+/// The time of the `n`th event that `kind` selects (from 1), once it is there.
+fn nth_time(path: &Path, kind: fn(&Event) -> bool, n: usize) -> f64 {
     wait_events(path, |e| {
         e.iter()
-            .filter(|r| r.event.name() == name)
+            .filter(|r| kind(&r.event))
             .nth(n - 1)
             .map(|r| r.time)
     })
@@ -265,7 +265,7 @@ fn a_rebuild_under_watch_is_live_within_2_s_and_fails_no_request() {
 
     let rebuilt_at = now();
     write_program(&dir, &format!("# build 2\n{}", serve_body()));
-    let done = nth_time(&sim.events, "upgrade_done", 1);
+    let done = nth_time(&sim.events, is_upgrade_done, 1);
     let all = events(&sim.events);
     assert!(
         all.iter()
@@ -290,13 +290,13 @@ fn a_broken_build_under_watch_keeps_the_old_workers_until_a_good_one() {
     load.wait_answers(20);
 
     write_program(&dir, "echo 'broken build' >&2; exit 1");
-    nth_time(&sim.events, "upgrade_abandoned", 1);
+    nth_time(&sim.events, is_upgrade_abandoned, 1);
     load.wait_answers(20);
     sim.assert_old_untouched();
 
     // The fixed build upgrades as usual.
     write_program(&dir, &format!("# build 3\n{}", serve_body()));
-    nth_time(&sim.events, "upgrade_done", 1);
+    nth_time(&sim.events, is_upgrade_done, 1);
     load.wait_answers(20);
     sim.assert_new_served(load.finish());
 }
@@ -326,9 +326,9 @@ fn a_rebuild_during_an_upgrade_queues_one_more() {
         queued,
         "the second rebuild was not queued behind the upgrade"
     );
-    let first_done = nth_time(&sim.events, "upgrade_done", 1);
-    let second_start = nth_time(&sim.events, "upgrade_start", 2);
-    nth_time(&sim.events, "upgrade_done", 2);
+    let first_done = nth_time(&sim.events, is_upgrade_done, 1);
+    let second_start = nth_time(&sim.events, is_upgrade_start, 2);
+    nth_time(&sim.events, is_upgrade_done, 2);
     assert!(
         second_start >= first_done,
         "the queued upgrade started before the first was done"
@@ -361,7 +361,7 @@ fn a_continuous_write_under_watch_upgrades_once_it_is_quiet() {
     let rebuilt: Vec<f64> = wait_events(&sim.events, |e| {
         let times: Vec<f64> = e
             .iter()
-            .filter(|r| r.event.name() == "rebuilt")
+            .filter(|r| matches!(r.event, Event::Rebuilt { .. }))
             .map(|r| r.time)
             .collect();
         times
@@ -376,4 +376,17 @@ fn a_continuous_write_under_watch_upgrades_once_it_is_quiet() {
         rebuilt.len(),
         build - 10
     );
+}
+
+/// Event selectors: typed, so a misspelt one does not compile.
+fn is_upgrade_start(event: &Event) -> bool {
+    matches!(event, Event::UpgradeStart { .. })
+}
+
+fn is_upgrade_done(event: &Event) -> bool {
+    matches!(event, Event::UpgradeDone { .. })
+}
+
+fn is_upgrade_abandoned(event: &Event) -> bool {
+    matches!(event, Event::UpgradeAbandoned { .. })
 }

@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use baseplate::examples::example_thrift::ExampleSyncProcessor;
-use baseplate::examples::thrift::ExampleHandler;
+use baseplate::example_apps::example_thrift::ExampleSyncProcessor;
+use baseplate::example_apps::thrift::ExampleHandler;
 use thrift::protocol::{TBinaryInputProtocol, TBinaryOutputProtocol};
 use thrift::server::TProcessor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -7,8 +7,8 @@
 //! thrift_tserver ADDR [WORKERS]
 //! ```
 
-use baseplate::examples::example_thrift::ExampleSyncProcessor;
-use baseplate::examples::thrift::ExampleHandler;
+use baseplate::example_apps::example_thrift::ExampleSyncProcessor;
+use baseplate::example_apps::thrift::ExampleHandler;
 use thrift::protocol::{TBinaryInputProtocolFactory, TBinaryOutputProtocolFactory};
 use thrift::server::TServer;
 use thrift::transport::{TFramedReadTransportFactory, TFramedWriteTransportFactory};

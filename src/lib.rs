@@ -149,11 +149,9 @@ pub mod codegen;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
-mod einhorn;
-#[cfg(feature = "server")]
 mod error;
 #[cfg(feature = "examples")]
-pub mod examples;
+pub mod example_apps;
 #[cfg(feature = "server")]
 mod handlers;
 #[cfg(feature = "server")]
@@ -166,20 +164,17 @@ pub mod metrics;
 mod os_error;
 #[cfg(feature = "otel")]
 mod otel;
+// The process shell: signals, systemd, Einhorn, --reload.
+#[cfg(feature = "server")]
+mod process;
 #[cfg(feature = "server")]
 mod registry;
-#[cfg(feature = "server")]
-mod reload;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
-mod signals;
-#[cfg(feature = "server")]
 mod suggest;
-#[cfg(feature = "server")]
-mod systemd;
 #[cfg(feature = "server")]
 pub mod trace;
 // The Thrift wire format; public for the fuzz targets and property tests.

@@ -67,10 +67,10 @@ fn the_committed_thrift_test_code_matches_the_generator() {
     )
     .expect("generating the ThriftTest code (is the Thrift compiler installed?)");
     let committed =
-        std::fs::read_to_string(root().join("src/examples/thrift_test_thrift.rs")).unwrap();
+        std::fs::read_to_string(root().join("src/example_apps/thrift_test_thrift.rs")).unwrap();
     assert!(
         committed == generated.code,
-        "src/examples/thrift_test_thrift.rs is stale: run fixtures/thrift/regenerate.sh"
+        "src/example_apps/thrift_test_thrift.rs is stale: run fixtures/thrift/regenerate.sh"
     );
 }
 
@@ -81,10 +81,11 @@ fn the_committed_example_matches_the_generator() {
         &Default::default(),
     )
     .expect("generating the example (is the Thrift compiler installed?)");
-    let committed = std::fs::read_to_string(root().join("src/examples/example_thrift.rs")).unwrap();
+    let committed =
+        std::fs::read_to_string(root().join("src/example_apps/example_thrift.rs")).unwrap();
     assert!(
         committed == generated.code,
-        "src/examples/example_thrift.rs is stale: run fixtures/thrift/regenerate.sh"
+        "src/example_apps/example_thrift.rs is stale: run fixtures/thrift/regenerate.sh"
     );
     assert_eq!(generated.module, "example");
     assert_eq!(

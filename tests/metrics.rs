@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::thread;
 
-use baseplate::examples::example_thrift::TExampleSyncClient;
+use baseplate::example_apps::example_thrift::TExampleSyncClient;
 use common::thrift_clients::{crate_client, Dialect};
 use common::*;
 use einhorn_sim::conformance::procfs;

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use baseplate::examples::example_thrift::TExampleSyncClient;
+use baseplate::example_apps::example_thrift::TExampleSyncClient;
 use common::thrift_clients::header_client;
 use common::*;
 use nix::sys::signal::Signal;

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use baseplate::examples::example_thrift::TExampleSyncClient;
+use baseplate::example_apps::example_thrift::TExampleSyncClient;
 use common::thrift_clients::*;
 use common::*;
 use nix::sys::signal::Signal;

@@ -69,7 +69,7 @@ fn root_warning_hides_info_lines_and_text_format_applies() {
 fn a_named_logger_gets_its_own_level_and_stderr_works() {
     let config = format!(
         "{APP}[loggers]\nkeys = root, example\n[logger_root]\nlevel = WARNING\nhandlers = err\n\
-         [logger_example]\nlevel = INFO\nqualname = baseplate.examples.http\n\
+         [logger_example]\nlevel = INFO\nqualname = baseplate.example_apps.http\n\
          [handlers]\nkeys = err\n[handler_err]\nclass = StreamHandler\nargs = (sys.stderr,)\nformatter = j\n\
          [formatters]\nkeys = j\n[formatter_j]\nclass = pythonjsonlogger.jsonlogger.JsonFormatter\n"
     );

@@ -15,7 +15,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use baseplate::examples::example_thrift::TExampleSyncClient;
+use baseplate::example_apps::example_thrift::TExampleSyncClient;
 use common::thrift_clients::*;
 use common::*;
 

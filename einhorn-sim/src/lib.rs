@@ -23,10 +23,14 @@ mod spawn;
 mod watch;
 pub mod worker_report;
 
+use std::path::{Path, PathBuf};
+
+use tokio::sync::mpsc::UnboundedSender;
+
 use cli::Options;
 use events::{Bound, Event, Events};
 use master::signals::MasterSignals;
-use master::{Config, Master};
+use master::{Config, Input, Master};
 use report::{Level, Log};
 
 /// Runs the master until it exits; returns the exit status, or the one-line
@@ -45,24 +49,7 @@ pub(crate) fn run_with(
 ) -> Result<u8, String> {
     close_inherited_fds_on_exec();
     let program = spawn::resolve_program(&options.command[0])?;
-    let sock_path = options
-        .socket_path
-        .clone()
-        .unwrap_or_else(|| options.default_path("sock"));
-    // With -d, the pidfile and lockfile go beside the socket (a directory
-    // the user chose), not into a shared $TMPDIR.
-    let beside_socket = |extension: &str| match &options.socket_path {
-        Some(socket) => socket.with_extension(extension),
-        None => options.default_path(extension),
-    };
-    let pidfile = options
-        .pidfile
-        .clone()
-        .unwrap_or_else(|| beside_socket("pid"));
-    let lockfile = options
-        .lockfile
-        .clone()
-        .unwrap_or_else(|| beside_socket("lock"));
+    let (sock_path, pidfile, lockfile) = master_files(&options);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -75,38 +62,10 @@ pub(crate) fn run_with(
         // --watch: PROGRAM's executable and the PATHs given, watched before
         // anything is bound or written, so a bad PATH leaves nothing behind.
         let _watch = match &options.watch {
-            Some(paths) => {
-                let mut paths = paths.clone();
-                paths.insert(0, program.clone());
-                let watch = watch::start(&paths, tx.clone())?;
-                let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-                log.write(
-                    Level::Info,
-                    &format!(
-                        "Watching {} for rebuilds: a change upgrades smoothly",
-                        names.join(", ")
-                    ),
-                );
-                Some(watch)
-            }
+            Some(paths) => Some(start_watch(paths, &program, tx.clone(), &log)?),
             None => None,
         };
-        let mut sockets = Vec::new();
-        if options.bind.is_empty() {
-            log.write(
-                Level::Info,
-                "No -b given: workers bind their own sockets. With -b ADDR:PORT the master \
-                 holds the socket and passes it to every worker, so restarts and upgrades \
-                 never refuse a connection",
-            );
-        }
-        for spec in &options.bind {
-            log.write(
-                Level::Info,
-                &format!("Binding to {} with flags {:?}", spec.address, spec.flags),
-            );
-            sockets.push(bind::bind_socket(spec, options.backlog)?);
-        }
+        let sockets = bind_sockets(&options, &log)?;
         let mut events = Events::open(options.events.as_deref())?;
         if let Some(channel) = events_channel {
             events = events.with_channel(channel);
@@ -125,20 +84,7 @@ pub(crate) fn run_with(
             let _ = std::fs::remove_file(&sock_path);
             return Err(e);
         }
-        let bound = sockets
-            .iter()
-            .map(|s| Bound {
-                address: s.spec.address.to_string(),
-                port: s.port,
-                fd: s.raw_fd(),
-                family: s.family.to_string(),
-            })
-            .collect();
-        events.emit(Event::Ready {
-            master_pid: std::process::id(),
-            socket_path: sock_path.display().to_string(),
-            bound,
-        });
+        events.emit(ready(&sockets, &sock_path));
         tokio::spawn(command_server::serve(listener, tx));
         let config = Config {
             options,
@@ -151,6 +97,89 @@ pub(crate) fn run_with(
             .await;
         Ok(status as u8)
     })
+}
+
+/// The command socket, pidfile and lockfile paths. With `-d`, the pidfile
+/// and lockfile go beside the socket (a directory the user chose), not
+/// into a shared `$TMPDIR`.
+fn master_files(options: &Options) -> (PathBuf, PathBuf, PathBuf) {
+    let sock_path = options
+        .socket_path
+        .clone()
+        .unwrap_or_else(|| options.default_path("sock"));
+    let beside_socket = |extension: &str| match &options.socket_path {
+        Some(socket) => socket.with_extension(extension),
+        None => options.default_path(extension),
+    };
+    let pidfile = options
+        .pidfile
+        .clone()
+        .unwrap_or_else(|| beside_socket("pid"));
+    let lockfile = options
+        .lockfile
+        .clone()
+        .unwrap_or_else(|| beside_socket("lock"));
+    (sock_path, pidfile, lockfile)
+}
+
+/// `--watch`: watches `program` and `paths` for rebuilds.
+fn start_watch(
+    paths: &[PathBuf],
+    program: &Path,
+    inputs: UnboundedSender<Input>,
+    log: &Log,
+) -> Result<watch::Watch, String> {
+    let mut paths = paths.to_vec();
+    paths.insert(0, program.to_path_buf());
+    let watch = watch::start(&paths, inputs)?;
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    log.write(
+        Level::Info,
+        &format!(
+            "Watching {} for rebuilds: a change upgrades smoothly",
+            names.join(", ")
+        ),
+    );
+    Ok(watch)
+}
+
+/// Binds every `-b` socket, which the master holds and passes to workers.
+fn bind_sockets(options: &Options, log: &Log) -> Result<Vec<bind::BoundSocket>, String> {
+    if options.bind.is_empty() {
+        log.write(
+            Level::Info,
+            "No -b given: workers bind their own sockets. With -b ADDR:PORT the master \
+             holds the socket and passes it to every worker, so restarts and upgrades \
+             never refuse a connection",
+        );
+    }
+    let mut sockets = Vec::new();
+    for spec in &options.bind {
+        log.write(
+            Level::Info,
+            &format!("Binding to {} with flags {:?}", spec.address, spec.flags),
+        );
+        sockets.push(bind::bind_socket(spec, options.backlog)?);
+    }
+    Ok(sockets)
+}
+
+/// The `ready` event: the master's pid, its command socket, its sockets.
+fn ready(sockets: &[bind::BoundSocket], sock_path: &Path) -> Event {
+    let bound = sockets
+        .iter()
+        .map(|s| Bound {
+            address: s.spec.address.to_string(),
+            port: s.port,
+            fd: s.raw_fd(),
+            family: s.family.to_string(),
+        })
+        .collect();
+    Event::Ready {
+        master_pid: std::process::id(),
+        socket_path: sock_path.display().to_string(),
+        bound,
+    }
 }
 
 /// Marks every descriptor above stderr that this process inherited as

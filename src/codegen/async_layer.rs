@@ -57,6 +57,29 @@ struct Emitter<'a> {
     out: &'a mut String,
 }
 
+/// The names one service's async layer uses.
+struct ServiceNames<'s> {
+    /// `KRATE::server::thrift`.
+    thrift: String,
+    /// `NameAsyncHandler`.
+    handler: String,
+    /// `NameAsyncProcessor`.
+    processor: String,
+    /// The service it extends, if any.
+    parent: Option<Parent<'s>>,
+}
+
+/// The service a service extends, as the child's layer names it.
+struct Parent<'s> {
+    /// The module path to the parent's file, ending in `::` (or empty).
+    path: String,
+    service: &'s Service,
+    /// `NameAsParentHandler`.
+    adapter: String,
+    /// The parent's processor over the adapter.
+    processor: String,
+}
+
 /// A method with the file whose names its types use.
 struct Method<'a> {
     file: usize,
@@ -150,16 +173,44 @@ impl Emitter<'_> {
     }
 
     fn service(&mut self, service: &Service) {
-        let krate = self.krate;
-        let thrift = format!("{krate}::server::thrift");
         let chain = self.tree.chain(self.file, service);
         let name = camel(&service.name);
-        let handler = format!("{name}AsyncHandler");
-        let processor = format!("{name}AsyncProcessor");
-        let methods = Self::methods(&chain);
+        let names = ServiceNames {
+            thrift: format!("{}::server::thrift", self.krate),
+            handler: format!("{name}AsyncHandler"),
+            processor: format!("{name}AsyncProcessor"),
+            // The parent's processor, serving the inherited methods through
+            // an adapter.
+            parent: chain.get(1).map(|&(parent_file, parent)| {
+                let path = module_path(self.tree, self.file, parent_file);
+                let adapter = format!("{name}AsParentHandler");
+                let processor =
+                    format!("{path}{}AsyncProcessor<{adapter}<H>>", camel(&parent.name));
+                Parent {
+                    path,
+                    service: parent,
+                    adapter,
+                    processor,
+                }
+            }),
+        };
+        self.handler_trait(service, &names, &Self::methods(&chain));
+        self.processor_struct(&names);
+        if let Some(parent) = &names.parent {
+            self.parent_adapter(&names.handler, parent, &chain[1..]);
+        }
+        self.service_impl(service, &names);
+    }
 
+    /// `trait NameAsyncHandler`: one async method per method of the chain.
+    fn handler_trait(
+        &mut self,
+        service: &Service,
+        names: &ServiceNames<'_>,
+        methods: &[Method<'_>],
+    ) {
         let mut trait_methods = String::new();
-        for method in &methods {
+        for method in methods {
             let _ = writeln!(
                 trait_methods,
                 "  /// `{}`.\n  {};",
@@ -167,6 +218,7 @@ impl Emitter<'_> {
                 self.signature(method)
             );
         }
+        let (handler, processor) = (&names.handler, &names.processor);
         let _ = writeln!(
             self.out,
             "\n/// The handlers of the `{}` service, as async functions: implement them\n\
@@ -174,30 +226,27 @@ impl Emitter<'_> {
              pub trait {handler}: Send + Sync + 'static {{\n{trait_methods}}}",
             service.name
         );
+    }
 
-        // The parent's processor, serving the inherited methods through an
-        // adapter.
-        let parent = chain.get(1).map(|&(parent_file, parent)| {
-            let path = module_path(self.tree, self.file, parent_file);
-            let adapter = format!("{name}AsParentHandler");
-            let parent_processor =
-                format!("{path}{}AsyncProcessor<{adapter}<H>>", camel(&parent.name));
-            (path, parent, adapter, parent_processor)
-        });
+    /// `struct NameAsyncProcessor<H>` with `Clone`, `Debug` and `new`.
+    fn processor_struct(&mut self, names: &ServiceNames<'_>) {
+        let (handler, processor) = (&names.handler, &names.processor);
+        let parent = names.parent.as_ref();
         let parent_field = parent
-            .as_ref()
-            .map(|(_, _, _, p)| format!("  parent: {p},\n"))
+            .map(|p| format!("  parent: {},\n", p.processor))
             .unwrap_or_default();
         let parent_clone = if parent.is_some() {
             ", parent: self.parent.clone()"
         } else {
             ""
         };
-        let parent_new = match &parent {
+        let parent_new = match parent {
             // Before `handler` moves into the struct: fields are evaluated in order.
-            Some((path, parent, adapter, _)) => format!(
-                "parent: {path}{}AsyncProcessor::new({adapter}(::std::sync::Arc::clone(&handler))), ",
-                camel(&parent.name)
+            Some(p) => format!(
+                "parent: {}{}AsyncProcessor::new({}(::std::sync::Arc::clone(&handler))), ",
+                p.path,
+                camel(&p.service.name),
+                p.adapter
             ),
             None => String::new(),
         };
@@ -210,35 +259,49 @@ impl Emitter<'_> {
              impl<H> ::std::fmt::Debug for {processor}<H> {{\n  fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {{\n    f.write_str(\"{processor}\")\n  }}\n}}\n\n\
              impl<H: {handler}> {processor}<H> {{\n  /// A processor calling `handler`.\n  pub fn new(handler: H) -> {processor}<H> {{\n    let handler = ::std::sync::Arc::new(handler);\n    {processor} {{ {parent_new}handler }}\n  }}\n}}"
         );
-        if let Some((path, parent_service, adapter, _)) = &parent {
-            let parent_chain = &chain[1..];
-            let mut forwards = String::new();
-            for method in Self::methods(parent_chain) {
-                let args: Vec<String> = method
-                    .function
-                    .args
-                    .iter()
-                    .map(|a| field_name(&a.name))
-                    .collect();
-                let _ = writeln!(
-                    forwards,
-                    "  {} {{\n    self.0.handle_{}({})\n  }}",
-                    self.signature(&method),
-                    snake(&method.function.name),
-                    args.join(", ")
-                );
-            }
+    }
+
+    /// The adapter that makes `handler` the parent's handler, forwarding
+    /// each inherited method.
+    fn parent_adapter(
+        &mut self,
+        handler: &str,
+        parent: &Parent<'_>,
+        parent_chain: &[(usize, &Service)],
+    ) {
+        let mut forwards = String::new();
+        for method in Self::methods(parent_chain) {
+            let args: Vec<String> = method
+                .function
+                .args
+                .iter()
+                .map(|a| field_name(&a.name))
+                .collect();
             let _ = writeln!(
-                self.out,
-                "\n/// `{handler}` as the `{}` handler, serving the inherited methods.\n\
-                 #[doc(hidden)]\n\
-                 pub struct {adapter}<H>(::std::sync::Arc<H>);\n\n\
-                 impl<H: {handler}> {path}{}AsyncHandler for {adapter}<H> {{\n{forwards}}}",
-                parent_service.name,
-                camel(&parent_service.name)
+                forwards,
+                "  {} {{\n    self.0.handle_{}({})\n  }}",
+                self.signature(&method),
+                snake(&method.function.name),
+                args.join(", ")
             );
         }
+        let (path, adapter) = (&parent.path, &parent.adapter);
+        let _ = writeln!(
+            self.out,
+            "\n/// `{handler}` as the `{}` handler, serving the inherited methods.\n\
+             #[doc(hidden)]\n\
+             pub struct {adapter}<H>(::std::sync::Arc<H>);\n\n\
+             impl<H: {handler}> {path}{}AsyncHandler for {adapter}<H> {{\n{forwards}}}",
+            parent.service.name,
+            camel(&parent.service.name)
+        );
+    }
 
+    /// The processor's `tower::Service` impl: the service's own methods by
+    /// index, anything else to the parent (or `UnknownMethod`).
+    fn service_impl(&mut self, service: &Service, names: &ServiceNames<'_>) {
+        let krate = self.krate;
+        let (thrift, handler, processor) = (&names.thrift, &names.handler, &names.processor);
         let _ = writeln!(
             self.out,
             "\nimpl<H: {handler}> {krate}::tower::Service<{thrift}::ThriftRequest> for {processor}<H> {{\n\
@@ -254,9 +317,10 @@ impl Emitter<'_> {
         for (index, function) in service.functions.iter().enumerate() {
             let _ = writeln!(self.out, "      {:?} => {index},", function.name);
         }
-        let fallback = match &parent {
-            Some((_, _, _, parent_processor)) => format!(
-                "<{parent_processor} as {krate}::tower::Service<{thrift}::ThriftRequest>>::call(&mut self.parent, request)"
+        let fallback = match &names.parent {
+            Some(parent) => format!(
+                "<{} as {krate}::tower::Service<{thrift}::ThriftRequest>>::call(&mut self.parent, request)",
+                parent.processor
             ),
             None => "Box::pin(async move {\n\
                      \x20       let method = ::std::sync::Arc::clone(&request.method);\n\
@@ -276,7 +340,7 @@ impl Emitter<'_> {
              \x20     match own {{"
         );
         for (index, function) in service.functions.iter().enumerate() {
-            self.dispatch(index, &camel(&service.name), function, &thrift);
+            self.dispatch(index, &camel(&service.name), function, thrift);
         }
         let _ = writeln!(
             self.out,
@@ -326,24 +390,7 @@ impl Emitter<'_> {
             );
             return;
         }
-        // The result struct with one field set.
-        let result = |set: Option<(&str, &str)>| -> String {
-            let mut fields = Vec::new();
-            if function.returns.is_some() {
-                fields.push(match set {
-                    Some(("result_value", value)) => format!("result_value: Some({value})"),
-                    _ => "result_value: None".to_string(),
-                });
-            }
-            for throw in &function.throws {
-                let name = field_name(&throw.name);
-                fields.push(match set {
-                    Some((field, value)) if field == name => format!("{name}: Some({value})"),
-                    _ => format!("{name}: None"),
-                });
-            }
-            format!("{result_struct} {{ {} }}", fields.join(", "))
-        };
+        let result = |set| result_literal(function, &result_struct, set);
         let ok = if function.returns.is_some() {
             result(Some(("result_value", "value")))
         } else {
@@ -358,25 +405,55 @@ impl Emitter<'_> {
              \x20           }}"
         );
         if !function.throws.is_empty() {
-            self.out
-                .push_str("            Err(__THRIFT__::Error::User(e)) => {\n");
-            for throw in &function.throws {
-                let ty = self.rust_type(self.file, &throw.ty);
-                let set = result(Some((&field_name(&throw.name), "*declared")));
-                let _ = writeln!(
-                    self.out,
-                    "              let e = match e.downcast::<{ty}>() {{\n\
-                     \x20               Ok(declared) => return request.reply(|o| {set}.write_to_out_protocol(o)).map_err(Into::into),\n\
-                     \x20               Err(e) => e,\n\
-                     \x20             }};"
-                );
-            }
-            self.out.push_str(
-                "              Ok(request.error_reply(__THRIFT__::Error::User(e)))\n            }\n",
-            );
+            self.declared_exceptions(function, &result_struct);
         }
         self.out.push_str(
             "            Err(e) => Ok(request.error_reply(e)),\n          }\n        }\n",
         );
     }
+
+    /// The arm for `Error::User`: each declared exception becomes its field
+    /// of the result struct; any other error is an application error.
+    fn declared_exceptions(&mut self, function: &Function, result_struct: &str) {
+        self.out
+            .push_str("            Err(__THRIFT__::Error::User(e)) => {\n");
+        for throw in &function.throws {
+            let ty = self.rust_type(self.file, &throw.ty);
+            let set = result_literal(
+                function,
+                result_struct,
+                Some((&field_name(&throw.name), "*declared")),
+            );
+            let _ = writeln!(
+                self.out,
+                "              let e = match e.downcast::<{ty}>() {{\n\
+                 \x20               Ok(declared) => return request.reply(|o| {set}.write_to_out_protocol(o)).map_err(Into::into),\n\
+                 \x20               Err(e) => e,\n\
+                 \x20             }};"
+            );
+        }
+        self.out.push_str(
+            "              Ok(request.error_reply(__THRIFT__::Error::User(e)))\n            }\n",
+        );
+    }
+}
+
+/// A result struct literal with at most one field set: `set` is the field's
+/// name and the value's expression.
+fn result_literal(function: &Function, result_struct: &str, set: Option<(&str, &str)>) -> String {
+    let mut fields = Vec::new();
+    if function.returns.is_some() {
+        fields.push(match set {
+            Some(("result_value", value)) => format!("result_value: Some({value})"),
+            _ => "result_value: None".to_string(),
+        });
+    }
+    for throw in &function.throws {
+        let name = field_name(&throw.name);
+        fields.push(match set {
+            Some((field, value)) if field == name => format!("{name}: Some({value})"),
+            _ => format!("{name}: None"),
+        });
+    }
+    format!("{result_struct} {{ {} }}", fields.join(", "))
 }

@@ -166,105 +166,139 @@ enum Token {
     Punct(char),
 }
 
-fn tokenize(source: &str) -> Result<Vec<(Token, usize)>, ParseError> {
-    let chars: Vec<char> = source.chars().collect();
-    let mut tokens = Vec::new();
-    let mut line = 1;
-    let mut i = 0;
-    let error = |line, message: &str| ParseError {
+fn error(line: usize, message: &str) -> ParseError {
+    ParseError {
         line,
         message: message.to_string(),
+    }
+}
+
+/// Splits an IDL into tokens, each with its line.
+fn tokenize(source: &str) -> Result<Vec<(Token, usize)>, ParseError> {
+    let mut lexer = Lexer {
+        chars: source.chars().collect(),
+        i: 0,
+        line: 1,
     };
-    while i < chars.len() {
-        let c = chars[i];
+    let mut tokens = Vec::new();
+    while let Some(&c) = lexer.chars.get(lexer.i) {
+        let next = lexer.chars.get(lexer.i + 1).copied();
         match c {
             '\n' => {
-                line += 1;
-                i += 1;
+                lexer.line += 1;
+                lexer.i += 1;
             }
-            c if c.is_whitespace() => i += 1,
-            '#' => {
-                while i < chars.len() && chars[i] != '\n' {
-                    i += 1;
-                }
-            }
-            '/' if chars.get(i + 1) == Some(&'/') => {
-                while i < chars.len() && chars[i] != '\n' {
-                    i += 1;
-                }
-            }
-            '/' if chars.get(i + 1) == Some(&'*') => {
-                let start = line;
-                i += 2;
-                loop {
-                    match chars.get(i) {
-                        None => return Err(error(start, "unterminated /* comment")),
-                        Some('*') if chars.get(i + 1) == Some(&'/') => {
-                            i += 2;
-                            break;
-                        }
-                        Some('\n') => line += 1,
-                        _ => {}
-                    }
-                    i += 1;
-                }
-            }
-            '"' | '\'' => {
-                let start = line;
-                i += 1;
-                let text_start = i;
-                loop {
-                    match chars.get(i) {
-                        None => return Err(error(start, "unterminated string literal")),
-                        Some('\\') => i += 1,
-                        Some(q) if *q == c => break,
-                        Some('\n') => line += 1,
-                        _ => {}
-                    }
-                    i += 1;
-                }
-                let text: String = chars[text_start..i].iter().collect();
-                i += 1;
-                tokens.push((Token::Str(text), start));
-            }
+            c if c.is_whitespace() => lexer.i += 1,
+            '#' => lexer.skip_line(),
+            '/' if next == Some('/') => lexer.skip_line(),
+            '/' if next == Some('*') => lexer.block_comment()?,
+            '"' | '\'' => tokens.push(lexer.string(c)?),
             c if c.is_ascii_digit()
-                || ((c == '-' || c == '+')
-                    && chars.get(i + 1).is_some_and(char::is_ascii_digit)) =>
+                || ((c == '-' || c == '+') && next.is_some_and(|n| n.is_ascii_digit())) =>
             {
-                let start = i;
-                i += 1;
-                while i < chars.len()
-                    && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '.' | '+' | '-'))
-                {
-                    i += 1;
-                }
-                let text: String = chars[start..i].iter().collect();
-                let token = if let Some(hex) = text.strip_prefix("0x") {
-                    i64::from_str_radix(hex, 16)
-                        .map(Token::Int)
-                        .unwrap_or(Token::Literal)
-                } else {
-                    text.parse().map(Token::Int).unwrap_or(Token::Literal)
-                };
-                tokens.push((token, line));
+                tokens.push(lexer.number());
             }
-            c if c.is_alphabetic() || c == '_' => {
-                let start = i;
-                while i < chars.len()
-                    && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.')
-                {
-                    i += 1;
-                }
-                tokens.push((Token::Ident(chars[start..i].iter().collect()), line));
-            }
+            c if c.is_alphabetic() || c == '_' => tokens.push(lexer.ident()),
             '{' | '}' | '(' | ')' | '<' | '>' | ',' | ';' | ':' | '=' | '[' | ']' | '*' => {
-                tokens.push((Token::Punct(c), line));
-                i += 1;
+                tokens.push((Token::Punct(c), lexer.line));
+                lexer.i += 1;
             }
-            other => return Err(error(line, &format!("unexpected character {other:?}"))),
+            other => {
+                let message = format!("unexpected character {other:?}");
+                return Err(error(lexer.line, &message));
+            }
         }
     }
     Ok(tokens)
+}
+
+/// Where [`tokenize`] is in the source.
+struct Lexer {
+    chars: Vec<char>,
+    i: usize,
+    line: usize,
+}
+
+impl Lexer {
+    /// Skips to the end of the line (a `#` or `//` comment).
+    fn skip_line(&mut self) {
+        while self.i < self.chars.len() && self.chars[self.i] != '\n' {
+            self.i += 1;
+        }
+    }
+
+    /// Skips a `/* */` comment.
+    fn block_comment(&mut self) -> Result<(), ParseError> {
+        let start = self.line;
+        self.i += 2;
+        loop {
+            match self.chars.get(self.i) {
+                None => return Err(error(start, "unterminated /* comment")),
+                Some('*') if self.chars.get(self.i + 1) == Some(&'/') => {
+                    self.i += 2;
+                    return Ok(());
+                }
+                Some('\n') => self.line += 1,
+                _ => {}
+            }
+            self.i += 1;
+        }
+    }
+
+    /// A string literal quoted with `quote`.
+    fn string(&mut self, quote: char) -> Result<(Token, usize), ParseError> {
+        let start = self.line;
+        self.i += 1;
+        let text_start = self.i;
+        loop {
+            match self.chars.get(self.i) {
+                None => return Err(error(start, "unterminated string literal")),
+                Some('\\') => self.i += 1,
+                Some(&q) if q == quote => break,
+                Some('\n') => self.line += 1,
+                _ => {}
+            }
+            self.i += 1;
+        }
+        let text: String = self.chars[text_start..self.i].iter().collect();
+        self.i += 1;
+        Ok((Token::Str(text), start))
+    }
+
+    /// A number: an integer (decimal or `0x` hex) or another literal.
+    fn number(&mut self) -> (Token, usize) {
+        let start = self.i;
+        self.i += 1;
+        while self.i < self.chars.len()
+            && (self.chars[self.i].is_ascii_alphanumeric()
+                || matches!(self.chars[self.i], '.' | '+' | '-'))
+        {
+            self.i += 1;
+        }
+        let text: String = self.chars[start..self.i].iter().collect();
+        let token = if let Some(hex) = text.strip_prefix("0x") {
+            i64::from_str_radix(hex, 16)
+                .map(Token::Int)
+                .unwrap_or(Token::Literal)
+        } else {
+            text.parse().map(Token::Int).unwrap_or(Token::Literal)
+        };
+        (token, self.line)
+    }
+
+    /// A name, dots included (`shared.Thing`).
+    fn ident(&mut self) -> (Token, usize) {
+        let start = self.i;
+        while self.i < self.chars.len()
+            && (self.chars[self.i].is_alphanumeric()
+                || self.chars[self.i] == '_'
+                || self.chars[self.i] == '.')
+        {
+            self.i += 1;
+        }
+        let name = self.chars[start..self.i].iter().collect();
+        (Token::Ident(name), self.line)
+    }
 }
 
 struct Parser {

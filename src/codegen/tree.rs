@@ -192,64 +192,17 @@ impl Tree {
     /// it can see, and that every `extends` names a service without a loop.
     fn check_names(&self, index: usize) -> Result<(), TreeError> {
         let file = &self.files[index];
+        check_unique_definitions(file)?;
+        check_field_names(file)?;
+        check_method_names(file)?;
+        self.check_references(index)?;
+        self.check_extends(index)
+    }
+
+    /// Every named type a file uses resolves to a type it can see.
+    fn check_references(&self, index: usize) -> Result<(), TreeError> {
+        let file = &self.files[index];
         let document = &file.document;
-        let mut defined: HashMap<&str, usize> = HashMap::new();
-        for definition in &document.definitions {
-            if let Some(first) = defined.insert(&definition.name, definition.line) {
-                return Err(TreeError::at(
-                    &file.shown,
-                    definition.line,
-                    format!(
-                        "`{}` is defined twice (first at line {first}); each name in a file must be unique",
-                        definition.name
-                    ),
-                ));
-            }
-        }
-        for list in &document.field_lists {
-            let mut rust_names: HashMap<String, &str> = HashMap::new();
-            for field in list {
-                let rust = field_name(&field.name);
-                if let Some(first) = rust_names.insert(rust.clone(), &field.name) {
-                    return Err(TreeError::at(
-                        &file.shown,
-                        field.line,
-                        format!(
-                            "fields `{first}` and `{}` would both be `{rust}` in Rust, so the code \
-                             `thrift --gen rs` writes would not compile; rename one (the wire \
-                             uses its id)",
-                            field.name
-                        ),
-                    ));
-                }
-            }
-        }
-        for field in document.field_lists.iter().flatten() {
-            if UNESCAPED_FIELD_KEYWORDS.contains(&field.name.as_str()) {
-                return Err(TreeError::at(
-                    &file.shown,
-                    field.line,
-                    format!(
-                        "field `{}` is a Rust keyword that `thrift --gen rs` does not escape, so \
-                         its code would not compile; rename the field (the wire uses its id)",
-                        field.name
-                    ),
-                ));
-            }
-        }
-        for function in document.services.iter().flat_map(|s| &s.functions) {
-            if is_keyword(&function.name) {
-                return Err(TreeError::at(
-                    &file.shown,
-                    function.line,
-                    format!(
-                        "method `{}` is a Rust keyword, which `thrift --gen rs` writes unescaped \
-                         (`fn {}`), so its code would not compile; rename the method",
-                        function.name, function.name
-                    ),
-                ));
-            }
-        }
         for reference in &document.references {
             match self.resolve(index, &reference.name) {
                 Some((_, kind)) if kind.is_type() => {}
@@ -263,6 +216,14 @@ impl Tree {
                 None => return Err(self.unknown(index, &reference.name, reference.line, "type")),
             }
         }
+        Ok(())
+    }
+
+    /// Every `extends` names a service, in a chain without a loop and of
+    /// bounded depth.
+    fn check_extends(&self, index: usize) -> Result<(), TreeError> {
+        let file = &self.files[index];
+        let document = &file.document;
         for service in &document.services {
             let Some(parent) = &service.extends else {
                 continue;
@@ -316,6 +277,83 @@ impl Tree {
         };
         TreeError::at(&file.shown, line, message)
     }
+}
+
+/// Each name is defined once in a file.
+fn check_unique_definitions(file: &IdlFile) -> Result<(), TreeError> {
+    let document = &file.document;
+    let mut defined: HashMap<&str, usize> = HashMap::new();
+    for definition in &document.definitions {
+        if let Some(first) = defined.insert(&definition.name, definition.line) {
+            return Err(TreeError::at(
+                    &file.shown,
+                    definition.line,
+                    format!(
+                        "`{}` is defined twice (first at line {first}); each name in a file must be unique",
+                        definition.name
+                    ),
+                ));
+        }
+    }
+    Ok(())
+}
+
+/// Field names that `thrift --gen rs` turns into code that compiles: no
+/// two of one list become the same Rust name, and none is a keyword it
+/// does not escape.
+fn check_field_names(file: &IdlFile) -> Result<(), TreeError> {
+    let document = &file.document;
+    for list in &document.field_lists {
+        let mut rust_names: HashMap<String, &str> = HashMap::new();
+        for field in list {
+            let rust = field_name(&field.name);
+            if let Some(first) = rust_names.insert(rust.clone(), &field.name) {
+                return Err(TreeError::at(
+                    &file.shown,
+                    field.line,
+                    format!(
+                        "fields `{first}` and `{}` would both be `{rust}` in Rust, so the code \
+                             `thrift --gen rs` writes would not compile; rename one (the wire \
+                             uses its id)",
+                        field.name
+                    ),
+                ));
+            }
+        }
+    }
+    for field in document.field_lists.iter().flatten() {
+        if UNESCAPED_FIELD_KEYWORDS.contains(&field.name.as_str()) {
+            return Err(TreeError::at(
+                &file.shown,
+                field.line,
+                format!(
+                    "field `{}` is a Rust keyword that `thrift --gen rs` does not escape, so \
+                         its code would not compile; rename the field (the wire uses its id)",
+                    field.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// No method is named after a Rust keyword.
+fn check_method_names(file: &IdlFile) -> Result<(), TreeError> {
+    let document = &file.document;
+    for function in document.services.iter().flat_map(|s| &s.functions) {
+        if is_keyword(&function.name) {
+            return Err(TreeError::at(
+                &file.shown,
+                function.line,
+                format!(
+                    "method `{}` is a Rust keyword, which `thrift --gen rs` writes unescaped \
+                         (`fn {}`), so its code would not compile; rename the method",
+                    function.name, function.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn kind_name(kind: Kind) -> &'static str {
@@ -390,13 +428,7 @@ impl Loader<'_> {
         let index = self.files.len();
         self.by_identity.insert(identity.clone(), index);
         self.by_module.insert(module.clone(), index);
-        let shown = match self.bundled {
-            Some(dir) if path.starts_with(dir) => PathBuf::from(format!(
-                "{} (bundled)",
-                path.file_name().unwrap_or_default().to_string_lossy()
-            )),
-            _ => path.to_path_buf(),
-        };
+        let shown = self.shown(path);
         self.files.push(IdlFile {
             shown,
             path: path.to_path_buf(),
@@ -405,6 +437,19 @@ impl Loader<'_> {
             includes: HashMap::new(),
         });
         self.stack.push((identity, path.to_path_buf()));
+        let includes = self.load_includes(path, &document)?;
+        self.stack.pop();
+        self.files[index].includes = includes;
+        Ok(index)
+    }
+
+    /// Loads what `document` (the file at `path`) includes: each include's
+    /// module name and the file's index.
+    fn load_includes(
+        &mut self,
+        path: &Path,
+        document: &idl::Document,
+    ) -> Result<HashMap<String, usize>, TreeError> {
         let mut includes = HashMap::new();
         for include in &document.includes {
             let found = self.find(path, &include.path).ok_or_else(|| {
@@ -434,9 +479,18 @@ impl Loader<'_> {
                 }
             }
         }
-        self.stack.pop();
-        self.files[index].includes = includes;
-        Ok(index)
+        Ok(includes)
+    }
+
+    /// How messages name the file at `path`: a bundled file by its name.
+    fn shown(&self, path: &Path) -> PathBuf {
+        match self.bundled {
+            Some(dir) if path.starts_with(dir) => PathBuf::from(format!(
+                "{} (bundled)",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            )),
+            _ => path.to_path_buf(),
+        }
     }
 
     /// Where `include "name"` in `including` points: as written if

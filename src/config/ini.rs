@@ -207,10 +207,23 @@ struct PendingEntry<'t> {
     line: usize,
 }
 
+/// The parse in progress: entries read so far, where the next ones go, and
+/// the first malformed line (reported only at the end, as CPython does).
 #[derive(Default)]
 struct Reader<'t> {
     defaults: Vec<PendingEntry<'t>>,
     sections: Vec<(String, usize, Vec<PendingEntry<'t>>)>,
+    /// Hashed, so a file of many sections or keys loads in linear time.
+    section_index: KeyMap<String, usize>,
+    /// The keys seen so far in [DEFAULT] and in each section.
+    default_keys: KeySet<Cow<'t, str>>,
+    section_keys: Vec<KeySet<Cow<'t, str>>>,
+    target: Option<Target>,
+    section_name: String,
+    /// Index of the entry that continuation lines extend, within `target`.
+    current: Option<usize>,
+    indent_level: usize,
+    first_parse_error: Option<IniError>,
 }
 
 impl<'t> Reader<'t> {
@@ -220,6 +233,164 @@ impl<'t> Reader<'t> {
             Target::Section(i) => &mut self.sections[i].2,
         }
     }
+
+    /// The entry that an indented line continues, if any.
+    fn continued(&mut self) -> Option<&mut PendingEntry<'t>> {
+        let (target, index) = (self.target?, self.current?);
+        Some(&mut self.entries(target)[index])
+    }
+
+    /// Reads one line; an error here stops the parse at once.
+    fn line(&mut self, lineno: usize, raw_line: &'t str) -> Result<(), IniError> {
+        let value = py_strip(raw_line);
+        let is_comment = value.starts_with('#') || value.starts_with(';');
+        if value.is_empty() || is_comment {
+            // A blank line inside a value is kept; a comment line is skipped.
+            if !is_comment {
+                if let Some(entry) = self.continued() {
+                    entry.more.push("");
+                }
+            }
+            return Ok(());
+        }
+        // Counted in characters, as Python indexes strings.
+        let indent = raw_line.chars().take_while(|&c| is_py_space(c)).count();
+        if indent > self.indent_level {
+            if let Some(entry) = self.continued() {
+                entry.more.push(value);
+                return Ok(());
+            }
+        }
+        self.indent_level = indent;
+        let fail = |kind| IniError {
+            kind,
+            line: lineno,
+            text: value.to_string(),
+        };
+        if let Some(name) = section_header(value) {
+            return self.header(name, lineno).map_err(fail);
+        }
+        let Some(target) = self.target else {
+            return Err(fail(IniErrorKind::MissingSectionHeader));
+        };
+        match split_option(value) {
+            Some((key, val)) => {
+                if key.is_empty() {
+                    self.first_parse_error
+                        .get_or_insert(fail(IniErrorKind::Parsing));
+                }
+                self.option(target, key, val, lineno).map_err(fail)
+            }
+            None => {
+                self.first_parse_error
+                    .get_or_insert(fail(IniErrorKind::Parsing));
+                Ok(())
+            }
+        }
+    }
+
+    /// A `[name]` line: later entries go to that section.
+    fn header(&mut self, name: &str, lineno: usize) -> Result<(), IniErrorKind> {
+        if name == DEFAULT_SECTION {
+            self.target = Some(Target::Defaults);
+        } else if self.section_index.contains_key(name) {
+            return Err(IniErrorKind::DuplicateSection {
+                section: name.to_string(),
+            });
+        } else {
+            self.sections.push((name.to_string(), lineno, Vec::new()));
+            self.section_keys.push(KeySet::default());
+            let index = self.sections.len() - 1;
+            self.section_index.insert(name.to_string(), index);
+            self.target = Some(Target::Section(index));
+        }
+        self.section_name = name.to_string();
+        self.current = None;
+        Ok(())
+    }
+
+    /// A `key = value` line in `target`.
+    fn option(
+        &mut self,
+        target: Target,
+        key: &'t str,
+        value: &'t str,
+        lineno: usize,
+    ) -> Result<(), IniErrorKind> {
+        // Most keys are lowercase ASCII already: borrow those.
+        let key = if key.is_ascii() && !key.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Borrowed(key)
+        } else {
+            Cow::Owned(key.to_lowercase())
+        };
+        let seen = match target {
+            Target::Defaults => &mut self.default_keys,
+            Target::Section(i) => &mut self.section_keys[i],
+        };
+        if !seen.insert(key.clone()) {
+            return Err(IniErrorKind::DuplicateOption {
+                section: self.section_name.clone(),
+                key: key.into_owned(),
+            });
+        }
+        // Duplicates were rejected above, so this key is new here.
+        let entries = self.entries(target);
+        entries.push(PendingEntry {
+            key,
+            first: value,
+            more: Vec::new(),
+            line: lineno,
+        });
+        // An empty key (already an error) takes no continuation lines.
+        self.current = (!entries[entries.len() - 1].key.is_empty()).then(|| entries.len() - 1);
+        Ok(())
+    }
+
+    /// The file as read, or the first malformed line.
+    fn finish(self) -> Result<Ini, IniError> {
+        if let Some(e) = self.first_parse_error {
+            return Err(e);
+        }
+        Ok(Ini {
+            defaults: finish_entries(self.defaults),
+            sections: self
+                .sections
+                .into_iter()
+                .map(|(name, line, entries)| RawSection {
+                    name,
+                    line,
+                    entries: finish_entries(entries),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Joins each entry's continuation lines into its value, with trailing
+/// whitespace removed.
+fn finish_entries(entries: Vec<PendingEntry>) -> Vec<RawEntry> {
+    entries
+        .into_iter()
+        .map(|e| {
+            let value = if e.more.is_empty() {
+                e.first.trim_end_matches(is_py_space).to_string()
+            } else {
+                let mut value = e.first.to_string();
+                for line in &e.more {
+                    value.push('\n');
+                    value.push_str(line);
+                }
+                let kept = value.trim_end_matches(is_py_space).len();
+                value.truncate(kept);
+                value
+            };
+            RawEntry {
+                key: e.key.into_owned(),
+                value,
+                line: e.line,
+            }
+        })
+        .collect()
 }
 
 /// Splits a stripped line at the first `=` or `:` into key and value, as
@@ -244,158 +415,10 @@ fn section_header(line: &str) -> Option<&str> {
 /// malformed line is only reported at the end of the file.
 pub fn parse(text: &str) -> Result<Ini, IniError> {
     let mut reader = Reader::default();
-    // Hashed, so a file of many sections or keys loads in linear time.
-    let mut section_index: KeyMap<String, usize> = KeyMap::default();
-    // The keys seen so far in [DEFAULT] and in each section.
-    let mut default_keys: KeySet<Cow<str>> = KeySet::default();
-    let mut section_keys: Vec<KeySet<Cow<str>>> = Vec::new();
-    let mut target: Option<Target> = None;
-    let mut section_name = String::new();
-    // Index of the entry that continuation lines extend, within `target`.
-    let mut current: Option<usize> = None;
-    let mut indent_level = 0usize;
-    let mut first_parse_error: Option<IniError> = None;
-
     for (index, raw_line) in lines(text).enumerate() {
-        let lineno = index + 1;
-        let value = py_strip(raw_line);
-        let is_comment = value.starts_with('#') || value.starts_with(';');
-        if value.is_empty() || is_comment {
-            // A blank line inside a value is kept; a comment line is skipped.
-            if !is_comment {
-                if let (Some(t), Some(i)) = (target, current) {
-                    reader.entries(t)[i].more.push("");
-                }
-            }
-            continue;
-        }
-        // Counted in characters, as Python indexes strings.
-        let cur_indent = raw_line.chars().take_while(|&c| is_py_space(c)).count();
-        if let (Some(t), Some(i)) = (target, current) {
-            if cur_indent > indent_level {
-                reader.entries(t)[i].more.push(value);
-                continue;
-            }
-        }
-        indent_level = cur_indent;
-        if let Some(name) = section_header(value) {
-            if name == DEFAULT_SECTION {
-                target = Some(Target::Defaults);
-            } else if section_index.contains_key(name) {
-                return Err(IniError {
-                    kind: IniErrorKind::DuplicateSection {
-                        section: name.to_string(),
-                    },
-                    line: lineno,
-                    text: value.to_string(),
-                });
-            } else {
-                reader.sections.push((name.to_string(), lineno, Vec::new()));
-                section_keys.push(KeySet::default());
-                section_index.insert(name.to_string(), reader.sections.len() - 1);
-                target = Some(Target::Section(reader.sections.len() - 1));
-            }
-            section_name = name.to_string();
-            current = None;
-            continue;
-        }
-        let Some(t) = target else {
-            return Err(IniError {
-                kind: IniErrorKind::MissingSectionHeader,
-                line: lineno,
-                text: value.to_string(),
-            });
-        };
-        match split_option(value) {
-            Some((key, val)) => {
-                if key.is_empty() && first_parse_error.is_none() {
-                    first_parse_error = Some(IniError {
-                        kind: IniErrorKind::Parsing,
-                        line: lineno,
-                        text: value.to_string(),
-                    });
-                }
-                // Most keys are lowercase ASCII already: borrow those.
-                let key = if key.is_ascii() && !key.bytes().any(|b| b.is_ascii_uppercase()) {
-                    Cow::Borrowed(key)
-                } else {
-                    Cow::Owned(key.to_lowercase())
-                };
-                let seen = match t {
-                    Target::Defaults => &mut default_keys,
-                    Target::Section(i) => &mut section_keys[i],
-                };
-                if !seen.insert(key.clone()) {
-                    return Err(IniError {
-                        kind: IniErrorKind::DuplicateOption {
-                            section: section_name.clone(),
-                            key: key.into_owned(),
-                        },
-                        line: lineno,
-                        text: value.to_string(),
-                    });
-                }
-                // Duplicates were rejected above, so this key is new here.
-                let entries = reader.entries(t);
-                entries.push(PendingEntry {
-                    key,
-                    first: val,
-                    more: Vec::new(),
-                    line: lineno,
-                });
-                // An empty key (already an error) takes no continuation lines.
-                current = (!entries[entries.len() - 1].key.is_empty()).then(|| entries.len() - 1);
-            }
-            None => {
-                if first_parse_error.is_none() {
-                    first_parse_error = Some(IniError {
-                        kind: IniErrorKind::Parsing,
-                        line: lineno,
-                        text: value.to_string(),
-                    });
-                }
-            }
-        }
+        reader.line(index + 1, raw_line)?;
     }
-    if let Some(e) = first_parse_error {
-        return Err(e);
-    }
-    let finish = |entries: Vec<PendingEntry>| -> Vec<RawEntry> {
-        entries
-            .into_iter()
-            .map(|e| {
-                let value = if e.more.is_empty() {
-                    e.first.trim_end_matches(is_py_space).to_string()
-                } else {
-                    let mut value = e.first.to_string();
-                    for line in &e.more {
-                        value.push('\n');
-                        value.push_str(line);
-                    }
-                    let kept = value.trim_end_matches(is_py_space).len();
-                    value.truncate(kept);
-                    value
-                };
-                RawEntry {
-                    key: e.key.into_owned(),
-                    value,
-                    line: e.line,
-                }
-            })
-            .collect()
-    };
-    Ok(Ini {
-        defaults: finish(reader.defaults),
-        sections: reader
-            .sections
-            .into_iter()
-            .map(|(name, line, entries)| RawSection {
-                name,
-                line,
-                entries: finish(entries),
-            })
-            .collect(),
-    })
+    reader.finish()
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ impl HttpProbes {
 
     /// The answer to a probe.
     pub(crate) async fn answer(&self, request: &HttpRequest) -> HttpResponse {
-        if let Some(endpoint) = request.extensions().get::<crate::metrics::Endpoint>() {
+        if let Some(endpoint) = request.extensions().get::<crate::metrics::RouteLabel>() {
             endpoint.set(&self.path);
         }
         respond(&self.health, request.method(), request.uri().query()).await

@@ -55,17 +55,6 @@ fn level(section: &Section, key: &str) -> Result<LevelFilter, ConfigError> {
     }
 }
 
-fn keys(section: &Section) -> Vec<String> {
-    section
-        .get("keys")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 /// Checks that `section` sets only `allowed` keys.
 fn only(section: &Section, allowed: &[&str], problems: &mut Vec<ConfigError>) {
     for entry in section.entries() {
@@ -91,148 +80,193 @@ fn required(
         .ok_or_else(|| wanted_by.error(key, format!("names [{name}], which is not in the file")))
 }
 
+/// A comma-separated list value (`keys`, `handlers`), trimmed, empty items
+/// dropped.
+fn list(section: &Section, key: &str) -> Vec<String> {
+    section
+        .get(key)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A level as an EnvFilter directive's text.
+fn directive_level(level: LevelFilter) -> String {
+    level.to_string().to_lowercase()
+}
+
+/// What the root handler section sets.
+struct Handler {
+    output: Output,
+    format: Option<Format>,
+    level: Option<LevelFilter>,
+}
+
+/// One reading of the override, collecting every problem it finds so a
+/// single run reports them all.
+struct Reading<'f> {
+    file: &'f ConfigFile,
+    problems: Vec<ConfigError>,
+}
+
+impl Reading<'_> {
+    /// Keeps `result`'s value, or records its error.
+    fn keep<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|e| self.problems.push(e)).ok()
+    }
+
+    /// `[logger_root]`: the root level (the first directive) and its
+    /// handlers.
+    fn root_logger(&mut self, section: &Section, directives: &mut Vec<String>) -> Vec<String> {
+        only(section, &["level", "handlers"], &mut self.problems);
+        if let Some(l) = self.keep(level(section, "level")) {
+            directives.insert(0, directive_level(l));
+        }
+        list(section, "handlers")
+    }
+
+    /// `[logger_NAME]`: a directive for the logger its `qualname` names.
+    fn named_logger(&mut self, section: &Section) -> Option<String> {
+        only(
+            section,
+            &["level", "qualname", "handlers", "propagate"],
+            &mut self.problems,
+        );
+        let qualname = section.get("qualname").unwrap_or_default();
+        if qualname.is_empty() {
+            self.problems.push(section.error(
+                "qualname",
+                "missing; set it to the logger's name, like baseplate.server",
+            ));
+            return None;
+        }
+        let l = self.keep(level(section, "level"))?;
+        // Python logger names use dots; tracing targets use `::`.
+        Some(format!(
+            "{}={}",
+            qualname.replace('.', "::"),
+            directive_level(l)
+        ))
+    }
+
+    /// `[handler_NAME]` for the root logger's first handler.
+    fn handler(&mut self, name: &str) -> Handler {
+        let mut handler = Handler {
+            output: Output::Stdout,
+            format: None,
+            level: None,
+        };
+        let Some(section) = self.file.raw_section(&format!("handler_{name}")) else {
+            self.problems.push(ConfigError {
+                file: self.file.path().to_path_buf(),
+                line: None,
+                section: Some("logger_root".into()),
+                key: Some("handlers".into()),
+                message: format!("names handler {name:?}, but there is no [handler_{name}]"),
+            });
+            return handler;
+        };
+        only(
+            &section,
+            &["class", "args", "level", "formatter"],
+            &mut self.problems,
+        );
+        let class = section.get("class").unwrap_or_default();
+        if !matches!(class, "StreamHandler" | "logging.StreamHandler") {
+            self.problems.push(section.error(
+                "class",
+                format!("{class:?} is not supported; only StreamHandler is"),
+            ));
+        }
+        match section
+            .get("args")
+            .unwrap_or("()")
+            .replace(' ', "")
+            .as_str()
+        {
+            "()" | "(sys.stdout,)" => handler.output = Output::Stdout,
+            "(sys.stderr,)" => handler.output = Output::Stderr,
+            other => self.problems.push(section.error(
+                "args",
+                format!("{other:?} is not supported; use (sys.stdout,) or (sys.stderr,)"),
+            )),
+        }
+        if section.get("level").is_some() {
+            handler.level = self.keep(level(&section, "level"));
+        }
+        if let Some(formatter) = section.get("formatter").filter(|f| !f.is_empty()) {
+            handler.format = self.formatter(&section, formatter);
+        }
+        handler
+    }
+
+    /// `[formatter_NAME]`, named by `handler`: JSON when its class says so.
+    fn formatter(&mut self, handler: &Section, name: &str) -> Option<Format> {
+        let section = self.keep(required(
+            self.file,
+            &format!("formatter_{name}"),
+            handler,
+            "formatter",
+        ))?;
+        only(
+            &section,
+            &["format", "datefmt", "class"],
+            &mut self.problems,
+        );
+        let json = section
+            .get("class")
+            .is_some_and(|c| c.to_ascii_lowercase().contains("json"));
+        Some(if json { Format::Json } else { Format::Text })
+    }
+}
+
 impl FileLogging {
     /// Reads the override; `Ok(None)` when the file has no `[loggers]`.
     pub(crate) fn from_config(file: &ConfigFile) -> Result<Option<FileLogging>, ConfigErrors> {
         let Some(loggers) = file.raw_section("loggers") else {
             return Ok(None);
         };
-        let mut problems = Vec::new();
-        only(&loggers, &["keys"], &mut problems);
-        let names = keys(&loggers);
+        let mut reading = Reading {
+            file,
+            problems: Vec::new(),
+        };
+        only(&loggers, &["keys"], &mut reading.problems);
+        let names = list(&loggers, "keys");
         if !names.iter().any(|n| n == "root") {
-            problems.push(loggers.error("keys", "must list `root`"));
+            reading
+                .problems
+                .push(loggers.error("keys", "must list `root`"));
         }
         let mut directives = Vec::new();
         let mut root_handlers = Vec::new();
         for name in &names {
-            let section = match required(file, &format!("logger_{name}"), &loggers, "keys") {
-                Ok(s) => s,
-                Err(e) => {
-                    problems.push(e);
-                    continue;
-                }
+            let wanted = required(file, &format!("logger_{name}"), &loggers, "keys");
+            let Some(section) = reading.keep(wanted) else {
+                continue;
             };
             if name == "root" {
-                only(&section, &["level", "handlers"], &mut problems);
-                match level(&section, "level") {
-                    Ok(l) => directives.insert(0, l.to_string().to_lowercase()),
-                    Err(e) => problems.push(e),
-                }
-                root_handlers = section
-                    .get("handlers")
-                    .unwrap_or_default()
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|h| !h.is_empty())
-                    .map(str::to_string)
-                    .collect();
-            } else {
-                only(
-                    &section,
-                    &["level", "qualname", "handlers", "propagate"],
-                    &mut problems,
-                );
-                let qualname = section.get("qualname").unwrap_or_default();
-                if qualname.is_empty() {
-                    problems.push(section.error(
-                        "qualname",
-                        "missing; set it to the logger's name, like baseplate.server",
-                    ));
-                    continue;
-                }
-                match level(&section, "level") {
-                    // Python logger names use dots; tracing targets use `::`.
-                    Ok(l) => directives.push(format!(
-                        "{}={}",
-                        qualname.replace('.', "::"),
-                        l.to_string().to_lowercase()
-                    )),
-                    Err(e) => problems.push(e),
-                }
+                root_handlers = reading.root_logger(&section, &mut directives);
+            } else if let Some(directive) = reading.named_logger(&section) {
+                directives.push(directive);
             }
         }
-        let mut output = Output::Stdout;
-        let mut format = None;
-        let mut handler_level = None;
-        if let Some(handler) = root_handlers.first() {
-            match file.raw_section(&format!("handler_{handler}")) {
-                None => problems.push(ConfigError {
-                    file: file.path().to_path_buf(),
-                    line: None,
-                    section: Some("logger_root".into()),
-                    key: Some("handlers".into()),
-                    message: format!(
-                        "names handler {handler:?}, but there is no [handler_{handler}]"
-                    ),
-                }),
-                Some(section) => {
-                    only(
-                        &section,
-                        &["class", "args", "level", "formatter"],
-                        &mut problems,
-                    );
-                    let class = section.get("class").unwrap_or_default();
-                    if !matches!(class, "StreamHandler" | "logging.StreamHandler") {
-                        problems.push(section.error(
-                            "class",
-                            format!("{class:?} is not supported; only StreamHandler is"),
-                        ));
-                    }
-                    match section
-                        .get("args")
-                        .unwrap_or("()")
-                        .replace(' ', "")
-                        .as_str()
-                    {
-                        "()" | "(sys.stdout,)" => output = Output::Stdout,
-                        "(sys.stderr,)" => output = Output::Stderr,
-                        other => problems.push(section.error(
-                            "args",
-                            format!(
-                                "{other:?} is not supported; use (sys.stdout,) or (sys.stderr,)"
-                            ),
-                        )),
-                    }
-                    if section.get("level").is_some() {
-                        match level(&section, "level") {
-                            Ok(l) => handler_level = Some(l),
-                            Err(e) => problems.push(e),
-                        }
-                    }
-                    if let Some(formatter) = section.get("formatter").filter(|f| !f.is_empty()) {
-                        match required(
-                            file,
-                            &format!("formatter_{formatter}"),
-                            &section,
-                            "formatter",
-                        ) {
-                            Err(e) => problems.push(e),
-                            Ok(f) => {
-                                only(&f, &["format", "datefmt", "class"], &mut problems);
-                                let json = f
-                                    .get("class")
-                                    .is_some_and(|c| c.to_ascii_lowercase().contains("json"));
-                                format = Some(if json { Format::Json } else { Format::Text });
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let handler = root_handlers.first().map(|name| reading.handler(name));
         for listing in ["handlers", "formatters"] {
             if let Some(section) = file.raw_section(listing) {
-                only(&section, &["keys"], &mut problems);
+                only(&section, &["keys"], &mut reading.problems);
             }
         }
-        if !problems.is_empty() {
-            return Err(ConfigErrors(problems));
+        if !reading.problems.is_empty() {
+            return Err(ConfigErrors(reading.problems));
         }
         Ok(Some(FileLogging {
             directives: directives.join(","),
-            output,
-            format,
-            handler_level,
+            output: handler.as_ref().map_or(Output::Stdout, |h| h.output),
+            format: handler.as_ref().and_then(|h| h.format),
+            handler_level: handler.and_then(|h| h.level),
         }))
     }
 }

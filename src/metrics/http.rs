@@ -166,17 +166,19 @@ impl Metrics {
     }
 }
 
-/// The endpoint an HTTP request matched, for the `http_endpoint` label
-/// (baseplate.py's matched route name). With metrics on, the server puts
+/// The route an HTTP request matched, as the `http_endpoint` label of its
+/// metrics (baseplate.py's matched route name). Not to be confused with
+/// [`config::Endpoint`](crate::config::Endpoint), an address to listen on
+/// or connect to. With metrics on, the server puts
 /// one in every request's extensions; an app (or a layer that routes, like
 /// an axum `route_layer`) names the route on it:
 ///
 /// ```
-/// use baseplate::metrics::Endpoint;
+/// use baseplate::metrics::RouteLabel;
 ///
 /// fn route(request: &http::Request<()>) {
-///     if let Some(endpoint) = request.extensions().get::<Endpoint>() {
-///         endpoint.set("/users/{id}");
+///     if let Some(label) = request.extensions().get::<RouteLabel>() {
+///         label.set("/users/{id}");
 ///     }
 /// }
 /// # route(&http::Request::new(()));
@@ -186,20 +188,20 @@ impl Metrics {
 /// value is a new series. A request whose endpoint was not named is
 /// labelled `404` when it got a 404, and `unknown` otherwise.
 #[derive(Clone)]
-pub struct Endpoint {
-    inner: Arc<Mutex<EndpointState>>,
+pub struct RouteLabel {
+    inner: Arc<Mutex<RouteLabelState>>,
 }
 
-impl std::fmt::Debug for Endpoint {
+impl std::fmt::Debug for RouteLabel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        f.debug_tuple("Endpoint")
+        f.debug_tuple("RouteLabel")
             .field(&state.named.then(|| &state.series.endpoint))
             .finish()
     }
 }
 
-struct EndpointState {
+struct RouteLabelState {
     metrics: Arc<Metrics>,
     /// The method's index in [`METHODS`].
     index: usize,
@@ -212,7 +214,7 @@ struct EndpointState {
     finished: bool,
 }
 
-impl Endpoint {
+impl RouteLabel {
     /// Names the endpoint; the last name given before the response wins.
     pub fn set(&self, name: &str) {
         let mut state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -240,7 +242,7 @@ impl Endpoint {
 
 /// One HTTP request's metrics, from its start to its response.
 pub(crate) struct HttpRequestMetrics {
-    endpoint: Endpoint,
+    endpoint: RouteLabel,
     started: Instant,
     request_size: u64,
     /// Set by `finish`; a request dropped before it (hyper drops the
@@ -260,8 +262,8 @@ impl HttpRequestMetrics {
         }
         metrics.in_flight(true);
         HttpRequestMetrics {
-            endpoint: Endpoint {
-                inner: Arc::new(Mutex::new(EndpointState {
+            endpoint: RouteLabel {
+                inner: Arc::new(Mutex::new(RouteLabelState {
                     metrics: Arc::clone(metrics),
                     index,
                     series,
@@ -276,7 +278,7 @@ impl HttpRequestMetrics {
     }
 
     /// The handle the app names the endpoint on.
-    pub(crate) fn endpoint(&self) -> Endpoint {
+    pub(crate) fn endpoint(&self) -> RouteLabel {
         self.endpoint.clone()
     }
 
@@ -335,7 +337,7 @@ impl HttpRequestMetrics {
 impl HttpRequestMetrics {
     /// Ends the request's time as active (later endpoint names are
     /// ignored); returns its state, still locked.
-    fn end(&mut self) -> std::sync::MutexGuard<'_, EndpointState> {
+    fn end(&mut self) -> std::sync::MutexGuard<'_, RouteLabelState> {
         self.finished = true;
         let mut state = self
             .endpoint

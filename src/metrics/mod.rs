@@ -6,7 +6,7 @@
 //! are baseplate.py's (`names`).
 //!
 //! Off unless `metrics.enabled = true` in the app section. An HTTP app
-//! names the endpoint a request matched through the [`Endpoint`] found in
+//! names the endpoint a request matched through the [`RouteLabel`] found in
 //! the request's extensions.
 
 pub(crate) mod bind;
@@ -27,8 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Deserialize;
 
 use crate::config::{from_section, ConfigErrors, Endpoint as Address, Section};
-pub use http::Endpoint;
 pub(crate) use http::HttpRequestMetrics;
+pub use http::RouteLabel;
 use names::Metric;
 use store::{Slots, Store};
 

@@ -87,35 +87,8 @@ pub(crate) fn scrape(dir: &Path) -> io::Result<Scrape> {
             }
             continue;
         }
-        let path = dirent.path();
-        let file = match open_regular(&path) {
-            Ok(file) => file,
-            Err(e) => {
-                warn_once(&path, &format!("skipped: {e}"));
-                continue;
-            }
-        };
-        let (alive, file) = match Flock::lock(file, FlockArg::LockSharedNonblock) {
-            Ok(locked) => match locked.unlock() {
-                Ok(file) => (false, file),
-                Err((_, e)) => {
-                    warn_once(&path, &format!("skipped: {e}"));
-                    continue;
-                }
-            },
-            Err((file, Errno::EWOULDBLOCK)) => (true, file),
-            Err((_, e)) => {
-                warn_once(&path, &format!("skipped: cannot lock it ({e})"));
-                continue;
-            }
-        };
-        let entries = match read_file(&file) {
-            Ok(Some(entries)) => entries,
-            Ok(None) => continue,
-            Err(e) => {
-                warn_once(&path, &format!("skipped: {e}"));
-                continue;
-            }
+        let Some((alive, entries)) = read_worker(&dirent.path()) else {
+            continue;
         };
         if alive {
             live.push(entries);
@@ -125,30 +98,7 @@ pub(crate) fn scrape(dir: &Path) -> io::Result<Scrape> {
     }
 
     if !dead.is_empty() {
-        for (name, entries) in &dead {
-            for entry in entries {
-                if entry.kind != EntryKind::Gauge {
-                    add(&mut archive.totals, entry, entry.kind);
-                }
-            }
-            archive.merged.insert(name.clone(), ());
-        }
-        // Names merged earlier whose files are gone need no record.
-        archive.merged.retain(|name, _| dir.join(name).exists());
-        // Dead files are removed only once the archive holding them is in
-        // place; until then every scrape counts them from their files.
-        let written = match &lock {
-            Some(_) => write_archive(dir, &archive)
-                .map_err(|e| warn_once(&dir.join(ARCHIVE), &format!("cannot write it ({e})")))
-                .is_ok(),
-            None => false,
-        };
-        if written {
-            for (name, _) in &dead {
-                let _ = std::fs::remove_file(dir.join(name));
-            }
-            scrape.compacted = dead.len();
-        }
+        scrape.compacted = compact(dir, &mut archive, &dead, lock.is_some());
     }
 
     scrape.totals = archive.totals;
@@ -159,6 +109,60 @@ pub(crate) fn scrape(dir: &Path) -> io::Result<Scrape> {
         }
     }
     Ok(scrape)
+}
+
+/// A worker's file: whether its worker is alive (holds its lock), and its
+/// entries. `None` for a file being written, or one that cannot be read
+/// (after one WARN).
+fn read_worker(path: &Path) -> Option<(bool, Vec<Entry>)> {
+    let file = open_regular(path).or_else(|e| skip(path, e)).ok()?;
+    let (alive, file) = match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Ok(locked) => (false, locked.unlock().or_else(|(_, e)| skip(path, e)).ok()?),
+        Err((file, Errno::EWOULDBLOCK)) => (true, file),
+        Err((_, e)) => return skip(path, format!("cannot lock it ({e})")).ok(),
+    };
+    let entries = read_file(&file).or_else(|e| skip(path, e)).ok()?;
+    entries.map(|entries| (alive, entries))
+}
+
+/// Warns once that `path` was skipped, and why.
+fn skip<T>(path: &Path, why: impl std::fmt::Display) -> Result<T, ()> {
+    warn_once(path, &format!("skipped: {why}"));
+    Err(())
+}
+
+/// Merges dead workers' counters and histograms into the archive and, once
+/// it is written (only under the directory's lock), removes their files.
+/// Returns how many were removed.
+fn compact(
+    dir: &Path,
+    archive: &mut Archive,
+    dead: &[(String, Vec<Entry>)],
+    locked: bool,
+) -> usize {
+    for (name, entries) in dead {
+        for entry in entries {
+            if entry.kind != EntryKind::Gauge {
+                add(&mut archive.totals, entry, entry.kind);
+            }
+        }
+        archive.merged.insert(name.clone(), ());
+    }
+    // Names merged earlier whose files are gone need no record.
+    archive.merged.retain(|name, _| dir.join(name).exists());
+    // Dead files are removed only once the archive holding them is in
+    // place; until then every scrape counts them from their files.
+    let written = locked
+        && write_archive(dir, archive)
+            .map_err(|e| warn_once(&dir.join(ARCHIVE), &format!("cannot write it ({e})")))
+            .is_ok();
+    if !written {
+        return 0;
+    }
+    for (name, _) in dead {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    dead.len()
 }
 
 /// Whether a live worker holds its file in `dir` (its lock is taken).

@@ -1,4 +1,4 @@
-//! The HTTP connection handler: HTTP/1.1 and h2c through hyper-util's auto
+//! The HTTP connection server: HTTP/1.1 and h2c through hyper-util's auto
 //! builder, each request given a trace id, a log span and a place in the
 //! tracker.
 
@@ -17,7 +17,7 @@ use super::catch_unwind::CatchUnwind;
 use super::listener::Stream;
 use super::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
 use super::tracker::{Activity, ConnectionHandle, RequestInfo};
-use super::{ConnectionFuture, ConnectionHandler, HttpOptions};
+use super::{ConnectionFuture, ConnectionServer, HttpOptions};
 use crate::app::{full_body, HttpRequest, HttpResponse, HttpService};
 use crate::body::RequestBody;
 use crate::health::http::HttpProbes;
@@ -77,7 +77,7 @@ async fn watchdog(
 }
 
 /// Serves an [`HttpService`] on each connection.
-pub(crate) struct HttpHandler {
+pub(crate) struct HttpServer {
     app: HttpService,
     builder: Arc<auto::Builder<TokioExecutor>>,
     max_body_size: u64,
@@ -96,7 +96,7 @@ pub(crate) struct HttpHandler {
     peer_extension: bool,
 }
 
-impl HttpHandler {
+impl HttpServer {
     /// A handler for `app` with the limits of `options`, counting requests
     /// in `metrics` and answering health probes with `probes`.
     pub(crate) fn new(
@@ -104,7 +104,7 @@ impl HttpHandler {
         options: &HttpOptions,
         metrics: Option<Arc<Metrics>>,
         probes: Option<HttpProbes>,
-    ) -> HttpHandler {
+    ) -> HttpServer {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -119,7 +119,7 @@ impl HttpHandler {
             // Pings find peers that vanished without closing.
             .keep_alive_interval(Some(H2_PING_INTERVAL))
             .keep_alive_timeout(H2_PING_INTERVAL);
-        HttpHandler {
+        HttpServer {
             app,
             builder: Arc::new(builder),
             max_body_size: options.max_body_size,
@@ -134,14 +134,14 @@ impl HttpHandler {
 
     /// Requests carry their peer's address in their extensions (for the
     /// `handler` the server section names).
-    pub(crate) fn with_peer_extension(mut self) -> HttpHandler {
+    pub(crate) fn with_peer_extension(mut self) -> HttpServer {
         self.peer_extension = true;
         self
     }
 }
 
-impl ConnectionHandler for HttpHandler {
-    fn handle(
+impl ConnectionServer for HttpServer {
+    fn serve(
         &self,
         stream: Stream,
         connection: ConnectionHandle,
@@ -162,7 +162,7 @@ impl ConnectionHandler for HttpHandler {
             let first_request = connection.clone();
             let watched = connection.clone();
             let closing = shutdown.clone();
-            let served = Served {
+            let shared = ConnectionShared {
                 connection,
                 shutdown: closing,
                 limits,
@@ -170,9 +170,9 @@ impl ConnectionHandler for HttpHandler {
                 probes,
                 peer_extension,
             };
-            let served = Arc::new(served);
+            let shared = Arc::new(shared);
             let service =
-                service_fn(move |request| dispatch(app.clone(), Arc::clone(&served), request));
+                service_fn(move |request| dispatch(app.clone(), Arc::clone(&shared), request));
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(conn);
             let result = tokio::select! {
@@ -234,13 +234,13 @@ fn recorded(recording: Option<HttpRequestMetrics>, response: HttpResponse) -> Ht
 }
 
 /// What every request of one connection shares.
-struct Served {
+struct ConnectionShared {
     connection: ConnectionHandle,
     shutdown: Shutdown,
     limits: BodyLimits,
     metrics: Option<Arc<Metrics>>,
     probes: Option<HttpProbes>,
-    /// See [`HttpHandler::peer_extension`].
+    /// See [`HttpServer::peer_extension`].
     peer_extension: bool,
 }
 
@@ -256,10 +256,10 @@ struct BodyLimits {
 /// `500 Internal Server Error` for this request only.
 async fn dispatch(
     mut app: HttpService,
-    served: Arc<Served>,
+    shared: Arc<ConnectionShared>,
     request: http::Request<Incoming>,
 ) -> Result<HttpResponse, Infallible> {
-    let (connection, limits) = (&served.connection, served.limits);
+    let (connection, limits) = (&shared.connection, shared.limits);
     let http1 = request.version() <= http::Version::HTTP_11;
     let declared = request
         .headers()
@@ -267,38 +267,83 @@ async fn dispatch(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     // Started before the size check, so that a refused body is counted too.
-    let recording = served
+    let recording = shared
         .metrics
         .as_ref()
         .map(|metrics| HttpRequestMetrics::start(metrics, request.method(), declared.unwrap_or(0)));
     if declared.is_some_and(|n| n > limits.max_size) {
-        // A client that asked `Expect: 100-continue` has sent nothing yet
-        // and reads the refusal at once. Others (Python's http.client,
-        // requests) send the whole body before reading: closing on them
-        // mid-send makes them see a broken pipe instead of the 413, so the
-        // body is read and discarded first, within bounds (as nginx's
-        // lingering close).
-        let waits_for_continue = request
-            .headers()
-            .get(http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        if !waits_for_continue {
-            discard_body(request.into_body()).await;
-        }
-        let mut response = HttpResponse::new(full_body("Payload Too Large"));
-        *response.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
-        response.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
-        return Ok(recorded(recording, response));
+        return Ok(refuse_too_large(request, recording).await);
     }
     let mut request: HttpRequest =
         request.map(|body| RequestBody::new(body, limits.max_size, limits.timeout));
     let trace_id = TraceId::from_headers(request.headers());
-    // Every layer of the subscriber sees this span (an OpenTelemetry one,
-    // say); baseplate's own log lines take only its trace id.
-    // Field values are only computed when some layer wants the span.
+    let span = request_span(&request, &trace_id);
+    let _in_flight = connection.begin_request(
+        RequestInfo::Http(request.method().clone(), request.uri().clone()),
+        trace_id.clone(),
+    );
+    if shared.peer_extension {
+        request.extensions_mut().insert(connection.peer().clone());
+    }
+    request.extensions_mut().insert(trace_id.clone());
+    if let Some(recording) = &recording {
+        request.extensions_mut().insert(recording.endpoint());
+    }
+    let probes = shared.probes.as_ref().filter(|p| p.is_probe(&request));
+    let response = trace::scope(trace_id, async move {
+        if let Some(probes) = probes {
+            // Boxed: inline, the probe's state would grow (and be copied
+            // with) every request's future.
+            return Box::pin(probes.answer(&request)).await;
+        }
+        call_app(&mut app, request).await
+    })
+    .instrument(span)
+    .await;
+    let mut response = recorded(recording, response);
+    if http1 && shared.shutdown.is_triggered() {
+        // Shutting down: this connection takes no further request.
+        close_after(&mut response);
+    }
+    Ok(response)
+}
+
+/// Asks an HTTP/1 client to close the connection after `response`.
+fn close_after(response: &mut HttpResponse) {
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+}
+
+/// The `413 Payload Too Large` for a body that declares more than
+/// `max_request_size`.
+async fn refuse_too_large(
+    request: http::Request<Incoming>,
+    recording: Option<HttpRequestMetrics>,
+) -> HttpResponse {
+    // A client that asked `Expect: 100-continue` has sent nothing yet and
+    // reads the refusal at once. Others (Python's http.client, requests)
+    // send the whole body before reading: closing on them mid-send makes
+    // them see a broken pipe instead of the 413, so the body is read and
+    // discarded first, within bounds (as nginx's lingering close).
+    let waits_for_continue = request
+        .headers()
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !waits_for_continue {
+        discard_body(request.into_body()).await;
+    }
+    let mut response = HttpResponse::new(full_body("Payload Too Large"));
+    *response.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
+    close_after(&mut response);
+    recorded(recording, response)
+}
+
+/// The request's span. Every layer of the subscriber sees it (an
+/// OpenTelemetry one, say); baseplate's own log lines take only its trace
+/// id. Field values are only computed when some layer wants the span.
+fn request_span(request: &HttpRequest, trace_id: &TraceId) -> tracing::Span {
     let span = tracing::info_span!(
         REQUEST_SPAN,
         trace_id = %trace_id,
@@ -312,46 +357,21 @@ async fn dispatch(
         |name| request.headers().get(name).and_then(|v| v.to_str().ok()),
         "X-",
     );
-    let _in_flight = connection.begin_request(
-        RequestInfo::Http(request.method().clone(), request.uri().clone()),
-        trace_id.clone(),
-    );
-    if served.peer_extension {
-        request.extensions_mut().insert(connection.peer().clone());
-    }
-    request.extensions_mut().insert(trace_id.clone());
-    if let Some(recording) = &recording {
-        request.extensions_mut().insert(recording.endpoint());
-    }
-    let probes = served.probes.as_ref().filter(|p| p.is_probe(&request));
-    let response = trace::scope(trace_id, async move {
-        if let Some(probes) = probes {
-            // Boxed: inline, the probe's state would grow (and be copied
-            // with) every request's future.
-            return Box::pin(probes.answer(&request)).await;
-        }
-        let outcome = match std::future::poll_fn(|cx| app.poll_ready(cx)).await {
-            Ok(()) => CatchUnwind(app.call(request))
-                .await
-                .unwrap_or_else(|panic| Err(format!("the app panicked: {}", panic.0).into())),
-            Err(e) => Err(e),
-        };
-        outcome.unwrap_or_else(|e| {
-            error!("the app failed to handle the request: {e}");
-            internal_server_error()
-        })
+    span
+}
+
+/// Calls the app; its error or panic becomes a logged `500`.
+async fn call_app(app: &mut HttpService, request: HttpRequest) -> HttpResponse {
+    let outcome = match std::future::poll_fn(|cx| app.poll_ready(cx)).await {
+        Ok(()) => CatchUnwind(app.call(request))
+            .await
+            .unwrap_or_else(|panic| Err(format!("the app panicked: {}", panic.0).into())),
+        Err(e) => Err(e),
+    };
+    outcome.unwrap_or_else(|e| {
+        error!("the app failed to handle the request: {e}");
+        internal_server_error()
     })
-    .instrument(span)
-    .await;
-    let mut response = recorded(recording, response);
-    if http1 && served.shutdown.is_triggered() {
-        // Shutting down: this connection takes no further request.
-        response.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
-    }
-    Ok(response)
 }
 
 /// How much of a refused body is read and discarded before the refusal is

@@ -13,25 +13,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use super::listener::Listener;
-use super::shutdown::{self, Shutdown};
+use super::shutdown::{self, Shutdown, ShutdownTrigger, Stop};
 use super::tracker::Tracker;
-use super::{ConnectionHandler, ServerOptions};
+use super::{ConnectionServer, ServerOptions};
 use crate::health::Health;
-
-/// Why serving stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    Running,
-    Shutdown,
-    Reload,
-    /// A second shutdown signal: stop waiting for anything.
-    Abort,
-}
 
 /// How [`run`] ended.
 #[derive(Debug)]
@@ -80,88 +70,43 @@ pub(crate) struct Triggers {
     pub shutdown: ShutdownFuture,
 }
 
-/// Serves connections from `listener` with `handler` until a trigger, then
+/// Serves connections from `listener` with `server` until a trigger, then
 /// shuts down gracefully. Connection tasks still running after
 /// `stop_timeout` are aborted, so nothing outlives the run in the caller's
 /// runtime.
-pub(crate) async fn run<H: ConnectionHandler>(
+pub(crate) async fn run<H: ConnectionServer>(
     listener: Listener,
-    handler: H,
+    server: H,
     options: &ServerOptions,
     tracker: Tracker,
     health: Health,
     triggers: Triggers,
 ) -> Outcome {
-    let (stop_tx, mut stop_rx) = watch::channel(Stop::Running);
-    let stop_tx = Arc::new(stop_tx);
-    let mut watchers = JoinSet::new();
-    if let Some(controls) = triggers.controls {
-        watchers.spawn(watch_controls(
-            controls,
-            tracker.clone(),
-            Arc::clone(&stop_tx),
-        ));
-    }
-    {
-        let stop = Arc::clone(&stop_tx);
-        let shutdown = triggers.shutdown;
-        watchers.spawn(async move {
-            shutdown.await;
-            if *stop.borrow() == Stop::Running {
-                info!("Shutdown triggered by the embedding program.");
-                stop.send_replace(Stop::Shutdown);
-            }
-        });
-    }
-    if let Some(changes) = triggers.reload {
-        let stop = Arc::clone(&stop_tx);
-        watchers.spawn(async move {
-            if let Some(path) = changes.lock().await.recv().await {
-                if *stop.borrow() == Stop::Running {
-                    info!("Reloading, {} changed", path.display());
-                    stop.send_replace(Stop::Reload);
-                }
-            }
-        });
-    }
-
-    let (trigger, shutdown) = shutdown::channel();
+    let (trigger, mut shutdown) = shutdown::channel();
+    // The watchers end with the run, when the set is dropped.
+    let _watchers = watch_triggers(triggers, &tracker, &trigger);
     let limit = options.max_concurrency.map(|n| Arc::new(Semaphore::new(n)));
     let acceptor = tokio::spawn(accept_loop(
         listener,
-        handler,
+        server,
         limit,
         tracker.clone(),
-        shutdown,
+        trigger.subscribe(),
     ));
 
-    let reason = stop_rx
-        .wait_for(|&stop| stop != Stop::Running)
-        .await
-        .map_or(Stop::Shutdown, |stop| *stop);
-    let mut abort = stop_rx.clone();
-    let aborted = async move {
-        let _ = abort.wait_for(|&stop| stop == Stop::Abort).await;
-    };
-    tokio::pin!(aborted);
+    let reason = shutdown.asked().await;
+    let mut aborted = Box::pin(async move { shutdown.aborted().await });
     // Set once `aborted` has completed (it must not be polled again).
     let mut interrupted = false;
     if reason == Stop::Shutdown {
         // Readiness fails from now on, so that load balancers stop routing
         // here while the listener is still open (during drain_time).
         health.start_shutdown();
-    }
-    if reason == Stop::Shutdown && !options.drain_time.is_zero() {
-        info!(
-            "Draining inbound requests for {}...",
-            seconds(options.drain_time)
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(options.drain_time) => {}
-            _ = &mut aborted => interrupted = true,
+        if !options.drain_time.is_zero() {
+            interrupted = drain(options.drain_time, &mut aborted).await;
         }
     }
-    trigger.trigger();
+    trigger.close();
     // The accept loop hands the listener and its connections back when it
     // returns. A reload keeps the listener open, so clients queue in the
     // backlog meanwhile.
@@ -169,55 +114,103 @@ pub(crate) async fn run<H: ConnectionHandler>(
         Ok((listener, connections)) => (Some(listener), connections),
         Err(_) => (None, JoinSet::new()),
     };
-    let kept = match reason {
-        Stop::Reload => listener,
-        _ => {
-            drop(listener);
-            None
-        }
-    };
-    info!(
-        "Gracefully shutting down: {}, waiting up to {} for {} open connection(s)",
-        if kept.is_some() {
-            "not accepting (the listener stays open for the reload)"
-        } else {
-            "listener closed"
-        },
-        seconds(options.stop_timeout),
-        tracker.open_connections()
-    );
+    let kept = listener.filter(|_| reason == Stop::Reload);
+    announce_close(kept.is_some(), options.stop_timeout, &tracker);
     if !interrupted {
-        let all_done = async { while connections.join_next().await.is_some() {} };
+        let finished = finish_connections(&mut connections, options.stop_timeout, &tracker);
         tokio::select! {
-            finished = tokio::time::timeout(options.stop_timeout, all_done) => {
-                if finished.is_err() {
-                    warn!(
-                        "{} connection(s) still open after stop_timeout ({}); closing them",
-                        tracker.open_connections(),
-                        seconds(options.stop_timeout)
-                    );
-                }
-            }
+            _ = finished => {}
             _ = &mut aborted => interrupted = true,
         }
     }
-    // Dropping the set aborts what is left; the watchers end with the run.
+    // Dropping the set aborts what is left.
     drop(connections);
-    drop(watchers);
     if interrupted {
         return Outcome::Interrupted;
     }
+    ended(kept, trigger.asked())
+}
+
+/// Says that the listener no longer accepts (and whether it stays open
+/// for a reload), and how long open connections are given.
+fn announce_close(kept: bool, stop_timeout: Duration, tracker: &Tracker) {
+    info!(
+        "Gracefully shutting down: {}, waiting up to {} for {} open connection(s)",
+        match kept {
+            true => "not accepting (the listener stays open for the reload)",
+            false => "listener closed",
+        },
+        seconds(stop_timeout),
+        tracker.open_connections()
+    );
+}
+
+/// Starts a task for each trigger that asks the run to stop.
+fn watch_triggers(triggers: Triggers, tracker: &Tracker, trigger: &ShutdownTrigger) -> JoinSet<()> {
+    let mut watchers = JoinSet::new();
+    if let Some(controls) = triggers.controls {
+        watchers.spawn(watch_controls(controls, tracker.clone(), trigger.clone()));
+    }
+    let stop = trigger.clone();
+    let shutdown = triggers.shutdown;
+    watchers.spawn(async move {
+        shutdown.await;
+        if stop.ask_first(Stop::Shutdown) {
+            info!("Shutdown triggered by the embedding program.");
+        }
+    });
+    if let Some(changes) = triggers.reload {
+        let stop = trigger.clone();
+        watchers.spawn(async move {
+            if let Some(path) = changes.lock().await.recv().await {
+                if stop.asked() == Stop::Running {
+                    info!("Reloading, {} changed", path.display());
+                    stop.ask(Stop::Reload);
+                }
+            }
+        });
+    }
+    watchers
+}
+
+/// Waits out `drain_time` with the listener open; returns whether a second
+/// shutdown cut it short.
+async fn drain(drain_time: Duration, aborted: &mut (impl Future<Output = ()> + Unpin)) -> bool {
+    info!("Draining inbound requests for {}...", seconds(drain_time));
+    tokio::select! {
+        _ = tokio::time::sleep(drain_time) => false,
+        _ = aborted => true,
+    }
+}
+
+/// Waits up to `stop_timeout` for the open connections to finish.
+async fn finish_connections(
+    connections: &mut JoinSet<()>,
+    stop_timeout: Duration,
+    tracker: &Tracker,
+) {
+    let all_done = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(stop_timeout, all_done).await.is_err() {
+        warn!(
+            "{} connection(s) still open after stop_timeout ({}); closing them",
+            tracker.open_connections(),
+            seconds(stop_timeout)
+        );
+    }
+}
+
+/// How a run that was not interrupted ends: handing `kept` on to the next
+/// run, unless a shutdown was asked for meanwhile.
+fn ended(kept: Option<Listener>, asked: Stop) -> Outcome {
     // A SIGTERM, SIGINT or SIGUSR2 during a restart's drain wins: the
     // process exits rather than run again (and serve on past a
     // supervisor's stop).
-    let kept = match kept {
-        Some(_) if *stop_rx.borrow() == Stop::Shutdown => {
-            info!("A shutdown was asked for during the restart: exiting instead of restarting");
-            None
-        }
-        kept => kept,
-    };
     match kept {
+        Some(_) if asked == Stop::Shutdown => {
+            info!("A shutdown was asked for during the restart: exiting instead of restarting");
+            info!("Exiting");
+            Outcome::Stopped
+        }
         Some(listener) => {
             info!("Handing the listener to the new process");
             Outcome::Reload(listener)
@@ -238,7 +231,7 @@ fn seconds(d: Duration) -> String {
 const DUMP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Reacts to the shell's controls for the whole run.
-async fn watch_controls(mut controls: Controls, tracker: Tracker, stop: Arc<watch::Sender<Stop>>) {
+async fn watch_controls(mut controls: Controls, tracker: Tracker, stop: ShutdownTrigger) {
     let mut last_dump: Option<Instant> = None;
     // A report asked for within DUMP_INTERVAL of the last one, due then.
     let mut dump_due: Option<Instant> = None;
@@ -274,20 +267,19 @@ async fn watch_controls(mut controls: Controls, tracker: Tracker, stop: Arc<watc
             Control::Restart => {
                 // A terminal hangup or a stray `kill -HUP` must not drop
                 // requests: drain, keep the socket, and run again.
-                if *stop.borrow() == Stop::Running {
+                if stop.ask_first(Stop::Reload) {
                     info!("Received SIGHUP: restarting in place (same pid, the listening socket kept open)");
-                    stop.send_replace(Stop::Reload);
                 }
             }
             Control::Shutdown(name) => {
-                if matches!(*stop.borrow(), Stop::Shutdown | Stop::Abort) {
+                if matches!(stop.asked(), Stop::Shutdown | Stop::Abort) {
                     error!("Received {name} again during shutdown; exiting now with status 1");
-                    stop.send_replace(Stop::Abort);
+                    stop.ask(Stop::Abort);
                     continue;
                 }
                 // A shutdown during a reload's drain wins: no new process.
                 info!(signal = name, "Shutdown triggered.");
-                stop.send_replace(Stop::Shutdown);
+                stop.ask(Stop::Shutdown);
             }
         }
     }
@@ -328,9 +320,9 @@ fn task_dump() {
     });
 }
 
-async fn accept_loop<H: ConnectionHandler>(
+async fn accept_loop<H: ConnectionServer>(
     listener: Listener,
-    handler: H,
+    server: H,
     limit: Option<Arc<Semaphore>>,
     tracker: Tracker,
     mut shutdown: Shutdown,
@@ -373,7 +365,7 @@ async fn accept_loop<H: ConnectionHandler>(
         };
         debug!(peer = %peer, "accepted connection");
         let connection = tracker.open(peer);
-        let served = handler.handle(stream, connection, shutdown.clone());
+        let served = server.serve(stream, connection, shutdown.clone());
         connections.spawn(async move {
             served.await;
             drop(permit);

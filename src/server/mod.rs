@@ -309,15 +309,15 @@ impl RawOptions {
     }
 }
 
-/// A future a connection handler returns.
+/// A future a connection server returns.
 pub(crate) type ConnectionFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Speaks one protocol on one accepted connection, until the peer leaves or
 /// shutdown ends it. The server kinds differ only here.
-pub(crate) trait ConnectionHandler: Send + 'static {
+pub(crate) trait ConnectionServer: Send + 'static {
     /// Serves `stream` until done. On `shutdown`, finish the request in
     /// progress, then close; close an idle connection at once.
-    fn handle(
+    fn serve(
         &self,
         stream: Stream,
         connection: ConnectionHandle,

@@ -215,50 +215,8 @@ fn connection(mut stream: TcpStream, http: &Http) {
 }
 
 fn main() {
-    let handler = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    let ignore = env("TEST_WORKER_IGNORE_USR2").is_some();
-    let usr1_dies = env("TEST_WORKER_USR1").as_deref() == Some("die");
-    for signal in [
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGQUIT,
-    ] {
-        if signal == Signal::SIGUSR1 && usr1_dies {
-            continue;
-        }
-        let action = if signal == Signal::SIGUSR2 && ignore {
-            SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty())
-        } else {
-            handler
-        };
-        // SAFETY: the handler only touches atomics.
-        if let Err(e) = unsafe { sigaction(signal, &action) } {
-            eprintln!("einhorn-test-worker: cannot set the {signal} handler: {e}");
-            std::process::exit(2);
-        }
-    }
-    let einhorn_env = std::env::vars()
-        .filter(|(k, _)| k.starts_with("EINHORN_"))
-        .collect();
-    let watched = env("TEST_WORKER_WATCH")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|name| !name.is_empty())
-        .map(|name| (name.to_string(), std::env::var(name).ok()))
-        .collect();
-    report(WorkerEvent::Start {
-        ppid: nix::unistd::getppid().as_raw(),
-        pgid: nix::unistd::getpgrp().as_raw(),
-        env: einhorn_env,
-        watched,
-        fds: open_fds(),
-    });
+    install_handlers();
+    report_start();
     let _extra = env("TEST_WORKER_EXTRA_PORT").map(|_| {
         TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| {
             eprintln!("einhorn-test-worker: TEST_WORKER_EXTRA_PORT: cannot bind 127.0.0.1:0: {e}");
@@ -290,6 +248,66 @@ fn main() {
     if env("TEST_WORKER_ACK").as_deref() != Some("never") {
         ack();
     }
+    wait_for_signals(&http, http_mode);
+}
+
+/// Handles the signals a worker gets (the handler only counts them), as
+/// the environment says.
+fn install_handlers() {
+    let handler = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    let ignore = env("TEST_WORKER_IGNORE_USR2").is_some();
+    let usr1_dies = env("TEST_WORKER_USR1").as_deref() == Some("die");
+    for signal in [
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+    ] {
+        if signal == Signal::SIGUSR1 && usr1_dies {
+            continue;
+        }
+        let action = if signal == Signal::SIGUSR2 && ignore {
+            SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty())
+        } else {
+            handler
+        };
+        // SAFETY: the handler only touches atomics.
+        if let Err(e) = unsafe { sigaction(signal, &action) } {
+            eprintln!("einhorn-test-worker: cannot set the {signal} handler: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Reports the start: the worker's parent, group, Einhorn environment, the
+/// variables it was asked to watch and its open descriptors.
+fn report_start() {
+    let einhorn_env = std::env::vars()
+        .filter(|(k, _)| k.starts_with("EINHORN_"))
+        .collect();
+    let watched = env("TEST_WORKER_WATCH")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|name| !name.is_empty())
+        .map(|name| (name.to_string(), std::env::var(name).ok()))
+        .collect();
+    report(WorkerEvent::Start {
+        ppid: nix::unistd::getppid().as_raw(),
+        pgid: nix::unistd::getpgrp().as_raw(),
+        env: einhorn_env,
+        watched,
+        fds: open_fds(),
+    });
+}
+
+/// Reports each SIGUSR1, and on a stop signal drains (in HTTP mode) and
+/// exits 0.
+fn wait_for_signals(http: &Http, http_mode: bool) -> ! {
     let mut usr1_seen = 0;
     loop {
         let usr1 = USR1.load(Ordering::SeqCst);

@@ -255,23 +255,29 @@ impl Master {
             pinged_at: None,
             pinged_request_id: None,
         });
-        match &self.settings.ack_mode {
-            AckMode::Timer { timeout, .. } => {
-                self.timers.push((now + *timeout, Timer::Ack(pid, now)))
-            }
-            AckMode::Manual => {
-                if let Some(limit) = self.config.options.ack_timeout() {
-                    self.timers
-                        .push((now + limit, Timer::AckDeadline(pid, now)));
-                }
-            }
-        }
+        self.start_ack_timer(pid, now);
         self.events.emit(Event::Spawn {
             pid,
             index,
             version: self.version,
             program: self.program.display().to_string(),
         });
+    }
+
+    /// The timer that ACKs a worker (`--ack-timer`), or gives up waiting
+    /// for its manual ACK.
+    fn start_ack_timer(&mut self, pid: i32, spawned_at: Instant) {
+        match &self.settings.ack_mode {
+            AckMode::Timer { timeout, .. } => self
+                .timers
+                .push((spawned_at + *timeout, Timer::Ack(pid, spawned_at))),
+            AckMode::Manual => {
+                if let Some(limit) = self.config.options.ack_timeout() {
+                    self.timers
+                        .push((spawned_at + limit, Timer::AckDeadline(pid, spawned_at)));
+                }
+            }
+        }
     }
 
     pub(super) fn register_ack(&mut self, pid: i32) {

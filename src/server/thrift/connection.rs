@@ -28,6 +28,7 @@ use crate::server::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
 use crate::server::tracker::{ConnectionHandle, RequestInfo};
 use crate::trace::{self, TraceId};
 use crate::wire::codec::{header, is_unknown_method, peek_message, split_service};
+use crate::wire::dialect::Dialect;
 
 /// The longest free-form header value copied into a call's log lines.
 const MAX_LOGGED_HEADER: usize = 256;
@@ -61,7 +62,7 @@ pub(crate) const MAX_HANDLERS_PER_CONNECTION: usize = 8;
 const READ_SIZE: usize = 16 * 1024;
 
 /// The settings every connection of one server shares.
-pub(super) struct Served {
+pub(super) struct ServerSettings {
     /// The largest message accepted, framed or not, in bytes.
     pub(super) max_frame_size: usize,
     /// The app's `server_timeout.*` settings.
@@ -77,10 +78,10 @@ pub(super) async fn serve(
     mut stream: Stream,
     connection: ConnectionHandle,
     mut service: ThriftService,
-    served: &Served,
+    settings: &ServerSettings,
     mut shutdown: Shutdown,
 ) -> Result<(), String> {
-    let max = served.max_frame_size;
+    let max = settings.max_frame_size;
     // Reads land straight in `buf`; each whole message is split off it
     // without a copy and handed to the app.
     let mut buf = BytesMut::new();
@@ -98,20 +99,13 @@ pub(super) async fn serve(
             match frame::next_message(&buf, max, &mut scanning)? {
                 Next::NeedMore(n) => need = n,
                 Next::Message(found) => {
-                    if let Some(first) = dialect {
-                        if first != found.dialect {
-                            return Err(format!(
-                                "the client switched from {first:?} to {:?}",
-                                found.dialect
-                            ));
-                        }
-                    }
-                    dialect = Some(found.dialect);
+                    keep_dialect(&mut dialect, found.dialect)?;
                     let message = buf.split_to(found.body.end).freeze();
                     let body = message.slice(found.body);
                     let reply = match frame::unwrap(body, found.dialect, max)? {
                         Ok(unwrapped) => {
-                            let call = answer(unwrapped, served, &mut service, &connection, &slots);
+                            let call =
+                                answer(unwrapped, settings, &mut service, &connection, &slots);
                             match while_connected(call, &mut stream, &mut buf, max).await? {
                                 Some(reply) => reply,
                                 // The client left: its call was dropped.
@@ -122,10 +116,7 @@ pub(super) async fn serve(
                     };
                     need = 1;
                     if !reply.is_empty() {
-                        stream
-                            .write_all(&reply)
-                            .await
-                            .map_err(|e| format!("write failed: {e}"))?;
+                        write_reply(&mut stream, &reply).await?;
                     }
                     if triggered.is_triggered() && buf.is_empty() {
                         return Ok(());
@@ -134,38 +125,67 @@ pub(super) async fn serve(
                 }
             }
         }
-        let idle = buf.is_empty();
-        buf.reserve(READ_SIZE);
-        let read = tokio::select! {
-            // Bytes already there win over the shutdown.
-            biased;
-            read = stream.read_buf(&mut buf) => Some(read),
-            // Idle connections close at once (a brand-new one gets a moment
-            // for its first call); a message in progress is finished.
-            _ = &mut stopping, if idle => None,
-        };
-        let read = match read {
-            Some(read) => read,
-            None if dialect.is_some() => return Ok(()),
-            None => {
-                match tokio::time::timeout(FIRST_REQUEST_GRACE, stream.read_buf(&mut buf)).await {
-                    Ok(read) => read,
-                    Err(_) => return Ok(()),
-                }
-            }
-        }
-        .map_err(|e| format!("read failed: {e}"))?;
-        if read == 0 {
-            return if buf.is_empty() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the client closed the connection in the middle of a message ({} bytes)",
-                    buf.len()
-                ))
-            };
+        if !read_more(&mut stream, &mut buf, stopping.as_mut(), dialect.is_some()).await? {
+            return Ok(());
         }
     }
+}
+
+/// Every message of a connection is in the dialect of its first.
+fn keep_dialect(dialect: &mut Option<Dialect>, found: Dialect) -> Result<(), String> {
+    match *dialect {
+        Some(first) if first != found => {
+            Err(format!("the client switched from {first:?} to {found:?}"))
+        }
+        _ => {
+            *dialect = Some(found);
+            Ok(())
+        }
+    }
+}
+
+async fn write_reply(stream: &mut Stream, reply: &[u8]) -> Result<(), String> {
+    stream
+        .write_all(reply)
+        .await
+        .map_err(|e| format!("write failed: {e}"))
+}
+
+/// Reads more of the connection into `buf`: `Ok(false)` when it should
+/// end quietly (the client closed it between messages, or the server is
+/// stopping and it is idle). An idle connection closes at once at
+/// `stopping`, except a brand-new one (no call yet, `called` false), which
+/// gets a moment for its first call; a message in progress is finished.
+async fn read_more(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    stopping: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    called: bool,
+) -> Result<bool, String> {
+    let idle = buf.is_empty();
+    buf.reserve(READ_SIZE);
+    let read = tokio::select! {
+        // Bytes already there win over the shutdown.
+        biased;
+        read = stream.read_buf(buf) => Some(read),
+        _ = stopping, if idle => None,
+    };
+    let read = match read {
+        Some(read) => read,
+        None if called => return Ok(false),
+        None => match tokio::time::timeout(FIRST_REQUEST_GRACE, stream.read_buf(buf)).await {
+            Ok(read) => read,
+            Err(_) => return Ok(false),
+        },
+    }
+    .map_err(|e| format!("read failed: {e}"))?;
+    if read == 0 && !buf.is_empty() {
+        return Err(format!(
+            "the client closed the connection in the middle of a message ({} bytes)",
+            buf.len()
+        ));
+    }
+    Ok(read != 0)
 }
 
 /// Runs `call` while reading on: bytes a pipelining client sends meanwhile
@@ -198,21 +218,21 @@ async fn while_connected(
 /// Answers one message: the bytes to send back (none for a one-way call).
 async fn answer(
     unwrapped: Unwrapped,
-    served: &Served,
+    settings: &ServerSettings,
     service: &mut ThriftService,
     connection: &ConnectionHandle,
     slots: &Arc<tokio::sync::Semaphore>,
 ) -> Result<Vec<u8>, String> {
     let wrap = unwrapped.wrap.clone();
     let protocol = unwrapped.protocol;
-    let (request, span) = context(unwrapped, served, slots)?;
+    let (request, span) = context(unwrapped, settings, slots)?;
     let _in_flight = connection.begin_request(
         RequestInfo::Thrift(Arc::clone(&request.method)),
         request.trace.trace_id.clone(),
     );
     let oneway = request.is_oneway();
-    let Some(metrics) = &served.metrics else {
-        let (response, _) = run(request, span, service, served).await?;
+    let Some(metrics) = &settings.metrics else {
+        let (response, _) = run(request, span, service, settings).await?;
         if oneway {
             return Ok(Vec::new());
         }
@@ -221,7 +241,7 @@ async fn answer(
     let started = Instant::now();
     let method = Arc::clone(&request.method);
     let active = metrics.thrift_call_started(&method);
-    let result = run(request, span, service, served).await;
+    let result = run(request, span, service, settings).await;
     let (response, answered_by) = match result {
         Ok(answered) => answered,
         Err(e) => {
@@ -257,7 +277,7 @@ async fn answer(
 /// deadline, from the message header and the info headers.
 fn context(
     unwrapped: Unwrapped,
-    served: &Served,
+    settings: &ServerSettings,
     slots: &Arc<tokio::sync::Semaphore>,
 ) -> Result<(ThriftRequest, Span), String> {
     let Unwrapped {
@@ -274,26 +294,50 @@ fn context(
             ident.name.len()
         ));
     }
-    // Ids from the wire are used only when well formed and short.
+    let trace = trace_context(&headers);
+    let budget = header(&headers, "Deadline-Budget").and_then(Budget::parse);
+    let deadline = settings
+        .timeouts
+        .deadline(&ident.name, budget, Instant::now());
+    let span = rpc_span(&ident.name, &trace, &headers);
+    let request = ThriftRequest {
+        method: Arc::from(ident.name.as_str()),
+        seq_id: ident.sequence_number,
+        message_type: ident.message_type,
+        protocol,
+        headers,
+        trace,
+        deadline,
+        message,
+        max_size: settings.max_frame_size,
+        record_outcome: settings.metrics.is_some(),
+        connection_slots: Some(Arc::clone(slots)),
+    };
+    Ok((request, span))
+}
+
+/// The trace ids the caller sent in its headers. Ids from the wire are
+/// used only when well formed and short.
+fn trace_context(headers: &[(String, String)]) -> TraceContext {
     let id = |name: &str| {
-        header(&headers, name)
+        header(headers, name)
             .filter(|v| trace::is_valid_id(v))
             .map(str::to_string)
     };
-    let trace = TraceContext {
+    TraceContext {
         trace_id: id("Trace").map_or_else(TraceId::generate, |t| TraceId::given(&t)),
         parent_id: id("Parent"),
         span_id: id("Span"),
-        sampled: header(&headers, "Sampled").map(|s| s == "1"),
+        sampled: header(headers, "Sampled").map(|s| s == "1"),
         flags: id("Flags"),
-    };
-    let budget = header(&headers, "Deadline-Budget").and_then(Budget::parse);
-    let deadline = served
-        .timeouts
-        .deadline(&ident.name, budget, Instant::now());
+    }
+}
+
+/// The call's `rpc` span, with the caller's ids and headers.
+fn rpc_span(method: &str, trace: &TraceContext, headers: &[(String, String)]) -> Span {
     let span = tracing::info_span!(
         "rpc",
-        method = %ident.name,
+        method = %method,
         trace_id = %trace.trace_id,
         span_id = Empty,
         parent_id = Empty,
@@ -317,26 +361,13 @@ fn context(
         ("user_agent", "User-Agent"),
         ("deadline_budget", "Deadline-Budget"),
     ] {
-        if let Some(value) = header(&headers, name) {
+        if let Some(value) = header(headers, name) {
             span.record(field, truncate(value, MAX_LOGGED_HEADER));
         }
     }
     #[cfg(feature = "otel")]
-    crate::otel::set_remote_parent(&span, |name| header(&headers, name), "");
-    let request = ThriftRequest {
-        method: Arc::from(ident.name.as_str()),
-        seq_id: ident.sequence_number,
-        message_type: ident.message_type,
-        protocol,
-        headers,
-        trace,
-        deadline,
-        message,
-        max_size: served.max_frame_size,
-        record_outcome: served.metrics.is_some(),
-        connection_slots: Some(Arc::clone(slots)),
-    };
-    Ok((request, span))
+    crate::otel::set_remote_parent(&span, |name| header(headers, name), "");
+    span
 }
 
 /// Who wrote a call's reply.
@@ -356,9 +387,9 @@ async fn run(
     request: ThriftRequest,
     span: Span,
     service: &mut ThriftService,
-    served: &Served,
+    settings: &ServerSettings,
 ) -> Result<(ThriftResponse, AnsweredBy), String> {
-    let debug_timeouts = served.timeouts.debug;
+    let debug_timeouts = settings.timeouts.debug;
     let method = Arc::clone(&request.method);
     let started = Instant::now();
     let deadline = request.deadline;
@@ -374,7 +405,7 @@ async fn run(
     let debug_headers = debug_timeouts.then(|| headers.clone());
     let trace_id = request.trace.trace_id.clone();
     let call = async {
-        if let Some(probes) = served.probes.as_ref().filter(|p| p.is_probe(&request)) {
+        if let Some(probes) = settings.probes.as_ref().filter(|p| p.is_probe(&request)) {
             // Boxed: inline, the probe's state would grow (and be copied
             // with) every call's future.
             return Ok(Box::pin(probes.answer(request)).await);

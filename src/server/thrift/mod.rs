@@ -35,20 +35,20 @@ pub(crate) use timeout::ServerTimeouts;
 use super::listener::Stream;
 use super::shutdown::Shutdown;
 use super::tracker::ConnectionHandle;
-use super::{ConnectionFuture, ConnectionHandler};
+use super::{ConnectionFuture, ConnectionServer};
 use crate::health::thrift::ThriftProbes;
 use crate::metrics::Metrics;
-use connection::Served;
+use connection::ServerSettings;
 use tracing::warn;
 
 /// Serves a [`ThriftService`] on each connection.
-pub(crate) struct ThriftHandler {
+pub(crate) struct ThriftServer {
     /// The app, cloned once per connection.
     service: ThriftService,
-    served: Arc<Served>,
+    settings: Arc<ServerSettings>,
 }
 
-impl ThriftHandler {
+impl ThriftServer {
     /// A handler serving `service`, refusing messages over `max_frame_size`
     /// bytes, giving calls the deadlines `timeouts` sets, counting them in
     /// `metrics`, and answering `is_healthy` with `probes`.
@@ -58,10 +58,10 @@ impl ThriftHandler {
         timeouts: ServerTimeouts,
         metrics: Option<Arc<Metrics>>,
         probes: Option<ThriftProbes>,
-    ) -> ThriftHandler {
-        ThriftHandler {
+    ) -> ThriftServer {
+        ThriftServer {
             service,
-            served: Arc::new(Served {
+            settings: Arc::new(ServerSettings {
                 max_frame_size,
                 timeouts,
                 metrics,
@@ -71,18 +71,19 @@ impl ThriftHandler {
     }
 }
 
-impl ConnectionHandler for ThriftHandler {
-    fn handle(
+impl ConnectionServer for ThriftServer {
+    fn serve(
         &self,
         stream: Stream,
         connection: ConnectionHandle,
         shutdown: Shutdown,
     ) -> ConnectionFuture {
-        let served = Arc::clone(&self.served);
+        let settings = Arc::clone(&self.settings);
         let service = self.service.clone();
         Box::pin(async move {
             let peer = connection.peer().clone();
-            if let Err(e) = connection::serve(stream, connection, service, &served, shutdown).await
+            if let Err(e) =
+                connection::serve(stream, connection, service, &settings, shutdown).await
             {
                 warn!(peer = %peer, "closing Thrift connection: {e}");
             }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
-use tokio::sync::mpsc::unbounded_channel;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::error::{io_reason, Error};
 use crate::server::lifecycle::ReloadTrigger;
@@ -52,6 +52,76 @@ fn absolute(path: &Path) -> PathBuf {
     }
 }
 
+/// The files and the directories to watch: the config, the executable,
+/// and the `--reload-watch` paths.
+fn watch_list(config: &Path, extra: &[PathBuf], exe: PathBuf) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut files = vec![absolute(config), exe];
+    let mut dirs = Vec::new();
+    for path in extra {
+        let path = absolute(path);
+        if path.is_dir() {
+            dirs.push(path);
+        } else {
+            files.push(path);
+        }
+    }
+    (files, dirs)
+}
+
+/// Watches each file's directory (files are replaced by rename: cargo,
+/// editors) and each directory's whole tree.
+fn watch_directories(
+    watcher: &mut dyn notify::Watcher,
+    files: &[PathBuf],
+    dirs: &[PathBuf],
+) -> Result<(), Error> {
+    let mut parents: Vec<PathBuf> = files
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .collect();
+    parents.sort();
+    parents.dedup();
+    let parents = parents.iter().map(|d| (d, RecursiveMode::NonRecursive));
+    let trees = dirs.iter().map(|d| (d, RecursiveMode::Recursive));
+    for (dir, mode) in parents.chain(trees) {
+        watcher
+            .watch(dir, mode)
+            .map_err(|e| Error::new(format!("--reload: cannot watch {}: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+/// The changes that may reload: a change counts only once the build as it
+/// is now has shown that it starts with the config as it is now. A broken
+/// build or config leaves the running one serving, and the next change
+/// tries again.
+fn checked_changes(
+    mut changed: UnboundedReceiver<PathBuf>,
+    args: Vec<OsString>,
+) -> UnboundedReceiver<PathBuf> {
+    let (checked_tx, checked) = unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(path) = changed.recv().await {
+            let check = match running_exe() {
+                Ok(exe) => preflight(&exe, &args).await,
+                Err(e) => Err(e.to_string()),
+            };
+            match check {
+                Ok(()) => {
+                    if checked_tx.send(path).is_err() {
+                        return;
+                    }
+                }
+                Err(why) => tracing::error!(
+                    "not reloading ({} changed): {why}; serving on until the next change",
+                    path.display()
+                ),
+            }
+        }
+    });
+    checked
+}
+
 impl Reloader {
     /// Starts watching `config`, the running executable and `extra` paths;
     /// `args` are this run's (program name first), which a reload runs again.
@@ -62,17 +132,8 @@ impl Reloader {
     ) -> Result<Reloader, Error> {
         let exe = std::env::current_exe()
             .map_err(|e| Error::io("--reload: cannot find the running executable", &e))?;
-        let mut files = vec![absolute(config), exe.clone()];
-        let mut dirs = Vec::new();
-        for path in extra {
-            let path = absolute(path);
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-        let (tx, mut changed_rx) = unbounded_channel::<PathBuf>();
+        let (files, dirs) = watch_list(config, extra, exe);
+        let (tx, changed_rx) = unbounded_channel::<PathBuf>();
         let (watched_files, watched_dirs) = (files.clone(), dirs.clone());
         let mut seen: HashMap<PathBuf, Fingerprint> = HashMap::new();
         for file in &files {
@@ -97,55 +158,10 @@ impl Reloader {
             }
         })
         .map_err(|e| Error::new(format!("--reload: cannot watch files: {e}")))?;
-        // Files are replaced by rename (cargo, editors): watch their directories.
-        let mut parents: Vec<PathBuf> = files
-            .iter()
-            .filter_map(|f| f.parent().map(Path::to_path_buf))
-            .collect();
-        parents.sort();
-        parents.dedup();
-        for dir in &parents {
-            debouncer
-                .watcher()
-                .watch(dir, RecursiveMode::NonRecursive)
-                .map_err(|e| {
-                    Error::new(format!("--reload: cannot watch {}: {e}", dir.display()))
-                })?;
-        }
-        for dir in &dirs {
-            debouncer
-                .watcher()
-                .watch(dir, RecursiveMode::Recursive)
-                .map_err(|e| {
-                    Error::new(format!("--reload: cannot watch {}: {e}", dir.display()))
-                })?;
-        }
-        // A change reloads only once the build as it is now has shown that
-        // it starts with the config as it is now: a broken build or config
-        // leaves the running one serving, and the next change tries again.
-        let (checked_tx, rx) = unbounded_channel();
-        tokio::spawn(async move {
-            while let Some(path) = changed_rx.recv().await {
-                let checked = match running_exe() {
-                    Ok(exe) => preflight(&exe, &args).await,
-                    Err(e) => Err(e.to_string()),
-                };
-                match checked {
-                    Ok(()) => {
-                        if checked_tx.send(path).is_err() {
-                            return;
-                        }
-                    }
-                    Err(why) => tracing::error!(
-                        "not reloading ({} changed): {why}; serving on until the next change",
-                        path.display()
-                    ),
-                }
-            }
-        });
+        watch_directories(debouncer.watcher(), &files, &dirs)?;
         Ok(Reloader {
             _debouncer: debouncer,
-            changes: Arc::new(tokio::sync::Mutex::new(rx)),
+            changes: Arc::new(tokio::sync::Mutex::new(checked_changes(changed_rx, args))),
         })
     }
 
@@ -178,7 +194,7 @@ impl Reloader {
 /// starts at all (a file still being written, not executable, a truncated
 /// ELF) and accepts the config, before this process is replaced by it.
 /// `Err` says why not, in one line.
-pub(crate) async fn preflight(exe: &Path, args: &[OsString]) -> Result<(), String> {
+async fn preflight(exe: &Path, args: &[OsString]) -> Result<(), String> {
     let started = tokio::time::Instant::now();
     let child = loop {
         let spawned = tokio::process::Command::new(exe)
@@ -282,21 +298,36 @@ fn restore_hangup(previous: Option<nix::sys::signal::SigAction>) {
     }
 }
 
-/// Replaces this process with a fresh run of the executable at `exe`
-/// with `args` (program name first), `listener` passed across. Returns
-/// only if exec failed, handing the socket back.
-pub(crate) fn restart_in_place(
-    exe: &Path,
+/// Restarts in place: replaces this process with a fresh run of the
+/// executable as it is now, with `args` (program name first) and
+/// `listener` passed across, once that build has shown that it starts
+/// (see [`preflight`]). Returns only if it could not, handing the socket
+/// back after an ERROR line saying this process serves on until `retry`.
+pub(crate) async fn restart(
     args: &[OsString],
     listener: OwnedFd,
-) -> (OwnedFd, Error) {
-    exec_with_listener(exe, args, listener)
+    retry: &str,
+) -> Result<OwnedFd, Error> {
+    let exe = running_exe()?;
+    match preflight(&exe, args).await {
+        Ok(()) => {
+            let (listener, e) = exec_with_listener(&exe, args, listener);
+            tracing::error!("{e}; serving on with the running build until {retry}");
+            Ok(listener)
+        }
+        Err(why) => {
+            tracing::error!(
+                "not restarting: {why}; serving on with the running build until {retry}"
+            );
+            Ok(listener)
+        }
+    }
 }
 
 /// The running executable's path as it is now. After a build replaced the
 /// file by rename, Linux names the running (unlinked) inode `PATH
 /// (deleted)`; the new build is at PATH, and that is what a restart runs.
-pub(crate) fn running_exe() -> Result<PathBuf, Error> {
+fn running_exe() -> Result<PathBuf, Error> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::io("cannot find the running executable to restart", &e))?;
     Ok(

@@ -70,7 +70,7 @@ impl Signals {
                     SignalEvent::Shutdown(name) => {
                         if !stopping {
                             stopping = true;
-                            crate::systemd::notify("STOPPING=1");
+                            crate::process::systemd::notify("STOPPING=1");
                         }
                         Control::Shutdown(name)
                     }

@@ -161,7 +161,7 @@ const ROUTES: &[&str] = &["/", "/health", "/sleep", "/echo", "/config", "/panic"
 fn set_endpoint(request: &Request<RequestBody>, path: &str) {
     if let (Some(route), Some(endpoint)) = (
         ROUTES.iter().find(|r| **r == path),
-        request.extensions().get::<crate::metrics::Endpoint>(),
+        request.extensions().get::<crate::metrics::RouteLabel>(),
     ) {
         endpoint.set(route);
     }

@@ -102,16 +102,16 @@ enabled = yes\nratio = 150%\nbackend = nohost\nsecret = abc\nhosts.a = h:p\nweig
     let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
     let expected = [
         "app.ini:2: [app:main] noodles.blah: no values provided",
-        "app.ini:3: [app:main] noodles.count: invalid literal for int() with base 10: 'x'",
-        "app.ini:4: [app:main] timeout: unknown unit",
-        "app.ini:5: [app:main] deadline: invalid specification",
-        "app.ini:6: [app:main] mode: expected one of dict_keys(['fast', 'safe'])",
-        "app.ini:7: [app:main] enabled: expected one of dict_keys(['true', 'false'])",
-        "app.ini:8: [app:main] ratio: percentage is out of valid range",
-        "app.ini:9: [app:main] backend: no port specified",
-        "app.ini:10: [app:main] secret: Incorrect padding",
-        "app.ini:11: [app:main] hosts.a: invalid literal for int() with base 10: 'p'",
-        "app.ini:12: [app:main] weights: could not convert string to float: 'two'",
+        "app.ini:3: [app:main] noodles.count: \"x\" is not a whole number",
+        "app.ini:4: [app:main] timeout: \"1 week\" has no known unit; use milliseconds, seconds, minutes, hours or days",
+        "app.ini:5: [app:main] deadline: \"Infinite\" is not a timespan; write a whole number and a unit, like \"30 seconds\"",
+        "app.ini:6: [app:main] mode: \"Fast\" is not one of: fast, safe",
+        "app.ini:7: [app:main] enabled: \"yes\" is not one of: true, false",
+        "app.ini:8: [app:main] ratio: \"150%\" is out of range; expected 0% to 100%",
+        "app.ini:9: [app:main] backend: \"nohost\" has no port; expected HOST:PORT, like \"localhost:9090\"",
+        "app.ini:10: [app:main] secret: not valid base64: the `=` padding is missing",
+        "app.ini:11: [app:main] hosts.a: \"h:p\" has a port that is not a whole number (\"p\")",
+        "app.ini:12: [app:main] weights: \"two\" is not a number",
     ];
     for e in expected {
         assert!(

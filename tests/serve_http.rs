@@ -248,7 +248,7 @@ fn the_example_app_reads_typed_settings() {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 3, "{stderr}");
     assert!(
-        lines[0].ends_with("app.ini:6: [app:main] cache.ttl: invalid specification"),
+        lines[0].ends_with("app.ini:6: [app:main] cache.ttl: \"soon\" is not a timespan; write a whole number and a unit, like \"30 seconds\""),
         "{stderr}"
     );
     assert!(

@@ -254,7 +254,7 @@ fn execution_option_values() {
     assert_eq!(code, 1);
     assert!(
         stderr.contains(
-            "[server:main] execution: expected one of dict_keys(['blocking', 'threads', 'inline'])"
+            "[server:main] execution: \"sometimes\" is not one of: blocking, threads, inline"
         ),
         "{stderr}"
     );

@@ -30,7 +30,7 @@ use serde::de::{
     Visitor,
 };
 
-use super::values::{parse_float, parse_int, py_repr};
+use super::values::{parse_float, parse_int, quoted};
 use super::{ConfigError, Section};
 
 /// Every problem found in a section, each located as precisely as possible.
@@ -229,10 +229,9 @@ impl fmt::Display for DeError {
 
 impl std::error::Error for DeError {}
 
-/// baseplate's rendering of a list of choices: `dict_keys(['a', 'b'])`.
-pub(crate) fn choices(names: &[&str]) -> String {
-    let quoted: Vec<String> = names.iter().map(|n| py_repr(n)).collect();
-    format!("expected one of dict_keys([{}])", quoted.join(", "))
+/// A value that is none of `names`: `"yes" is not one of: true, false`.
+pub(crate) fn choices(given: &str, names: &[&str]) -> String {
+    format!("{} is not one of: {}", quoted(given), names.join(", "))
 }
 
 impl de::Error for DeError {
@@ -264,8 +263,8 @@ impl de::Error for DeError {
         }
     }
 
-    fn unknown_variant(_variant: &str, expected: &'static [&'static str]) -> Self {
-        DeError::custom(choices(expected))
+    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
+        DeError::custom(choices(variant, expected))
     }
 }
 
@@ -405,10 +404,11 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         if self.node.poisoned {
             return visitor.visit_bool(false);
         }
-        match self.text()?.to_lowercase().as_str() {
+        let text = self.text()?;
+        match text.to_lowercase().as_str() {
             "true" => visitor.visit_bool(true),
             "false" => visitor.visit_bool(false),
-            _ => self.fail(choices(&["true", "false"])),
+            _ => self.fail(choices(text, &["true", "false"])),
         }
     }
 
@@ -441,10 +441,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         let mut chars = text.chars();
         match (chars.next(), chars.next()) {
             (Some(c), None) => visitor.visit_char(c),
-            _ => self.fail(format!(
-                "expected a single character, found {}",
-                py_repr(text)
-            )),
+            _ => self.fail(format!("{} is not a single character", quoted(text))),
         }
     }
 

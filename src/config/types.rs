@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::de::{Deserialize, Deserializer, Error, Visitor};
 
 use super::values::{
-    self, parse_float, parse_int, parse_timespan, parse_timespan_or_seconds, py_repr,
+    self, parse_float, parse_int, parse_timespan, parse_timespan_or_seconds, quoted,
 };
 
 /// Deserializes a string as the newtype `name`, then parses it. (Going
@@ -95,12 +95,19 @@ pub struct Percent(pub f64);
 
 /// Parses baseplate's `Percent`.
 pub fn parse_percent(text: &str) -> Result<f64, String> {
-    let Some(number) = text.strip_suffix('%') else {
-        return Err("the value is not a percentage".to_string());
+    let not_a_percentage = || {
+        format!(
+            "{} is not a percentage; write a number and %, like \"37.5%\"",
+            quoted(text)
+        )
     };
-    let fraction = parse_float(number)? / 100.0;
+    let number = text.strip_suffix('%').ok_or_else(not_a_percentage)?;
+    let fraction = parse_float(number).map_err(|_| not_a_percentage())? / 100.0;
     if !(0.0..=1.0).contains(&fraction) {
-        return Err("percentage is out of valid range".to_string());
+        return Err(format!(
+            "{} is out of range; expected 0% to 100%",
+            quoted(text)
+        ));
     }
     Ok(fraction)
 }
@@ -125,7 +132,7 @@ pub struct Base64(pub Vec<u8>);
 /// Decodes base64 as Python's `base64.b64decode(text)` does.
 pub fn parse_base64(text: &str) -> Result<Vec<u8>, String> {
     if text.is_empty() {
-        return Err("expected base64 encoded data".to_string());
+        return Err("empty; expected base64-encoded data".to_string());
     }
     let value = |c: u8| -> Option<u8> {
         match c {
@@ -168,11 +175,11 @@ pub fn parse_base64(text: &str) -> Result<Vec<u8>, String> {
     }
     match filled {
         0 => Ok(out),
-        1 => Err(format!(
-            "Invalid base64-encoded string: number of data characters ({}) cannot be 1 more than a multiple of 4",
-            text.bytes().filter(|&c| value(c).is_some()).count()
-        )),
-        n if n + pads < 4 => Err("Incorrect padding".to_string()),
+        1 => Err(
+            "not valid base64: the data ends in a single character, which makes no byte"
+                .to_string(),
+        ),
+        n if n + pads < 4 => Err("not valid base64: the `=` padding is missing".to_string()),
         2 => {
             out.push(quad[0] << 2 | quad[1] >> 4);
             Ok(out)
@@ -202,7 +209,7 @@ impl<'de> Deserialize<'de> for UnixUser {
             _ => t
                 .parse::<u32>()
                 .map(UnixUser)
-                .map_err(|_| format!("\"getpwnam(): name not found: {}\"", py_repr(t))),
+                .map_err(|_| format!("no user named {} on this machine", quoted(t))),
         })
     }
 }
@@ -218,7 +225,7 @@ impl<'de> Deserialize<'de> for UnixGroup {
             _ => t
                 .parse::<u32>()
                 .map(UnixGroup)
-                .map_err(|_| format!("\"getgrnam(): name not found: {}\"", py_repr(t))),
+                .map_err(|_| format!("no group named {} on this machine", quoted(t))),
         })
     }
 }
@@ -231,7 +238,11 @@ impl<'de> Deserialize<'de> for File {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         parse_with(d, "File", |t| match std::fs::File::open(t) {
             Ok(_) => Ok(File(PathBuf::from(t))),
-            Err(_) => Err(format!("could not open file: {t}")),
+            Err(e) => Err(format!(
+                "cannot open {}: {}",
+                quoted(t),
+                crate::error::io_reason(&e)
+            )),
         })
     }
 }
@@ -260,26 +271,19 @@ mod tests {
     #[test]
     fn percent_like_baseplate() {
         assert!((parse_percent("37.2%").unwrap() - 0.372).abs() < 1e-12);
-        assert_eq!(
-            parse_percent("50").unwrap_err(),
-            "the value is not a percentage"
-        );
-        assert_eq!(
-            parse_percent("").unwrap_err(),
-            "the value is not a percentage"
-        );
+        let not_a_percentage =
+            |t: &str| format!("{t:?} is not a percentage; write a number and %, like \"37.5%\"");
+        assert_eq!(parse_percent("50").unwrap_err(), not_a_percentage("50"));
+        assert_eq!(parse_percent("").unwrap_err(), not_a_percentage(""));
         assert_eq!(
             parse_percent("101%").unwrap_err(),
-            "percentage is out of valid range"
+            "\"101%\" is out of range; expected 0% to 100%"
         );
         assert_eq!(
             parse_percent("-1%").unwrap_err(),
-            "percentage is out of valid range"
+            "\"-1%\" is out of range; expected 0% to 100%"
         );
-        assert_eq!(
-            parse_percent("%").unwrap_err(),
-            "could not convert string to float: ''"
-        );
+        assert_eq!(parse_percent("%").unwrap_err(), not_a_percentage("%"));
     }
 
     #[test]
@@ -289,11 +293,15 @@ mod tests {
         assert_eq!(parse_base64("aGVsbA==").unwrap(), b"hell");
         assert_eq!(
             parse_base64("").unwrap_err(),
-            "expected base64 encoded data"
+            "empty; expected base64-encoded data"
         );
-        assert_eq!(parse_base64("aGVsbG8").unwrap_err(), "Incorrect padding");
-        assert!(parse_base64("a")
-            .unwrap_err()
-            .starts_with("Invalid base64-encoded string"));
+        assert_eq!(
+            parse_base64("aGVsbG8").unwrap_err(),
+            "not valid base64: the `=` padding is missing"
+        );
+        assert_eq!(
+            parse_base64("a").unwrap_err(),
+            "not valid base64: the data ends in a single character, which makes no byte"
+        );
     }
 }

@@ -1,5 +1,5 @@
-//! Parsers for single config values, with baseplate.py's rules and messages
-//! (`baseplate.lib.config`): integers and floats as Python reads them,
+//! Parsers for single config values, with baseplate.py's rules
+//! (`baseplate.lib.config`) and messages of our own: integers and floats as Python reads them,
 //! timespans, and endpoints. Every option of every server goes through here.
 
 use std::fmt;
@@ -7,33 +7,10 @@ use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Python's `repr()` of a string, as its error messages quote values.
-pub fn py_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
+/// A value as messages quote it: in double quotes, with Rust's escapes
+/// for quotes, backslashes and control characters.
+pub fn quoted(s: &str) -> String {
+    format!("{s:?}")
 }
 
 /// Python's `str.strip()` whitespace.
@@ -60,7 +37,7 @@ fn strip_underscores(s: &str) -> Option<String> {
 /// Parses an integer as Python's `int(text)` does (surrounding whitespace,
 /// a sign, `_` between digits), within the range of `i64`.
 pub fn parse_int(text: &str) -> Result<i64, String> {
-    let invalid = || format!("invalid literal for int() with base 10: {}", py_repr(text));
+    let invalid = || format!("{} is not a whole number", quoted(text));
     let trimmed = py_trim(text);
     let digits = trimmed.strip_prefix(['+', '-']).unwrap_or(trimmed);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'_') {
@@ -69,13 +46,13 @@ pub fn parse_int(text: &str) -> Result<i64, String> {
     let cleaned = strip_underscores(trimmed).ok_or_else(invalid)?;
     cleaned
         .parse::<i64>()
-        .map_err(|_| format!("integer {} is too large", py_repr(text)))
+        .map_err(|_| format!("{} is too large; the largest is {}", quoted(text), i64::MAX))
 }
 
 /// Parses a float as Python's `float(text)` does (whitespace, `_` between
 /// digits, `inf`, `nan`, exponents).
 pub fn parse_float(text: &str) -> Result<f64, String> {
-    let invalid = || format!("could not convert string to float: {}", py_repr(text));
+    let invalid = || format!("{} is not a number", quoted(text));
     let trimmed = py_trim(text);
     let cleaned = strip_underscores(trimmed).ok_or_else(invalid)?;
     cleaned.parse::<f64>().map_err(|_| invalid())
@@ -87,16 +64,29 @@ pub fn parse_float(text: &str) -> Result<f64, String> {
 pub fn parse_timespan(text: &str) -> Result<Duration, String> {
     let parts: Vec<&str> = text.split_whitespace().collect();
     let [count, unit] = parts[..] else {
-        return Err("invalid specification".to_string());
+        return Err(format!(
+            "{} is not a timespan; write a whole number and a unit, like \"30 seconds\"",
+            quoted(text)
+        ));
     };
-    let count = parse_int(count)?;
+    let count = parse_int(count).map_err(|_| {
+        format!(
+            "{} does not start with a whole number; write one, like \"1500 milliseconds\"",
+            quoted(text)
+        )
+    })?;
     let unit_ms: i64 = match unit.trim_end_matches('s') {
         "millisecond" => 1,
         "second" => 1_000,
         "minute" => 60_000,
         "hour" => 3_600_000,
         "day" => 86_400_000,
-        _ => return Err("unknown unit".to_string()),
+        _ => {
+            return Err(format!(
+                "{} has no known unit; use milliseconds, seconds, minutes, hours or days",
+                quoted(text)
+            ))
+        }
     };
     if count < 0 {
         return Err(format!(
@@ -115,13 +105,14 @@ pub fn parse_timespan_or_seconds(text: &str) -> Result<Duration, String> {
     if let Ok(span) = parse_timespan(text) {
         return Ok(span);
     }
-    let seconds = parse_float(text)?;
-    Duration::try_from_secs_f64(seconds).map_err(|_| {
+    let wrong = || {
         format!(
-            "{} is not a number of seconds from 0 up (or a timespan like `30 seconds`)",
-            py_repr(text)
+            "{} is not a number of seconds from 0 up (or a timespan like \"30 seconds\")",
+            quoted(text)
         )
-    })
+    };
+    let seconds = parse_float(text).map_err(|_| wrong())?;
+    Duration::try_from_secs_f64(seconds).map_err(|_| wrong())
 }
 
 /// Where a server listens: a TCP host and port, or a UNIX socket path.
@@ -158,11 +149,18 @@ impl std::str::FromStr for Endpoint {
     }
 }
 
+fn no_port(text: &str) -> String {
+    format!(
+        "{} has no port; expected HOST:PORT, like \"localhost:9090\"",
+        quoted(text)
+    )
+}
+
 /// Parses baseplate's `Endpoint`: a path if it contains `/`, else
 /// `host:port` split at the first `:`, or `[v6-address]:port`.
 pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
     if text.is_empty() {
-        return Err("no endpoint specified".to_string());
+        return Err("empty; expected HOST:PORT, [V6ADDR]:PORT or a UNIX socket path".to_string());
     }
     if text.contains('/') {
         return Ok(Endpoint::Unix(PathBuf::from(text)));
@@ -170,18 +168,21 @@ pub fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
     let (host, port) = if let Some(bracketed) = text.strip_prefix('[') {
         let (addr, rest) = bracketed
             .split_once(']')
-            .ok_or_else(|| format!("{} has no closing `]`", py_repr(text)))?;
+            .ok_or_else(|| format!("{} has no closing `]`", quoted(text)))?;
         addr.parse::<Ipv6Addr>()
-            .map_err(|_| format!("{} is not an IPv6 address", py_repr(addr)))?;
-        let port = rest
-            .strip_prefix(':')
-            .ok_or_else(|| "no port specified".to_string())?;
+            .map_err(|_| format!("{} is not an IPv6 address", quoted(addr)))?;
+        let port = rest.strip_prefix(':').ok_or_else(|| no_port(text))?;
         (addr, port)
     } else {
-        text.split_once(':')
-            .ok_or_else(|| "no port specified".to_string())?
+        text.split_once(':').ok_or_else(|| no_port(text))?
     };
-    let port = parse_int(port)?;
+    let port = parse_int(port).map_err(|_| {
+        format!(
+            "{} has a port that is not a whole number ({})",
+            quoted(text),
+            quoted(port)
+        )
+    })?;
     let port =
         u16::try_from(port).map_err(|_| format!("port {port} is out of range (0 to 65535)"))?;
     Ok(Endpoint::Tcp {
@@ -217,7 +218,7 @@ mod tests {
         assert_eq!(parse_int("-7"), Ok(-7));
         assert_eq!(
             parse_int("4.2").unwrap_err(),
-            "invalid literal for int() with base 10: '4.2'"
+            "\"4.2\" is not a whole number"
         );
         assert!(parse_int("").is_err());
         assert!(parse_int("1__0").is_err());
@@ -229,10 +230,7 @@ mod tests {
     fn floats_like_python() {
         assert_eq!(parse_float("1.5"), Ok(1.5));
         assert_eq!(parse_float(" 1_0 "), Ok(10.0));
-        assert_eq!(
-            parse_float("soon").unwrap_err(),
-            "could not convert string to float: 'soon'"
-        );
+        assert_eq!(parse_float("soon").unwrap_err(), "\"soon\" is not a number");
     }
 
     #[test]
@@ -245,13 +243,16 @@ mod tests {
         );
         assert_eq!(
             parse_timespan("1second").unwrap_err(),
-            "invalid specification"
+            "\"1second\" is not a timespan; write a whole number and a unit, like \"30 seconds\""
         );
-        assert_eq!(parse_timespan("1 week").unwrap_err(), "unknown unit");
-        assert_eq!(parse_timespan("1 Second").unwrap_err(), "unknown unit");
+        assert_eq!(
+            parse_timespan("1 week").unwrap_err(),
+            "\"1 week\" has no known unit; use milliseconds, seconds, minutes, hours or days"
+        );
+        assert!(parse_timespan("1 Second").is_err());
         assert_eq!(
             parse_timespan("1.5 seconds").unwrap_err(),
-            "invalid literal for int() with base 10: '1.5'"
+            "\"1.5 seconds\" does not start with a whole number; write one, like \"1500 milliseconds\""
         );
         assert_eq!(
             parse_timespan_or_seconds("1.5"),
@@ -259,7 +260,7 @@ mod tests {
         );
         assert_eq!(
             parse_timespan_or_seconds("soon").unwrap_err(),
-            "could not convert string to float: 'soon'"
+            "\"soon\" is not a number of seconds from 0 up (or a timespan like \"30 seconds\")"
         );
         assert!(parse_timespan_or_seconds("-1").is_err());
         assert!(parse_timespan_or_seconds("inf").is_err());
@@ -285,11 +286,16 @@ mod tests {
             parse_endpoint("rel/sock"),
             Ok(Endpoint::Unix("rel/sock".into()))
         );
-        assert_eq!(parse_endpoint("host").unwrap_err(), "no port specified");
-        assert_eq!(parse_endpoint("").unwrap_err(), "no endpoint specified");
+        assert_eq!(
+            parse_endpoint("host").unwrap_err(),
+            "\"host\" has no port; expected HOST:PORT, like \"localhost:9090\""
+        );
+        assert!(parse_endpoint("")
+            .unwrap_err()
+            .starts_with("empty; expected HOST:PORT"));
         assert_eq!(
             parse_endpoint("h:p").unwrap_err(),
-            "invalid literal for int() with base 10: 'p'"
+            "\"h:p\" has a port that is not a whole number (\"p\")"
         );
         assert!(parse_endpoint("h:70000").is_err());
         assert_eq!(parse_endpoint("[::1]:80").unwrap().to_string(), "[::1]:80");

@@ -392,7 +392,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "t.ini:3: [server:main] stop_timeout: could not convert string to float: 'soon'"
+            "t.ini:3: [server:main] stop_timeout: \"soon\" is not a number of seconds from 0 up (or a timespan like \"30 seconds\")"
         );
         let e = ServerOptions::from_section(&section("[server:main]\nx = 1\n")).unwrap_err();
         assert!(

@@ -34,6 +34,9 @@ use crate::config::values::{parse_endpoint, Endpoint};
 /// [`Serve::main_with`]: crate::Serve::main_with
 /// [`Serve::run`]: crate::Serve::run
 #[derive(Debug, Clone, clap::Args)]
+// This doc comment is for rustdoc only: a binary that flattens `Args`
+// shows its own description in `--help`, or none.
+#[command(about = None, long_about = None)]
 pub struct Args {
     /// Path to the INI config file
     #[arg(value_name = "CONFIG_FILE")]
@@ -103,10 +106,55 @@ impl Args {
             .and_then(|p| std::path::Path::new(p).file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "baseplate-serve".to_string());
-        let command = clap::Command::new(name)
+        let command = Args::augment_args(clap::Command::new(name))
             .version(env!("CARGO_PKG_VERSION"))
             .about("The baseplate server: serves the app described by CONFIG_FILE.");
-        let matches = Args::augment_args(command).try_get_matches_from(argv)?;
+        let matches = command.try_get_matches_from(argv)?;
         Args::from_arg_matches(&matches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    // A user's binary whose parser has no doc comment of its own (a
+    // plain comment: a doc comment would become its description).
+    #[derive(Parser)]
+    #[command(name = "my-service")]
+    struct Undocumented {
+        #[command(flatten)]
+        serve: super::Args,
+    }
+
+    /// My service, documented.
+    #[derive(Parser)]
+    #[command(name = "my-service")]
+    struct Documented {
+        #[command(flatten)]
+        serve: super::Args,
+    }
+
+    #[test]
+    fn a_flattening_binary_shows_only_its_own_description() {
+        let help = Undocumented::command().render_long_help().to_string();
+        assert!(!help.contains("baseplate-serve"), "{help}");
+        assert!(!help.contains("flattens"), "{help}");
+        assert!(help.starts_with("Usage: my-service"), "{help}");
+        let help = Documented::command().render_long_help().to_string();
+        assert!(help.starts_with("My service, documented\n"), "{help}");
+        assert!(!help.contains("flattens"), "{help}");
+    }
+
+    #[test]
+    fn baseplate_serve_describes_itself_in_one_line() {
+        let help = super::Args::parse_command_line(["baseplate-serve", "--help"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            help.starts_with("The baseplate server: serves the app described by CONFIG_FILE.\n"),
+            "{help}"
+        );
+        assert!(!help.contains("flattens"), "{help}");
     }
 }

@@ -145,12 +145,51 @@ fn a_service_that_does_not_answer_fails_within_the_timeout() {
         );
         assert!(line.starts_with("no answer to "), "{line}");
     }
-    // The wrong protocol is one line too, not a hang or a panic.
+}
+
+/// The far end speaks the other protocol: the line says so and names the
+/// command that would probe it.
+#[test]
+fn the_wrong_protocol_is_named_with_the_right_command() {
     let http = Server::start(&config_with(""), &[]);
-    assert_fails(
-        &healthcheck(&["--timeout", "5", "thrift", &http.addr().to_string()]),
-        "THeader",
+    let addr = http.addr().to_string();
+    let line = assert_fails(&healthcheck(&["--timeout", "5", "thrift", &addr]), "");
+    assert_eq!(
+        line,
+        format!(
+            "{addr} speaks HTTP, not Thrift: probe it with `baseplate-healthcheck wsgi {addr}`"
+        )
     );
+    for service in [SYNC_THRIFT, ASYNC_THRIFT] {
+        let thrift = Server::start(&thrift_config("", service), &[]);
+        let addr = thrift.addr().to_string();
+        for kind in ["wsgi", "http"] {
+            let line = assert_fails(&healthcheck(&["--timeout", "5", kind, &addr]), "");
+            assert_eq!(
+                line,
+                format!(
+                    "{addr} speaks Thrift, not HTTP: probe it with `baseplate-healthcheck thrift {addr}`"
+                )
+            );
+        }
+    }
+    // A service that closes the connection but speaks no Thrift either is
+    // not called a Thrift service.
+    let closer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closer.local_addr().unwrap().to_string();
+    let closing = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut stream, _) = closer.accept().unwrap();
+            let mut request = [0u8; 512];
+            let _ = std::io::Read::read(&mut stream, &mut request);
+        }
+    });
+    let line = assert_fails(&healthcheck(&["--timeout", "5", "wsgi", &addr]), "");
+    assert_eq!(
+        line,
+        format!("unhealthy: {addr} answered GET /health?type=1 by closing the connection without a response")
+    );
+    closing.join().unwrap();
 }
 
 #[test]

@@ -72,6 +72,21 @@ pub fn check(
         Kind::Thrift => thrift_exchange(&mut stream, probe, deadline),
         Kind::Http => http_exchange(&mut stream, endpoint, probe, deadline),
     };
+    let other_protocol = match (kind, &exchanged) {
+        (Kind::Thrift, Ok(Err(Unhealthy::InHttp))) => true,
+        (Kind::Http, Ok(Err(Unhealthy::Nothing))) => speaks_thrift(endpoint, probe, deadline),
+        _ => false,
+    };
+    if other_protocol {
+        let (speaks, not, command) = match kind {
+            Kind::Thrift => ("HTTP", "Thrift", "wsgi"),
+            Kind::Http => ("Thrift", "HTTP", "thrift"),
+        };
+        return Err(format!(
+            "{endpoint} speaks {speaks}, not {not}: probe it with \
+             `baseplate-healthcheck {command} {endpoint}`"
+        ));
+    }
     match exchanged {
         Ok(Ok(())) => Ok(()),
         Ok(Err(why)) => Err(format!("unhealthy: {endpoint} answered {asked} {why}")),
@@ -90,6 +105,39 @@ fn describe(e: &io::Error, timeout: Duration) -> String {
         }
         _ => e.to_string(),
     }
+}
+
+/// Why an answer is not healthy.
+#[derive(Debug)]
+enum Unhealthy {
+    /// What the answer said, as a failure line words it.
+    Said(String),
+    /// An HTTP response to a Thrift call: the service speaks HTTP.
+    InHttp,
+    /// The connection closed with no byte in answer to an HTTP request, as
+    /// a Thrift server does.
+    Nothing,
+}
+
+impl std::fmt::Display for Unhealthy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unhealthy::Said(why) => f.write_str(why),
+            Unhealthy::InHttp => f.write_str("in HTTP"),
+            Unhealthy::Nothing => f.write_str("by closing the connection without a response"),
+        }
+    }
+}
+
+/// Whether `endpoint` answers a Thrift `is_healthy` with a THeader frame.
+fn speaks_thrift(endpoint: &Endpoint, probe: Probe, deadline: Instant) -> bool {
+    let Ok(mut stream) = connect(endpoint, deadline) else {
+        return false;
+    };
+    !matches!(
+        thrift_exchange(&mut stream, probe, deadline),
+        Err(_) | Ok(Err(Unhealthy::InHttp | Unhealthy::Nothing))
+    )
 }
 
 /// A connected stream of either kind.
@@ -216,7 +264,7 @@ fn http_exchange(
     endpoint: &Endpoint,
     probe: Probe,
     deadline: Instant,
-) -> io::Result<Result<(), String>> {
+) -> io::Result<Result<(), Unhealthy>> {
     let host = match endpoint {
         Endpoint::Tcp { .. } => endpoint.to_string(),
         Endpoint::Unix(_) => "localhost".to_string(),
@@ -231,7 +279,15 @@ fn http_exchange(
     let answer = stream.read_until(deadline, |bytes| {
         parse_http(bytes).is_some_and(|parsed| parsed.is_ok())
     })?;
-    Ok(match parse_http(&answer) {
+    if answer.is_empty() {
+        return Ok(Err(Unhealthy::Nothing));
+    }
+    Ok(http_answer(&answer).map_err(Unhealthy::Said))
+}
+
+/// Whether a whole HTTP answer is healthy: a 2xx with a JSON body.
+fn http_answer(answer: &[u8]) -> Result<(), String> {
+    match parse_http(answer) {
         None => Err("with an incomplete HTTP response".to_string()),
         Some(Err(why)) => Err(why),
         Some(Ok((status, body))) => {
@@ -246,7 +302,7 @@ fn http_exchange(
                 Ok(())
             }
         }
-    })
+    }
 }
 
 /// The status and body of a whole HTTP/1 response; `None` while more bytes
@@ -330,7 +386,7 @@ fn thrift_exchange(
     stream: &mut Stream,
     probe: Probe,
     deadline: Instant,
-) -> io::Result<Result<(), String>> {
+) -> io::Result<Result<(), Unhealthy>> {
     let protocol = Protocol::Binary;
     let ident = TMessageIdentifier::new(super::thrift::METHOD, TMessageType::Call, 0);
     let payload = with_output(protocol, |o| {
@@ -352,6 +408,9 @@ fn thrift_exchange(
                 >= u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize
     };
     let answer = stream.read_until(deadline, whole)?;
+    if answer.starts_with(b"HTTP/") {
+        return Ok(Err(Unhealthy::InHttp));
+    }
     if !whole(&answer) {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -363,34 +422,33 @@ fn thrift_exchange(
     }
     let decoded = match header::decode(&answer[4..], MAX_ANSWER) {
         Ok(decoded) => decoded,
-        Err(e) => return Ok(Err(format!("with a frame that is not THeader: {e:?}"))),
+        Err(e) => {
+            let why = format!("with a frame that is not THeader: {e:?}");
+            return Ok(Err(Unhealthy::Said(why)));
+        }
     };
     let protocol = decoded.protocol;
-    Ok(with_input(
-        protocol,
-        &decoded.payload,
-        MAX_ANSWER,
-        |input| {
-            let ident = input
-                .read_message_begin()
-                .map_err(|e| format!("with an unreadable message: {e}"))?;
-            match ident.message_type {
-                TMessageType::Reply => match super::thrift::read_result(input) {
-                    Ok(Some(true)) => Ok(()),
-                    Ok(Some(false)) => Err("with false".to_string()),
-                    Ok(None) => Err("with no result".to_string()),
-                    Err(e) => Err(format!("with an unreadable result: {e}")),
-                },
-                TMessageType::Exception => {
-                    match thrift::Error::read_application_error_from_in_protocol(input) {
-                        Ok(e) => Err(format!("with an exception: {e}")),
-                        Err(e) => Err(format!("with an unreadable exception: {e}")),
-                    }
+    Ok(with_input(protocol, &decoded.payload, MAX_ANSWER, |input| {
+        let ident = input
+            .read_message_begin()
+            .map_err(|e| format!("with an unreadable message: {e}"))?;
+        match ident.message_type {
+            TMessageType::Reply => match super::thrift::read_result(input) {
+                Ok(Some(true)) => Ok(()),
+                Ok(Some(false)) => Err("with false".to_string()),
+                Ok(None) => Err("with no result".to_string()),
+                Err(e) => Err(format!("with an unreadable result: {e}")),
+            },
+            TMessageType::Exception => {
+                match thrift::Error::read_application_error_from_in_protocol(input) {
+                    Ok(e) => Err(format!("with an exception: {e}")),
+                    Err(e) => Err(format!("with an unreadable exception: {e}")),
                 }
-                other => Err(format!("with a {other:?} message")),
             }
-        },
-    ))
+            other => Err(format!("with a {other:?} message")),
+        }
+    })
+    .map_err(Unhealthy::Said))
 }
 
 #[cfg(test)]

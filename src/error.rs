@@ -32,6 +32,12 @@ impl Error {
     pub fn lines(&self) -> &[String] {
         &self.lines
     }
+
+    /// These problems, then `more`'s.
+    pub(crate) fn join(mut self, more: Error) -> Error {
+        self.lines.extend(more.lines);
+        self
+    }
 }
 
 impl fmt::Display for Error {

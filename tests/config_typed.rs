@@ -151,6 +151,14 @@ fn deny_unknown_fields_names_the_key_and_its_line() {
     let e = from_section::<Strict>(&section(text)).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "app.ini:6: [app:main] timeuot: unknown key; expected one of: factory, timeout"
+        "app.ini:6: [app:main] timeuot: unknown key; expected one of: factory, timeout \
+         (did you mean `timeout`?)"
+    );
+    // No suggestion when nothing is near.
+    let text = "[app:main]\nfactory = x\ntimeout = 1 second\ncolour = blue\n";
+    let e = from_section::<Strict>(&section(text)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "app.ini:4: [app:main] colour: unknown key; expected one of: factory, timeout"
     );
 }

@@ -34,6 +34,11 @@ pub struct Section {
 /// What an app factory receives: its `[app:NAME]` section (every
 /// [`Section`] method works on it directly), and the server's [`Health`]
 /// for the app's own probe checks.
+///
+/// The keys baseplate reads itself (`metrics.*`, `tracing.*`,
+/// `server_timeout.*`) are left out of the section a server hands its app,
+/// so a settings struct with `#[serde(deny_unknown_fields)]` sees only the
+/// app's own keys and `factory`.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
     section: Section,

@@ -253,13 +253,14 @@ impl de::Error for DeError {
         }
     }
 
-    fn unknown_field(_field: &str, expected: &'static [&'static str]) -> Self {
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        let mut message = format!("unknown key; expected one of: {}", expected.join(", "));
+        if let Some(near) = crate::suggest::nearest(field, expected) {
+            message.push_str(&format!(" (did you mean `{near}`?)"));
+        }
         DeError {
             unknown_key: true,
-            ..DeError::custom(format!(
-                "unknown key; expected one of: {}",
-                expected.join(", ")
-            ))
+            ..DeError::custom(message)
         }
     }
 

@@ -54,6 +54,21 @@ pub(super) struct AppInputs<'a> {
     pub app_section: &'a Section,
     pub health: &'a Health,
     pub metrics: Option<Arc<Metrics>>,
+    /// The app section's `server_timeout.*` (Thrift only).
+    pub timeouts: ServerTimeouts,
+}
+
+/// The prefixes of the app-section keys that baseplate reads itself
+/// (`metrics.enabled`, `server_timeout.default`, `tracing.endpoint`). The
+/// app factory gets its section without them, so that a settings struct
+/// with `#[serde(deny_unknown_fields)]` sees only the app's own keys.
+pub(crate) const OWN_KEY_PREFIXES: [&str; 3] = ["metrics.", "server_timeout.", "tracing."];
+
+/// Whether baseplate reads `key` of the app section itself.
+fn is_own_key(key: &str) -> bool {
+    OWN_KEY_PREFIXES
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
 }
 
 impl Serve {
@@ -64,7 +79,8 @@ impl Serve {
     /// them).
     pub(super) fn build_app(&self, inputs: AppInputs<'_>) -> Result<App, Error> {
         let app_section = inputs.app_section;
-        let config = AppConfig::with_health(app_section.clone(), inputs.health.clone());
+        let apps_own = app_section.only(|key| !is_own_key(key));
+        let config = AppConfig::with_health(apps_own, inputs.health.clone());
         let name = self.factory_name(app_section)?;
         let factory = self
             .registry
@@ -107,7 +123,6 @@ impl Serve {
         thrift: &ThriftOptions,
         inputs: AppInputs<'_>,
     ) -> Result<App, Error> {
-        let timeouts = ServerTimeouts::from_app_section(inputs.app_section)?;
         let service: ThriftService = match app {
             BuiltThriftApp::Processor(processor) => {
                 processor_service(processor, thrift.execution, thrift.max_handler_threads)
@@ -129,7 +144,7 @@ impl Serve {
         Ok(App::Thrift(ThriftServer::new(
             service,
             thrift.max_frame_size,
-            timeouts,
+            inputs.timeouts,
             inputs.metrics,
             probes,
         )))

@@ -338,8 +338,9 @@ impl Serve {
     {
         let file = ConfigFile::read(&args.config_file)?;
         let config = RunConfig::read(&file, args)?;
+        let own = self.own_options(&config)?;
         let health = Health::default();
-        let app = self.build_app(config.app_inputs(&health, None))?;
+        let app = self.build_app(config.app_inputs(&health, None, own.timeouts))?;
         let listener = Listener::from_std_tcp(listener)?;
         let triggers = Triggers {
             controls: None,

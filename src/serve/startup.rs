@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 use super::build::AppInputs;
 use super::Serve;
 use crate::cli::Args;
-use crate::config::{ConfigFile, Section};
+use crate::config::{ConfigErrors, ConfigFile, Section};
 use crate::error::Error;
 use crate::health::Health;
 use crate::logging::file_config::FileLogging;
@@ -21,6 +21,7 @@ use crate::process::einhorn::Worker;
 use crate::process::signals::Signals;
 use crate::process::{socket, systemd};
 use crate::server::lifecycle::{Outcome, ReloadTrigger, ShutdownFuture, Triggers};
+use crate::server::thrift::ServerTimeouts;
 use crate::server::tracker::Tracker;
 use crate::server::{ProtocolOptions, ServerOptions};
 
@@ -58,6 +59,7 @@ impl RunConfig {
         &'a self,
         health: &'a Health,
         metrics: Option<Arc<Metrics>>,
+        timeouts: ServerTimeouts,
     ) -> AppInputs<'a> {
         AppInputs {
             options: &self.options,
@@ -65,7 +67,41 @@ impl RunConfig {
             app_section: &self.app,
             health,
             metrics,
+            timeouts,
         }
+    }
+}
+
+/// What baseplate itself reads from the app section.
+pub(super) struct OwnOptions {
+    /// `metrics.*`: `None` unless `metrics.enabled = true`.
+    pub metrics: Option<MetricsOptions>,
+    /// `server_timeout.*`, read for a Thrift server.
+    pub timeouts: ServerTimeouts,
+}
+
+impl Serve {
+    /// Reads baseplate's own options from the app section. When one is
+    /// bad, the app is built anyway (without metrics), so that the app's
+    /// own bad values come out in the same run, after baseplate's.
+    pub(super) fn own_options(&self, config: &RunConfig) -> Result<OwnOptions, Error> {
+        let metrics = MetricsOptions::from_app_section(&config.app);
+        let timeouts = match config.options.protocol {
+            ProtocolOptions::Thrift(_) => ServerTimeouts::from_app_section(&config.app),
+            ProtocolOptions::Http(_) => Ok(ServerTimeouts::default()),
+        };
+        let (metrics, timeouts) = match (metrics, timeouts) {
+            (Ok(metrics), Ok(timeouts)) => return Ok(OwnOptions { metrics, timeouts }),
+            (metrics, timeouts) => (metrics.err(), timeouts.err()),
+        };
+        let own = metrics.into_iter().chain(timeouts).flat_map(|e| e.0);
+        let error = Error::from(ConfigErrors(own.collect()));
+        let health = Health::default();
+        let inputs = config.app_inputs(&health, None, ServerTimeouts::default());
+        Err(match self.build_app(inputs) {
+            Ok(_) => error,
+            Err(apps) => error.join(apps),
+        })
     }
 }
 
@@ -145,8 +181,8 @@ impl Serve {
 
     /// `--check`: builds the app once and says so.
     fn check(&self, args: &Args, config: &RunConfig) -> Result<Outcome, Error> {
-        MetricsOptions::from_app_section(&config.app)?;
-        self.build_app(config.app_inputs(&Health::default(), None))?;
+        let own = self.own_options(config)?;
+        self.build_app(config.app_inputs(&Health::default(), None, own.timeouts))?;
         println!(
             "config OK: server {:?} ({}), app {:?} ({})",
             args.server_name,
@@ -166,7 +202,10 @@ impl Serve {
         handover: &mut Handover,
         signals: Signals,
     ) -> Result<Outcome, Error> {
-        let metrics_options = MetricsOptions::from_app_section(&config.app)?;
+        let OwnOptions {
+            metrics: metrics_options,
+            timeouts,
+        } = self.own_options(config)?;
         let worker = Worker::from_env()?;
         let master = worker.as_ref().map(|w| w.master_pid);
         let http = matches!(config.options.protocol, ProtocolOptions::Http(_));
@@ -175,7 +214,7 @@ impl Serve {
             .map(|options| open_metrics(options, master, http))
             .transpose()?;
         let health = Health::default();
-        let app = self.build_app(config.app_inputs(&health, metrics.clone()))?;
+        let app = self.build_app(config.app_inputs(&health, metrics.clone(), timeouts))?;
         let listener = socket::choose(handover.inherited.take(), worker.as_ref(), &args.bind)?;
         let address = listener
             .local_addr()

@@ -102,9 +102,24 @@ impl DownstreamAsyncHandler for Awaiting {
     }
 }
 
+/// The HTTP app's settings, strict as many services keep them: a
+/// misspelled key is an error. baseplate reads its own keys (`metrics.*`,
+/// `tracing.*`, `server_timeout.*`) from the same section, and the app
+/// never sees them.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebSettings {
+    #[allow(dead_code)]
+    factory: String,
+    /// What `/` says.
+    greeting: Option<String>,
+    /// A pause before every answer, in milliseconds.
+    delay_ms: Option<u64>,
+}
+
 /// The HTTP app: `/` greets, `/sleep?ms=N` answers after N milliseconds
 /// (the conformance kit's slow request).
-fn make_http_app(_: &AppConfig) -> Result<axum::Router, Infallible> {
+fn make_http_app(config: &AppConfig) -> Result<axum::Router, baseplate::config::ConfigErrors> {
     use axum::extract::Query;
     use axum::routing::get;
 
@@ -113,8 +128,19 @@ fn make_http_app(_: &AppConfig) -> Result<axum::Router, Infallible> {
         ms: u64,
     }
 
+    let settings: WebSettings = baseplate::config::from_section(config)?;
+    let greeting = settings
+        .greeting
+        .unwrap_or_else(|| "hello from downstream".to_string());
+    let delay = Duration::from_millis(settings.delay_ms.unwrap_or(0));
     Ok(axum::Router::new()
-        .route("/", get(|| async { "hello from downstream\n" }))
+        .route(
+            "/",
+            get(move || async move {
+                tokio::time::sleep(delay).await;
+                format!("{greeting}\n")
+            }),
+        )
         .route(
             "/sleep",
             get(|Query(sleep): Query<Sleep>| async move {

@@ -1,5 +1,5 @@
-//! Value types for typed settings, each parsed with baseplate.py's rules and
-//! messages (`baseplate.lib.config`). Use them as field types with
+//! Value types for typed settings, each parsed with baseplate.py's rules
+//! (`baseplate.lib.config`). Use them as field types with
 //! [`from_section`](super::from_section).
 
 use std::path::PathBuf;
@@ -45,9 +45,33 @@ where
 }
 
 /// `<integer> <unit>` (millisecond, second, minute, hour, day; plural
-/// allowed), like `30 seconds`.
+/// allowed), like `30 seconds`. The span is the field `.0`, or
+/// `Duration::from(span)`:
+///
+/// ```
+/// use std::time::Duration;
+/// use baseplate::config::{from_section, Section, Entry, Timespan};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Settings {
+///     timeout: Timespan,
+/// }
+///
+/// let entry = Entry { key: "timeout".into(), value: "30 seconds".into(), line: 2, inherited: false };
+/// let section = Section::new("app.ini", "app:main", vec![entry]);
+/// let settings: Settings = from_section(&section).unwrap();
+/// let timeout: Duration = settings.timeout.into();
+/// assert_eq!(timeout, Duration::from_secs(30));
+/// assert_eq!(settings.timeout.0, Duration::from_secs(30));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timespan(pub Duration);
+
+impl From<Timespan> for Duration {
+    fn from(span: Timespan) -> Duration {
+        span.0
+    }
+}
 
 impl<'de> Deserialize<'de> for Timespan {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -56,9 +80,16 @@ impl<'de> Deserialize<'de> for Timespan {
 }
 
 /// A timespan, or a plain number of seconds (`30`, `1.5`), as baseplate's
-/// `TimespanWithLegacyFallback` (used by `stop_timeout`).
+/// `TimespanWithLegacyFallback` (used by `stop_timeout`). The span is
+/// `.0`, or `Duration::from(span)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct TimespanOrSeconds(pub Duration);
+
+impl From<TimespanOrSeconds> for Duration {
+    fn from(span: TimespanOrSeconds) -> Duration {
+        span.0
+    }
+}
 
 impl<'de> Deserialize<'de> for TimespanOrSeconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -75,6 +106,17 @@ pub enum TimespanOrInfinite {
     Finite(Duration),
     /// `infinite`.
     Infinite,
+}
+
+impl TimespanOrInfinite {
+    /// The span, or `None` for `infinite`: what `tokio::time::timeout`
+    /// and friends want as an optional limit.
+    pub fn duration(self) -> Option<Duration> {
+        match self {
+            TimespanOrInfinite::Finite(span) => Some(span),
+            TimespanOrInfinite::Infinite => None,
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for TimespanOrInfinite {

@@ -41,13 +41,6 @@ fn zero_timeout(section: &Section, key: &str) -> crate::config::ConfigError {
     )
 }
 
-fn finite(t: TimespanOrInfinite) -> Option<Duration> {
-    match t {
-        TimespanOrInfinite::Finite(d) => Some(d),
-        TimespanOrInfinite::Infinite => None,
-    }
-}
-
 impl ServerTimeouts {
     /// Reads the `server_timeout.*` keys of an app section; other keys are
     /// the app's own.
@@ -74,12 +67,12 @@ impl ServerTimeouts {
             return Err(ConfigErrors(errors));
         }
         Ok(ServerTimeouts {
-            default: raw.default.and_then(finite),
+            default: raw.default.and_then(TimespanOrInfinite::duration),
             by_method: raw
                 .by_endpoint
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(method, t)| (method, finite(t)))
+                .map(|(method, t)| (method, t.duration()))
                 .collect(),
             debug: raw.debug.unwrap_or(false),
         })

@@ -203,3 +203,20 @@ pub use config::{AppConfig, ServerConfig};
 pub use error::{BoxError, Error};
 #[cfg(feature = "server")]
 pub use serve::{Serve, Served};
+
+/// The pages of `docs/` and the README, compiled as doctests: every Rust
+/// block in them builds as written, or says in its first line that it is
+/// a sketch (and is marked `ignore`).
+#[cfg(doctest)]
+mod docs_compile {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../docs/config.md")]
+    struct Config;
+    #[doc = include_str!("../docs/operations.md")]
+    struct Operations;
+    #[doc = include_str!("../docs/serve.md")]
+    struct ServeDoc;
+    #[doc = include_str!("../docs/thrift.md")]
+    struct Thrift;
+}

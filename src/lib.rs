@@ -157,6 +157,8 @@ mod handlers;
 #[cfg(feature = "server")]
 pub mod health;
 #[cfg(feature = "server")]
+mod lock_file;
+#[cfg(feature = "server")]
 mod logging;
 #[cfg(feature = "server")]
 pub mod metrics;

@@ -1,6 +1,6 @@
 //! Binding `metrics.bind`, which the workers of one service share: TCP
 //! with `SO_REUSEPORT` (any worker answers a scrape), a UNIX socket by one
-//! worker at a time.
+//! worker at a time: the one holding `PATH.lock`.
 //!
 //! `SO_REUSEPORT` lets any process of the same user join a port, so before
 //! joining, the processes already listening there are found (from
@@ -18,6 +18,7 @@ use super::store::WORKER_PREFIX;
 use crate::config::values::Endpoint;
 use crate::error::Error;
 use crate::server::listener::{resolve, Listener};
+use crate::server::socket_file::OwnerLock;
 
 /// The setting the endpoint comes from, for messages.
 const WHAT: &str = "metrics.bind";
@@ -26,9 +27,9 @@ const WHAT: &str = "metrics.bind";
 pub(crate) enum Bound {
     /// This worker serves scrapes on it.
     Listener(Listener),
-    /// A sibling worker (this pid) serves the UNIX socket; its scrapes sum
-    /// this worker's file too.
-    HeldBySibling(i32),
+    /// A sibling worker (this pid, when known) serves the UNIX socket, or is
+    /// about to; its scrapes sum this worker's file too.
+    HeldBySibling(Option<i32>),
 }
 
 /// Binds `endpoint` for a worker writing its metrics in `dir`, if whoever
@@ -70,9 +71,14 @@ pub(crate) fn bind(endpoint: &Endpoint, dir: &Path) -> Result<Bound, Error> {
         }
     }
     match endpoint {
-        Endpoint::Unix(_) => match inodes.first().and_then(|i| holders.get(i)) {
-            Some(&sibling) => Ok(Bound::HeldBySibling(sibling)),
-            None => Listener::bind_shared(endpoint, WHAT).map(Bound::Listener),
+        Endpoint::Unix(path) => match inodes.first().and_then(|i| holders.get(i)) {
+            Some(&sibling) => Ok(Bound::HeldBySibling(Some(sibling))),
+            // Whoever takes the path's lock first binds it; the lock's
+            // holder may not be listening yet.
+            None => Ok(match Listener::bind_unix_owned(path, WHAT)? {
+                Some(listener) => Bound::Listener(listener),
+                None => Bound::HeldBySibling(OwnerLock::holder(path)),
+            }),
         },
         Endpoint::Tcp { .. } => Listener::bind_shared(endpoint, WHAT).map(Bound::Listener),
     }

@@ -187,18 +187,7 @@ pub(crate) fn has_live_worker(dir: &Path) -> bool {
 
 /// The directory's `lock` file, created if missing, held exclusively.
 fn open_lock(dir: &Path) -> io::Result<Flock<File>> {
-    let path = dir.join(LOCK);
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(&path)?;
-    if !lock.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
+    let lock = crate::lock_file::open(&dir.join(LOCK))?;
     Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))
 }
 

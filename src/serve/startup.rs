@@ -315,9 +315,10 @@ fn start_exporter(options: &MetricsOptions, metrics: &Arc<Metrics>) -> Result<Ex
             );
         }
         Bound::HeldBySibling(pid) => info!(
-            "Prometheus metrics exported on {} by sibling worker {pid}, summed over the workers \
+            "Prometheus metrics exported on {} by sibling worker {}, summed over the workers \
              writing to {} (this one too); this worker takes the socket over if that one exits",
             options.bind,
+            pid.map_or_else(|| "(pid unknown)".to_string(), |pid| pid.to_string()),
             dir.display()
         ),
     }

@@ -17,6 +17,7 @@ use nix::sys::socket::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixSocket, UnixStream};
 
+use super::socket_file::{OwnerLock, SocketFile};
 use crate::config::values::Endpoint;
 use crate::error::{io_reason, Error};
 
@@ -30,8 +31,8 @@ pub(crate) enum Listener {
     /// A TCP socket.
     Tcp(TcpListener),
     /// A UNIX socket, with the guard that removes its file if this process
-    /// created it.
-    Unix(UnixListener, SocketFile),
+    /// created it (`None` for an inherited socket).
+    Unix(UnixListener, Option<SocketFile>),
 }
 
 /// The address a listener is bound to, as logged in `Listening on ADDR`.
@@ -89,12 +90,24 @@ impl Listener {
     /// from), removing a file that nobody listens on any more first.
     fn bind_unix(path: &Path, what: &str) -> Result<Listener, Error> {
         remove_stale_socket(path, what)?;
-        bind_unix(path).map_err(|e| {
-            Error::io(
-                format!("cannot listen on UNIX socket {} ({what})", path.display()),
-                &e,
-            )
-        })
+        bind_unix(path, None).map_err(|e| unix_bind_error(path, what, &e))
+    }
+
+    /// Binds a UNIX socket at `path` shared by sibling processes, one at a
+    /// time: if this process can take the path's [`OwnerLock`], which it
+    /// then holds for as long as it listens. `None` while another holds it.
+    /// Only the holder removes a stale file, so two siblings binding at once
+    /// cannot remove each other's (see [`super::socket_file`]).
+    pub(crate) fn bind_unix_owned(path: &Path, what: &str) -> Result<Option<Listener>, Error> {
+        let lock = OwnerLock::take(path)
+            .map_err(|e| Error::io(format!("cannot lock {}.lock ({what})", path.display()), &e))?;
+        let Some(lock) = lock else {
+            return Ok(None);
+        };
+        remove_stale_socket(path, what)?;
+        bind_unix(path, Some(lock))
+            .map(Some)
+            .map_err(|e| unix_bind_error(path, what, &e))
     }
 
     /// Binds `endpoint` so that sibling processes may bind it too (TCP with
@@ -163,7 +176,7 @@ impl Listener {
                 std_listener
                     .set_nonblocking(true)
                     .and_then(|_| UnixListener::from_std(std_listener))
-                    .map(|l| Listener::Unix(l, SocketFile(None)))
+                    .map(|l| Listener::Unix(l, None))
             }
             other => {
                 return Err(fail(format!(
@@ -211,25 +224,15 @@ impl Listener {
     }
 }
 
-/// Removes a UNIX socket file this process bound when the listener goes.
-#[derive(Debug)]
-pub(crate) struct SocketFile(Option<PathBuf>);
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        if let Some(path) = &self.0 {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
 impl Listener {
     /// The socket itself, kept open (and its file kept) for a reload.
     pub(crate) fn into_fd(self) -> io::Result<OwnedFd> {
         match self {
             Listener::Tcp(l) => Ok(OwnedFd::from(l.into_std()?)),
             Listener::Unix(l, mut file) => {
-                file.0 = None;
+                if let Some(file) = &mut file {
+                    file.keep();
+                }
                 Ok(OwnedFd::from(l.into_std()?))
             }
         }
@@ -275,13 +278,18 @@ fn bind_tcp_with(addr: SocketAddr, shared: bool) -> io::Result<Listener> {
     Ok(Listener::Tcp(socket.listen(BACKLOG)?))
 }
 
-fn bind_unix(path: &Path) -> io::Result<Listener> {
+fn bind_unix(path: &Path, lock: Option<OwnerLock>) -> io::Result<Listener> {
     let socket = UnixSocket::new_stream()?;
     socket.bind(path)?;
-    Ok(Listener::Unix(
-        socket.listen(BACKLOG)?,
-        SocketFile(Some(path.to_path_buf())),
-    ))
+    let file = SocketFile::bound(path, lock)?;
+    Ok(Listener::Unix(socket.listen(BACKLOG)?, Some(file)))
+}
+
+fn unix_bind_error(path: &Path, what: &str, e: &io::Error) -> Error {
+    Error::io(
+        format!("cannot listen on UNIX socket {} ({what})", path.display()),
+        e,
+    )
 }
 
 /// Removes a UNIX socket file left behind by a process that is gone;
@@ -376,5 +384,58 @@ impl AsyncWrite for Stream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         delegate!(self, s => s.poll_shutdown(cx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Barrier};
+
+    /// Siblings released into binding one UNIX path at once, over a stale
+    /// file each round: one listens, on a file clients reach, and the
+    /// others wait (before the owner lock, several "succeeded", each
+    /// unlinking the file of the one before).
+    #[test]
+    fn siblings_binding_one_unix_path_at_once_leave_one_reachable_listener() {
+        const SIBLINGS: usize = 6;
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.sock");
+        for round in 0..100 {
+            // A file left by a worker that died.
+            drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+            let start = Arc::new(Barrier::new(SIBLINGS));
+            let siblings: Vec<_> = (0..SIBLINGS)
+                .map(|_| {
+                    let (start, path) = (Arc::clone(&start), path.clone());
+                    let runtime = runtime.handle().clone();
+                    std::thread::spawn(move || {
+                        let _context = runtime.enter();
+                        start.wait();
+                        Listener::bind_unix_owned(&path, "metrics.bind")
+                    })
+                })
+                .collect();
+            let bound: Vec<Listener> = siblings
+                .into_iter()
+                .filter_map(|s| s.join().unwrap().expect("no sibling fails"))
+                .collect();
+            assert_eq!(bound.len(), 1, "round {round}: {} listeners", bound.len());
+            let Listener::Unix(listener, _) = &bound[0] else {
+                unreachable!()
+            };
+            let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+            let accepted = runtime.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(10), listener.accept()).await
+            });
+            assert!(
+                accepted.is_ok(),
+                "round {round}: the file is not the listener's"
+            );
+            // The listener removes its file; the next round plants a stale one.
+            drop(bound);
+            assert!(!path.exists());
+        }
     }
 }

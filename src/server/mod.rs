@@ -7,6 +7,7 @@ pub(crate) mod http;
 pub(crate) mod lifecycle;
 pub(crate) mod listener;
 pub(crate) mod shutdown;
+pub(crate) mod socket_file;
 pub mod thrift;
 pub(crate) mod tracker;
 

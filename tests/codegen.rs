@@ -147,11 +147,23 @@ fn an_idl_tree_is_one_file_with_a_module_per_included_file() {
     let trait_text = between(&out, "pub trait ThingAsyncHandler", "\n}\n");
     for signature in [
         "fn handle_is_healthy(&self, request: self::baseplate::IsHealthyRequest)",
-        "fn handle_count(&self) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<self::common::Id>> + Send",
-        "fn handle_get(&self, id: self::common::Id, seen: Vec<self::types::Item>) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<self::types::Item>> + Send",
+        "fn handle_count(&self) -> impl ::std::future::Future<Output = ::std::result::Result<self::common::Id, ::baseplate::thrift::Error>> + Send",
+        "fn handle_get(&self, id: self::common::Id, seen: Vec<self::types::Item>) -> impl ::std::future::Future<Output = ::std::result::Result<self::types::Item, ThingGetError>> + Send",
     ] {
         assert!(trait_text.contains(signature), "{signature} in {trait_text}");
     }
+    // A method's declared exceptions are a typed enum, named from its module.
+    let error = between(&out, "pub enum ThingGetError {", "\n}\n");
+    for variant in [
+        "Nf(self::common::NotFound),",
+        "Err(self::baseplate::Error),",
+        "Other(::baseplate::thrift::Error),",
+    ] {
+        assert!(error.contains(variant), "{variant} in {error}");
+    }
+    assert!(out.contains("impl From<self::common::NotFound> for ThingGetError"));
+    // The runtime is named only through baseplate.
+    assert_eq!(bare_thrift_paths(&out), Vec::<String>::new());
     // Inherited calls go to the parent's processor, and on up.
     assert!(out.contains(
         "impl<H: ThingAsyncHandler> self::common::BaseAsyncHandler for ThingAsParentHandler<H>"
@@ -162,6 +174,22 @@ fn an_idl_tree_is_one_file_with_a_module_per_included_file() {
     let baseplate = between(&out, "\npub mod baseplate {\n", "\npub mod ");
     assert!(!baseplate.contains("use std::error::Error;"));
     assert!(baseplate.contains("impl ::std::error::Error for Error {}"));
+}
+
+/// The lines with a path that starts at the `thrift` crate (`thrift::`,
+/// where the generated code names it `::baseplate::thrift::`).
+fn bare_thrift_paths(code: &str) -> Vec<String> {
+    code.lines()
+        .filter(|line| {
+            line.match_indices("thrift::").any(|(at, _)| {
+                !line[..at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':')
+            })
+        })
+        .map(str::to_string)
+        .collect()
 }
 
 fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
@@ -187,10 +215,14 @@ fn async_only_output_needs_no_compiler() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(out.contains("pub trait SvcAsyncHandler"), "{out}");
     assert!(
-        out.contains("fn handle_count(&self, words: Vec<String>) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<i64>> + Send;"),
+        out.contains("fn handle_count(&self, words: Vec<String>) -> impl ::std::future::Future<Output = ::std::result::Result<i64, SvcCountError>> + Send;"),
         "{out}"
     );
     assert!(out.contains("e.downcast::<Nope>()"), "{out}");
+    assert!(
+        out.contains("Err(SvcCountError::Nope(declared)) =>"),
+        "{out}"
+    );
 }
 
 #[test]

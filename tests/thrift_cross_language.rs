@@ -108,6 +108,88 @@ fn python_clients_pass_every_thrift_test_method_in_every_dialect() {
     }
 }
 
+/// The other direction: a Python Apache server raises `ThriftTest`'s
+/// declared exceptions, and a Rust client built from baseplate's generated
+/// code gets each as its typed variant (`From<thrift::Error>` for the
+/// method's error enum), an undeclared one as `Other`.
+#[test]
+fn a_python_servers_declared_exceptions_reach_a_rust_client_typed() {
+    use baseplate::example_apps::thrift_test_thrift::{
+        TThriftTestSyncClient, ThriftTestSyncClient, ThriftTestTestExceptionError as OneError,
+        ThriftTestTestMultiExceptionError as MultiError,
+    };
+    use std::io::BufRead;
+    use thrift::protocol::{TBinaryInputProtocol, TBinaryOutputProtocol};
+    use thrift::transport::{TFramedReadTransport, TFramedWriteTransport, TIoChannel, TTcpChannel};
+
+    let Some(python) = python() else { return };
+    let generated = TempDir::new();
+    generate_python(generated.path());
+    let mut server = KillOnDrop(
+        Command::new(&python)
+            .arg(root().join("tests/python/thrift_test_server.py"))
+            .arg(generated.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("running python"),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the Python server said {line:?}"));
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let (r, w) = TTcpChannel::with_stream(stream).split().unwrap();
+    let mut client = ThriftTestSyncClient::new(
+        TBinaryInputProtocol::new(TFramedReadTransport::new(r), true),
+        TBinaryOutputProtocol::new(TFramedWriteTransport::new(w), true),
+    );
+
+    match client
+        .test_exception("Xception".into())
+        .map_err(OneError::from)
+    {
+        Err(OneError::Err1(e)) => {
+            assert_eq!(
+                (e.error_code, e.message.as_deref()),
+                (Some(1001), Some("Xception"))
+            )
+        }
+        other => panic!("expected Err1(Xception): {other:?}"),
+    }
+    match client
+        .test_exception("TException".into())
+        .map_err(OneError::from)
+    {
+        // Python's processor answers an undeclared exception with
+        // INTERNAL_ERROR, and logs it.
+        Err(OneError::Other(thrift::Error::Application(e))) => {
+            assert_eq!(e.kind, thrift::ApplicationErrorKind::InternalError, "{e:?}")
+        }
+        other => panic!("expected Other(an application exception): {other:?}"),
+    }
+    match client
+        .test_multi_exception("Xception2".into(), "x".into())
+        .map_err(MultiError::from)
+    {
+        Err(MultiError::Err2(e)) => {
+            assert_eq!(e.error_code, Some(2002));
+            let thing = e.struct_thing.and_then(|t| t.string_thing);
+            assert_eq!(thing.as_deref(), Some("This is an Xception2"));
+        }
+        other => panic!("expected Err2(Xception2): {other:?}"),
+    }
+    let fine = client
+        .test_multi_exception("none".into(), "kept".into())
+        .unwrap();
+    assert_eq!(fine.string_thing.as_deref(), Some("kept"));
+}
+
 /// A multiplexed probe (`Service:is_healthy`) is answered by the server, as
 /// a plain one is, and the reply carries the bare method name, as Apache's
 /// multiplexed processors write it.

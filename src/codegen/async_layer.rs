@@ -12,6 +12,7 @@
 
 use std::fmt::Write as _;
 
+use super::exceptions::{error_name, MethodError};
 use super::idl::{Field, Function, Service, Type};
 use super::names::{camel, field_name, safe, snake};
 use super::tree::Tree;
@@ -80,9 +81,11 @@ struct Parent<'s> {
     processor: String,
 }
 
-/// A method with the file whose names its types use.
+/// A method with the file whose names its types use, and the service that
+/// declares it.
 struct Method<'a> {
     file: usize,
+    service: &'a Service,
     function: &'a Function,
 }
 
@@ -152,8 +155,17 @@ impl Emitter<'_> {
             .returns
             .as_ref()
             .map_or("()".to_string(), |ty| self.rust_type(method.file, ty));
+        let error = if function.throws.is_empty() {
+            "__THRIFT__::Error".to_string()
+        } else {
+            format!(
+                "{}{}",
+                module_path(self.tree, self.file, method.file),
+                error_name(&method.service.name, &function.name)
+            )
+        };
         format!(
-            "fn handle_{}(&self{args}) -> impl ::std::future::Future<Output = __THRIFT__::Result<{returns}>> + Send",
+            "fn handle_{}(&self{args}) -> impl ::std::future::Future<Output = ::std::result::Result<{returns}, {error}>> + Send",
             snake(&function.name)
         )
     }
@@ -166,6 +178,7 @@ impl Emitter<'_> {
             .flat_map(|(file, s)| {
                 s.functions.iter().map(move |function| Method {
                     file: *file,
+                    service: s,
                     function,
                 })
             })
@@ -194,6 +207,10 @@ impl Emitter<'_> {
                 }
             }),
         };
+        for function in service.functions.iter().filter(|f| !f.throws.is_empty()) {
+            self.method_error(service, function)
+                .emit(&function.name, self.out);
+        }
         self.handler_trait(service, &names, &Self::methods(&chain));
         self.processor_struct(&names);
         if let Some(parent) = &names.parent {
@@ -340,7 +357,7 @@ impl Emitter<'_> {
              \x20     match own {{"
         );
         for (index, function) in service.functions.iter().enumerate() {
-            self.dispatch(index, &camel(&service.name), function, thrift);
+            self.dispatch(index, service, function, thrift);
         }
         let _ = writeln!(
             self.out,
@@ -354,10 +371,10 @@ impl Emitter<'_> {
 
     /// One own method's arm: read the arguments, await the handler, write
     /// the result (or a declared exception).
-    fn dispatch(&mut self, index: usize, service: &str, function: &Function, thrift: &str) {
-        let method = camel(&function.name);
-        let args_struct = format!("{service}{method}Args");
-        let result_struct = format!("{service}{method}Result");
+    fn dispatch(&mut self, index: usize, service: &Service, function: &Function, thrift: &str) {
+        let (service_name, method) = (camel(&service.name), camel(&function.name));
+        let args_struct = format!("{service_name}{method}Args");
+        let result_struct = format!("{service_name}{method}Result");
         let call_args: Vec<String> = function
             .args
             .iter()
@@ -404,37 +421,44 @@ impl Emitter<'_> {
              \x20             request.reply(|o| {ok}.write_to_out_protocol(o)).map_err(Into::into)\n\
              \x20           }}"
         );
-        if !function.throws.is_empty() {
-            self.declared_exceptions(function, &result_struct);
-        }
-        self.out.push_str(
-            "            Err(e) => Ok(request.error_reply(e)),\n          }\n        }\n",
+        let other = if function.throws.is_empty() {
+            "e".to_string()
+        } else {
+            self.declared_exceptions(service, function, &result_struct)
+        };
+        let _ = writeln!(
+            self.out,
+            "            Err({other}) => Ok(request.error_reply(e)),\n          }}\n        }}"
         );
     }
 
-    /// The arm for `Error::User`: each declared exception becomes its field
-    /// of the result struct; any other error is an application error.
-    fn declared_exceptions(&mut self, function: &Function, result_struct: &str) {
-        self.out
-            .push_str("            Err(__THRIFT__::Error::User(e)) => {\n");
-        for throw in &function.throws {
-            let ty = self.rust_type(self.file, &throw.ty);
+    /// The error enum of `function`, one of this service's own.
+    fn method_error(&self, service: &Service, function: &Function) -> MethodError {
+        MethodError::new(&service.name, function, |ty| self.rust_type(self.file, ty))
+    }
+
+    /// An arm per declared exception, each written as its field of the
+    /// result struct; returns the pattern of the enum's catch-all variant.
+    fn declared_exceptions(
+        &mut self,
+        service: &Service,
+        function: &Function,
+        result_struct: &str,
+    ) -> String {
+        let error = self.method_error(service, function);
+        for declared in &error.declared {
             let set = result_literal(
                 function,
                 result_struct,
-                Some((&field_name(&throw.name), "*declared")),
+                Some((&field_name(&declared.field), "declared")),
             );
             let _ = writeln!(
                 self.out,
-                "              let e = match e.downcast::<{ty}>() {{\n\
-                 \x20               Ok(declared) => return request.reply(|o| {set}.write_to_out_protocol(o)).map_err(Into::into),\n\
-                 \x20               Err(e) => e,\n\
-                 \x20             }};"
+                "            Err({}::{}(declared)) => request.reply(|o| {set}.write_to_out_protocol(o)).map_err(Into::into),",
+                error.name, declared.variant
             );
         }
-        self.out.push_str(
-            "              Ok(request.error_reply(__THRIFT__::Error::User(e)))\n            }\n",
-        );
+        format!("{}::{}(e)", error.name, error.other)
     }
 }
 

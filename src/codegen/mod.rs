@@ -16,6 +16,7 @@
 
 mod apache;
 mod async_layer;
+mod exceptions;
 mod idl;
 mod names;
 mod tree;
@@ -143,6 +144,7 @@ pub fn generate(root: &Path, options: &Options) -> Result<Generated, Error> {
         &included,
         false,
         defines_error(&tree, 0),
+        &options.crate_path,
     ));
     code.push_str(&async_layer::emit(&tree, 0, &options.crate_path));
     for (index, file) in tree.files.iter().enumerate().skip(1) {
@@ -156,6 +158,7 @@ pub fn generate(root: &Path, options: &Options) -> Result<Generated, Error> {
             &included,
             true,
             defines_error(&tree, index),
+            &options.crate_path,
         ));
         code.push_str(&async_layer::emit(&tree, index, &options.crate_path));
         code.push_str("}\n");
@@ -185,6 +188,28 @@ fn defines_error(tree: &Tree, index: usize) -> bool {
         .any(|d| d.name == "Error" && d.kind.is_type())
 }
 
+/// `line` with each path that starts at the `thrift` crate (`thrift::`,
+/// not `x::thrift::` or `my_thrift::`) starting at `runtime` instead
+/// (`::baseplate::thrift::`): the generated code uses the runtime
+/// baseplate re-exports, so a crate needs no `thrift` dependency of its
+/// own and the two versions always agree.
+fn runtime_through(line: &str, runtime: &str) -> String {
+    const CRATE: &str = "thrift::";
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find(CRATE) {
+        let starts_path = rest[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == ':'));
+        out.push_str(&rest[..at]);
+        out.push_str(if starts_path { runtime } else { CRATE });
+        rest = &rest[at + CRATE.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The Apache compiler's file for one IDL file, made to live inside the
 /// generated file:
 /// - its inner attributes go (the module above allows its lints);
@@ -194,10 +219,20 @@ fn defines_error(tree: &Tree, index: usize) -> bool {
 /// - in a file that defines `Error` (baseplate.thrift's exception), the
 ///   compiler's `use std::error::Error;` would clash with it, and its code
 ///   does not compile: the import goes and `impl Error for` names the
-///   standard trait in full.
-fn adapt_apache(text: &str, included: &[&str], nested: bool, defines_error: bool) -> String {
+///   standard trait in full;
+/// - the `thrift` crate is named through `KRATE::thrift` (see
+///   [`runtime_through`]).
+fn adapt_apache(
+    text: &str,
+    included: &[&str],
+    nested: bool,
+    defines_error: bool,
+    krate: &str,
+) -> String {
+    let runtime = format!("{krate}::thrift::");
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
+        let line = &runtime_through(line, &runtime);
         if line.starts_with("#![") || (defines_error && line == "use std::error::Error;") {
             continue;
         }
@@ -331,26 +366,51 @@ mod tests {
         let text = "// header\n#![allow(unused_imports)]\n#![cfg_attr(rustfmt, rustfmt_skip)]\n\
                     use thrift::OrderedFloat;\nuse crate::baseplate::baseplate;\nuse crate::other;\n\
                     pub struct S;\n";
-        let root = adapt_apache(text, &["baseplate"], false, false);
+        let root = adapt_apache(text, &["baseplate"], false, false, "::bp");
         assert_eq!(
             root,
-            "// header\nuse thrift::OrderedFloat;\nuse crate::other;\npub struct S;\n"
+            "// header\nuse ::bp::thrift::OrderedFloat;\nuse crate::other;\npub struct S;\n"
         );
-        let nested = adapt_apache(text, &["baseplate", "other"], true, false);
+        let nested = adapt_apache(text, &["baseplate", "other"], true, false, "::bp");
         assert_eq!(
             nested,
-            "// header\nuse thrift::OrderedFloat;\nuse super::baseplate;\nuse super::other;\npub struct S;\n"
+            "// header\nuse ::bp::thrift::OrderedFloat;\nuse super::baseplate;\nuse super::other;\npub struct S;\n"
         );
         let error =
             "use std::error::Error;\npub struct Error {}\nimpl Error for Error {}\nimpl Error {}\n";
         assert_eq!(
-            adapt_apache(error, &[], true, true),
+            adapt_apache(error, &[], true, true, "::bp"),
             "pub struct Error {}\nimpl ::std::error::Error for Error {}\nimpl Error {}\n"
         );
         assert_eq!(
-            adapt_apache(error, &[], true, false),
+            adapt_apache(error, &[], true, false, "::bp"),
             error,
             "only where Error is defined"
         );
+    }
+
+    #[test]
+    fn only_paths_that_start_at_the_thrift_crate_go_through_baseplate() {
+        let runtime = "::bp::thrift::";
+        assert_eq!(
+            runtime_through(
+                "fn f() -> thrift::Result<()> { Err(thrift::Error::from(x)) }",
+                runtime
+            ),
+            "fn f() -> ::bp::thrift::Result<()> { Err(::bp::thrift::Error::from(x)) }"
+        );
+        assert_eq!(
+            runtime_through("use thrift::protocol::{A, B};", runtime),
+            "use ::bp::thrift::protocol::{A, B};"
+        );
+        for kept in [
+            "my_thrift::X",
+            "a::thrift::X",
+            "::thrift::X",
+            "Thrift::X",
+            "nothrift::Y",
+        ] {
+            assert_eq!(runtime_through(kept, runtime), kept);
+        }
     }
 }

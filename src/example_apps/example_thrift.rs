@@ -16,15 +16,15 @@ use std::fmt;
 use std::fmt::{Display, Formatter};
 use std::rc::Rc;
 
-use thrift::OrderedFloat;
-use thrift::{ApplicationError, ApplicationErrorKind, ProtocolError, ProtocolErrorKind, TThriftClient};
-use thrift::protocol::{TFieldIdentifier, TListIdentifier, TMapIdentifier, TMessageIdentifier, TMessageType, TInputProtocol, TOutputProtocol, TSerializable, TSetIdentifier, TStructIdentifier, TType};
-use thrift::protocol::field_id;
-use thrift::protocol::verify_expected_message_type;
-use thrift::protocol::verify_expected_sequence_number;
-use thrift::protocol::verify_expected_service_call;
-use thrift::protocol::verify_required_field_exists;
-use thrift::server::TProcessor;
+use ::baseplate::thrift::OrderedFloat;
+use ::baseplate::thrift::{ApplicationError, ApplicationErrorKind, ProtocolError, ProtocolErrorKind, TThriftClient};
+use ::baseplate::thrift::protocol::{TFieldIdentifier, TListIdentifier, TMapIdentifier, TMessageIdentifier, TMessageType, TInputProtocol, TOutputProtocol, TSerializable, TSetIdentifier, TStructIdentifier, TType};
+use ::baseplate::thrift::protocol::field_id;
+use ::baseplate::thrift::protocol::verify_expected_message_type;
+use ::baseplate::thrift::protocol::verify_expected_sequence_number;
+use ::baseplate::thrift::protocol::verify_expected_service_call;
+use ::baseplate::thrift::protocol::verify_required_field_exists;
+use ::baseplate::thrift::server::TProcessor;
 
 
 //
@@ -45,7 +45,7 @@ impl Oops {
 }
 
 impl TSerializable for Oops {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<Oops> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<Oops> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<String> = Some("".to_owned());
     loop {
@@ -71,7 +71,7 @@ impl TSerializable for Oops {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("Oops");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.message {
@@ -94,9 +94,9 @@ impl Default for Oops {
 
 impl Error for Oops {}
 
-impl From<Oops> for thrift::Error {
+impl From<Oops> for ::baseplate::thrift::Error {
   fn from(e: Oops) -> Self {
-    thrift::Error::User(Box::new(e))
+    ::baseplate::thrift::Error::User(Box::new(e))
   }
 }
 
@@ -111,12 +111,12 @@ impl Display for Oops {
 //
 
 pub trait TExampleSyncClient : baseplate::TBaseplateServiceV2SyncClient {
-  fn echo(&mut self, message: String) -> thrift::Result<String>;
-  fn sleep(&mut self, ms: i32) -> thrift::Result<()>;
-  fn add(&mut self, a: i32, b: i32) -> thrift::Result<i32>;
-  fn fail(&mut self, message: String) -> thrift::Result<()>;
-  fn fire(&mut self, note: String) -> thrift::Result<()>;
-  fn crash(&mut self, message: String) -> thrift::Result<()>;
+  fn echo(&mut self, message: String) -> ::baseplate::thrift::Result<String>;
+  fn sleep(&mut self, ms: i32) -> ::baseplate::thrift::Result<()>;
+  fn add(&mut self, a: i32, b: i32) -> ::baseplate::thrift::Result<i32>;
+  fn fail(&mut self, message: String) -> ::baseplate::thrift::Result<()>;
+  fn fire(&mut self, note: String) -> ::baseplate::thrift::Result<()>;
+  fn crash(&mut self, message: String) -> ::baseplate::thrift::Result<()>;
 }
 
 pub trait TExampleSyncClientMarker {}
@@ -144,7 +144,7 @@ impl <IP, OP> TExampleSyncClientMarker for ExampleSyncClient<IP, OP> where IP: T
 impl <IP, OP> baseplate::TBaseplateServiceV2SyncClientMarker for ExampleSyncClient<IP, OP> where IP: TInputProtocol, OP: TOutputProtocol {}
 
 impl <C: TThriftClient + TExampleSyncClientMarker + baseplate::TBaseplateServiceV2SyncClientMarker> TExampleSyncClient for C {
-  fn echo(&mut self, message: String) -> thrift::Result<String> {
+  fn echo(&mut self, message: String) -> ::baseplate::thrift::Result<String> {
     (
       {
         self.increment_sequence_number();
@@ -161,9 +161,9 @@ impl <C: TThriftClient + TExampleSyncClientMarker + baseplate::TBaseplateService
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("echo", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ExampleEchoResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -171,7 +171,7 @@ impl <C: TThriftClient + TExampleSyncClientMarker + baseplate::TBaseplateService
       result.ok_or()
     }
   }
-  fn sleep(&mut self, ms: i32) -> thrift::Result<()> {
+  fn sleep(&mut self, ms: i32) -> ::baseplate::thrift::Result<()> {
     (
       {
         self.increment_sequence_number();
@@ -188,9 +188,9 @@ impl <C: TThriftClient + TExampleSyncClientMarker + baseplate::TBaseplateService
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("sleep", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ExampleSleepResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -198,7 +198,7 @@ impl <C: TThriftClient + TExampleSyncClientMarker + baseplate::TBaseplateService
       result.ok_or()
     }
   }
-  fn add(&mut self, a: i32, b: i32) -> thrift::Result<i32> {
+  fn add(&mut self, a: i32, b: i32) -> ::baseplate::thrift::Result<i32> {
     (
       {
         self.increment_sequence_number();
@@ -215,9 +215,9 @@ impl <C: TThriftClient + TExampleSyncClientMarker + baseplate::TBaseplateService
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("add", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ExampleAddResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -225,7 +225,7 @@ impl <C: TThriftClient + TExampleSyncClientMarker + baseplate::TBaseplateService
       result.ok_or()
     }
   }
-  fn fail(&mut self, message: String) -> thrift::Result<()> {
+  fn fail(&mut self, message: String) -> ::baseplate::thrift::Result<()> {
     (
       {
         self.increment_sequence_number();
@@ -242,9 +242,9 @@ impl <C: TThriftClient + TExampleSyncClientMarker + baseplate::TBaseplateService
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("fail", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ExampleFailResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -252,7 +252,7 @@ impl <C: TThriftClient + TExampleSyncClientMarker + baseplate::TBaseplateService
       result.ok_or()
     }
   }
-  fn fire(&mut self, note: String) -> thrift::Result<()> {
+  fn fire(&mut self, note: String) -> ::baseplate::thrift::Result<()> {
     (
       {
         self.increment_sequence_number();
@@ -266,7 +266,7 @@ impl <C: TThriftClient + TExampleSyncClientMarker + baseplate::TBaseplateService
     )?;
     Ok(())
   }
-  fn crash(&mut self, message: String) -> thrift::Result<()> {
+  fn crash(&mut self, message: String) -> ::baseplate::thrift::Result<()> {
     (
       {
         self.increment_sequence_number();
@@ -283,9 +283,9 @@ impl <C: TThriftClient + TExampleSyncClientMarker + baseplate::TBaseplateService
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("crash", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ExampleCrashResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -300,12 +300,12 @@ impl <C: TThriftClient + TExampleSyncClientMarker + baseplate::TBaseplateService
 //
 
 pub trait ExampleSyncHandler : baseplate::BaseplateServiceV2SyncHandler {
-  fn handle_echo(&self, message: String) -> thrift::Result<String>;
-  fn handle_sleep(&self, ms: i32) -> thrift::Result<()>;
-  fn handle_add(&self, a: i32, b: i32) -> thrift::Result<i32>;
-  fn handle_fail(&self, message: String) -> thrift::Result<()>;
-  fn handle_fire(&self, note: String) -> thrift::Result<()>;
-  fn handle_crash(&self, message: String) -> thrift::Result<()>;
+  fn handle_echo(&self, message: String) -> ::baseplate::thrift::Result<String>;
+  fn handle_sleep(&self, ms: i32) -> ::baseplate::thrift::Result<()>;
+  fn handle_add(&self, a: i32, b: i32) -> ::baseplate::thrift::Result<i32>;
+  fn handle_fail(&self, message: String) -> ::baseplate::thrift::Result<()>;
+  fn handle_fire(&self, note: String) -> ::baseplate::thrift::Result<()>;
+  fn handle_crash(&self, message: String) -> ::baseplate::thrift::Result<()>;
 }
 
 pub struct ExampleSyncProcessor<H: ExampleSyncHandler> {
@@ -318,25 +318,25 @@ impl <H: ExampleSyncHandler> ExampleSyncProcessor<H> {
       handler,
     }
   }
-  fn process_echo(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_echo(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TExampleProcessFunctions::process_echo(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_sleep(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_sleep(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TExampleProcessFunctions::process_sleep(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_add(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_add(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TExampleProcessFunctions::process_add(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_fail(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_fail(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TExampleProcessFunctions::process_fail(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_fire(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_fire(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TExampleProcessFunctions::process_fire(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_crash(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_crash(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TExampleProcessFunctions::process_crash(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_is_healthy(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_is_healthy(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     baseplate::TBaseplateServiceV2ProcessFunctions::process_is_healthy(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
 }
@@ -344,7 +344,7 @@ impl <H: ExampleSyncHandler> ExampleSyncProcessor<H> {
 pub struct TExampleProcessFunctions;
 
 impl TExampleProcessFunctions {
-  pub fn process_echo<H: ExampleSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_echo<H: ExampleSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ExampleEchoArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_echo(args.message) {
       Ok(handler_return) => {
@@ -357,10 +357,10 @@ impl TExampleProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("echo", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -373,7 +373,7 @@ impl TExampleProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("echo", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -381,7 +381,7 @@ impl TExampleProcessFunctions {
       },
     }
   }
-  pub fn process_sleep<H: ExampleSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_sleep<H: ExampleSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ExampleSleepArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_sleep(args.ms) {
       Ok(_) => {
@@ -394,10 +394,10 @@ impl TExampleProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("sleep", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -410,7 +410,7 @@ impl TExampleProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("sleep", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -418,7 +418,7 @@ impl TExampleProcessFunctions {
       },
     }
   }
-  pub fn process_add<H: ExampleSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_add<H: ExampleSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ExampleAddArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_add(args.a, args.b) {
       Ok(handler_return) => {
@@ -431,10 +431,10 @@ impl TExampleProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("add", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -447,7 +447,7 @@ impl TExampleProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("add", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -455,7 +455,7 @@ impl TExampleProcessFunctions {
       },
     }
   }
-  pub fn process_fail<H: ExampleSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_fail<H: ExampleSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ExampleFailArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_fail(args.message) {
       Ok(_) => {
@@ -468,7 +468,7 @@ impl TExampleProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::User(usr_err) => {
+          ::baseplate::thrift::Error::User(usr_err) => {
             if usr_err.downcast_ref::<Oops>().is_some() {
               let err = usr_err.downcast::<Oops>().expect("downcast already checked");
               let ret_err = ExampleFailResult{ oops: Some(*err) };
@@ -486,15 +486,15 @@ impl TExampleProcessFunctions {
               };
               let message_ident = TMessageIdentifier::new("fail", TMessageType::Exception, incoming_sequence_number);
               o_prot.write_message_begin(&message_ident)?;
-              thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+              ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
               o_prot.write_message_end()?;
               o_prot.flush()
             }
           },
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("fail", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -507,7 +507,7 @@ impl TExampleProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("fail", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -515,7 +515,7 @@ impl TExampleProcessFunctions {
       },
     }
   }
-  pub fn process_fire<H: ExampleSyncHandler>(handler: &H, _: i32, i_prot: &mut dyn TInputProtocol, _: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_fire<H: ExampleSyncHandler>(handler: &H, _: i32, i_prot: &mut dyn TInputProtocol, _: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ExampleFireArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_fire(args.note) {
       Ok(_) => {
@@ -523,8 +523,8 @@ impl TExampleProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
-            Err(thrift::Error::Application(app_err))
+          ::baseplate::thrift::Error::Application(app_err) => {
+            Err(::baseplate::thrift::Error::Application(app_err))
           },
           _ => {
             let ret_err = {
@@ -533,13 +533,13 @@ impl TExampleProcessFunctions {
                 e.to_string()
               )
             };
-            Err(thrift::Error::Application(ret_err))
+            Err(::baseplate::thrift::Error::Application(ret_err))
           },
         }
       },
     }
   }
-  pub fn process_crash<H: ExampleSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_crash<H: ExampleSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ExampleCrashArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_crash(args.message) {
       Ok(_) => {
@@ -552,10 +552,10 @@ impl TExampleProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("crash", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -568,7 +568,7 @@ impl TExampleProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("crash", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -579,7 +579,7 @@ impl TExampleProcessFunctions {
 }
 
 impl <H: ExampleSyncHandler> TProcessor for ExampleSyncProcessor<H> {
-  fn process(&self, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process(&self, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let message_ident = i_prot.read_message_begin()?;
     let res = match &*message_ident.name {
       "echo" => {
@@ -605,7 +605,7 @@ impl <H: ExampleSyncHandler> TProcessor for ExampleSyncProcessor<H> {
       },
       method => {
         Err(
-          thrift::Error::Application(
+          ::baseplate::thrift::Error::Application(
             ApplicationError::new(
               ApplicationErrorKind::UnknownMethod,
               format!("unknown method {}", method)
@@ -614,7 +614,7 @@ impl <H: ExampleSyncHandler> TProcessor for ExampleSyncProcessor<H> {
         )
       },
     };
-    thrift::server::handle_process_result(&message_ident, res, o_prot)
+    ::baseplate::thrift::server::handle_process_result(&message_ident, res, o_prot)
   }
 }
 
@@ -628,7 +628,7 @@ struct ExampleEchoArgs {
 }
 
 impl ExampleEchoArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ExampleEchoArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ExampleEchoArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<String> = None;
     loop {
@@ -655,7 +655,7 @@ impl ExampleEchoArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("echo_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("message", TType::String, 1))?;
@@ -676,12 +676,12 @@ struct ExampleEchoResult {
 }
 
 impl ExampleEchoResult {
-  fn ok_or(self) -> thrift::Result<String> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<String> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ExampleEcho"
@@ -690,7 +690,7 @@ impl ExampleEchoResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ExampleEchoResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ExampleEchoResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<String> = None;
     loop {
@@ -716,7 +716,7 @@ impl ExampleEchoResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ExampleEchoResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.result_value {
@@ -739,7 +739,7 @@ struct ExampleSleepArgs {
 }
 
 impl ExampleSleepArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ExampleSleepArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ExampleSleepArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<i32> = None;
     loop {
@@ -766,7 +766,7 @@ impl ExampleSleepArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("sleep_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("ms", TType::I32, 1))?;
@@ -786,10 +786,10 @@ struct ExampleSleepResult {
 }
 
 impl ExampleSleepResult {
-  fn ok_or(self) -> thrift::Result<()> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<()> {
     Ok(())
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ExampleSleepResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ExampleSleepResult> {
     i_prot.read_struct_begin()?;
     loop {
       let field_ident = i_prot.read_field_begin()?;
@@ -808,7 +808,7 @@ impl ExampleSleepResult {
     let ret = ExampleSleepResult {};
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ExampleSleepResult");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_stop()?;
@@ -827,7 +827,7 @@ struct ExampleAddArgs {
 }
 
 impl ExampleAddArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ExampleAddArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ExampleAddArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<i32> = None;
     let mut f_2: Option<i32> = None;
@@ -861,7 +861,7 @@ impl ExampleAddArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("add_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("a", TType::I32, 1))?;
@@ -885,12 +885,12 @@ struct ExampleAddResult {
 }
 
 impl ExampleAddResult {
-  fn ok_or(self) -> thrift::Result<i32> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<i32> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ExampleAdd"
@@ -899,7 +899,7 @@ impl ExampleAddResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ExampleAddResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ExampleAddResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<i32> = None;
     loop {
@@ -925,7 +925,7 @@ impl ExampleAddResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ExampleAddResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.result_value {
@@ -948,7 +948,7 @@ struct ExampleFailArgs {
 }
 
 impl ExampleFailArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ExampleFailArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ExampleFailArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<String> = None;
     loop {
@@ -975,7 +975,7 @@ impl ExampleFailArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("fail_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("message", TType::String, 1))?;
@@ -996,14 +996,14 @@ struct ExampleFailResult {
 }
 
 impl ExampleFailResult {
-  fn ok_or(self) -> thrift::Result<()> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<()> {
     if self.oops.is_some() {
-      Err(thrift::Error::User(Box::new(self.oops.unwrap())))
+      Err(::baseplate::thrift::Error::User(Box::new(self.oops.unwrap())))
     } else {
       Ok(())
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ExampleFailResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ExampleFailResult> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<Oops> = None;
     loop {
@@ -1029,7 +1029,7 @@ impl ExampleFailResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ExampleFailResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.oops {
@@ -1052,7 +1052,7 @@ struct ExampleFireArgs {
 }
 
 impl ExampleFireArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ExampleFireArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ExampleFireArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<String> = None;
     loop {
@@ -1079,7 +1079,7 @@ impl ExampleFireArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("fire_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("note", TType::String, 1))?;
@@ -1100,7 +1100,7 @@ struct ExampleCrashArgs {
 }
 
 impl ExampleCrashArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ExampleCrashArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ExampleCrashArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<String> = None;
     loop {
@@ -1127,7 +1127,7 @@ impl ExampleCrashArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("crash_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("message", TType::String, 1))?;
@@ -1147,10 +1147,10 @@ struct ExampleCrashResult {
 }
 
 impl ExampleCrashResult {
-  fn ok_or(self) -> thrift::Result<()> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<()> {
     Ok(())
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ExampleCrashResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ExampleCrashResult> {
     i_prot.read_struct_begin()?;
     loop {
       let field_ident = i_prot.read_field_begin()?;
@@ -1169,7 +1169,7 @@ impl ExampleCrashResult {
     let ret = ExampleCrashResult {};
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ExampleCrashResult");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_stop()?;
@@ -1178,23 +1178,74 @@ impl ExampleCrashResult {
 }
 
 
+/// What `fail` fails with: one of its declared exceptions, or any
+/// other error (the caller gets an application exception).
+#[derive(Debug)]
+pub enum ExampleFailError {
+  /// The declared exception `oops`, sent to the caller as itself.
+  Oops(Oops),
+  /// Any other error: the caller gets an application exception.
+  Other(::baseplate::thrift::Error),
+}
+
+impl ::std::fmt::Display for ExampleFailError {
+  fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+    match self {
+      ExampleFailError::Oops(e) => ::std::fmt::Display::fmt(e, f),
+      ExampleFailError::Other(e) => ::std::fmt::Display::fmt(e, f),
+    }
+  }
+}
+
+impl ::std::error::Error for ExampleFailError {}
+
+/// What a client's call returned, with a declared exception as its variant.
+impl From<::baseplate::thrift::Error> for ExampleFailError {
+  fn from(e: ::baseplate::thrift::Error) -> ExampleFailError {
+    let e = match e {
+      ::baseplate::thrift::Error::User(e) => e,
+      e => return ExampleFailError::Other(e),
+    };
+    let e = match e.downcast::<Oops>() {
+      Ok(declared) => return ExampleFailError::Oops(*declared),
+      Err(e) => e,
+    };
+    ExampleFailError::Other(::baseplate::thrift::Error::User(e))
+  }
+}
+
+impl From<ExampleFailError> for ::baseplate::thrift::Error {
+  fn from(e: ExampleFailError) -> ::baseplate::thrift::Error {
+    match e {
+      ExampleFailError::Oops(e) => ::baseplate::thrift::Error::User(Box::new(e)),
+      ExampleFailError::Other(e) => e,
+    }
+  }
+}
+
+impl From<Oops> for ExampleFailError {
+  fn from(e: Oops) -> ExampleFailError {
+    ExampleFailError::Oops(e)
+  }
+}
+
 /// The handlers of the `Example` service, as async functions: implement them
 /// with `async fn`, and serve them with [`ExampleAsyncProcessor`].
 pub trait ExampleAsyncHandler: Send + Sync + 'static {
   /// `is_healthy`.
-  fn handle_is_healthy(&self, request: self::baseplate::IsHealthyRequest) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<bool>> + Send;
+  fn handle_is_healthy(&self, request: self::baseplate::IsHealthyRequest) -> impl ::std::future::Future<Output = ::std::result::Result<bool, ::baseplate::thrift::Error>> + Send;
   /// `echo`.
-  fn handle_echo(&self, message: String) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<String>> + Send;
+  fn handle_echo(&self, message: String) -> impl ::std::future::Future<Output = ::std::result::Result<String, ::baseplate::thrift::Error>> + Send;
   /// `sleep`.
-  fn handle_sleep(&self, ms: i32) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<()>> + Send;
+  fn handle_sleep(&self, ms: i32) -> impl ::std::future::Future<Output = ::std::result::Result<(), ::baseplate::thrift::Error>> + Send;
   /// `add`.
-  fn handle_add(&self, a: i32, b: i32) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<i32>> + Send;
+  fn handle_add(&self, a: i32, b: i32) -> impl ::std::future::Future<Output = ::std::result::Result<i32, ::baseplate::thrift::Error>> + Send;
   /// `fail`.
-  fn handle_fail(&self, message: String) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<()>> + Send;
+  fn handle_fail(&self, message: String) -> impl ::std::future::Future<Output = ::std::result::Result<(), ExampleFailError>> + Send;
   /// `fire`.
-  fn handle_fire(&self, note: String) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<()>> + Send;
+  fn handle_fire(&self, note: String) -> impl ::std::future::Future<Output = ::std::result::Result<(), ::baseplate::thrift::Error>> + Send;
   /// `crash`.
-  fn handle_crash(&self, message: String) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<()>> + Send;
+  fn handle_crash(&self, message: String) -> impl ::std::future::Future<Output = ::std::result::Result<(), ::baseplate::thrift::Error>> + Send;
 }
 
 /// Serves a [`ExampleAsyncHandler`]: a tower service over Thrift calls, for
@@ -1229,7 +1280,7 @@ impl<H: ExampleAsyncHandler> ExampleAsyncProcessor<H> {
 pub struct ExampleAsParentHandler<H>(::std::sync::Arc<H>);
 
 impl<H: ExampleAsyncHandler> self::baseplate::BaseplateServiceV2AsyncHandler for ExampleAsParentHandler<H> {
-  fn handle_is_healthy(&self, request: self::baseplate::IsHealthyRequest) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<bool>> + Send {
+  fn handle_is_healthy(&self, request: self::baseplate::IsHealthyRequest) -> impl ::std::future::Future<Output = ::std::result::Result<bool, ::baseplate::thrift::Error>> + Send {
     self.0.handle_is_healthy(request)
   }
 }
@@ -1309,14 +1360,8 @@ impl<H: ExampleAsyncHandler> ::baseplate::tower::Service<::baseplate::server::th
               let _ = &value;
               request.reply(|o| ExampleFailResult { oops: None }.write_to_out_protocol(o)).map_err(Into::into)
             }
-            Err(::baseplate::thrift::Error::User(e)) => {
-              let e = match e.downcast::<Oops>() {
-                Ok(declared) => return request.reply(|o| ExampleFailResult { oops: Some(*declared) }.write_to_out_protocol(o)).map_err(Into::into),
-                Err(e) => e,
-              };
-              Ok(request.error_reply(::baseplate::thrift::Error::User(e)))
-            }
-            Err(e) => Ok(request.error_reply(e)),
+            Err(ExampleFailError::Oops(declared)) => request.reply(|o| ExampleFailResult { oops: Some(declared) }.write_to_out_protocol(o)).map_err(Into::into),
+            Err(ExampleFailError::Other(e)) => Ok(request.error_reply(e)),
           }
         }
         4 => {
@@ -1364,15 +1409,15 @@ use std::fmt;
 use std::fmt::{Display, Formatter};
 use std::rc::Rc;
 
-use thrift::OrderedFloat;
-use thrift::{ApplicationError, ApplicationErrorKind, ProtocolError, ProtocolErrorKind, TThriftClient};
-use thrift::protocol::{TFieldIdentifier, TListIdentifier, TMapIdentifier, TMessageIdentifier, TMessageType, TInputProtocol, TOutputProtocol, TSerializable, TSetIdentifier, TStructIdentifier, TType};
-use thrift::protocol::field_id;
-use thrift::protocol::verify_expected_message_type;
-use thrift::protocol::verify_expected_sequence_number;
-use thrift::protocol::verify_expected_service_call;
-use thrift::protocol::verify_required_field_exists;
-use thrift::server::TProcessor;
+use ::baseplate::thrift::OrderedFloat;
+use ::baseplate::thrift::{ApplicationError, ApplicationErrorKind, ProtocolError, ProtocolErrorKind, TThriftClient};
+use ::baseplate::thrift::protocol::{TFieldIdentifier, TListIdentifier, TMapIdentifier, TMessageIdentifier, TMessageType, TInputProtocol, TOutputProtocol, TSerializable, TSetIdentifier, TStructIdentifier, TType};
+use ::baseplate::thrift::protocol::field_id;
+use ::baseplate::thrift::protocol::verify_expected_message_type;
+use ::baseplate::thrift::protocol::verify_expected_sequence_number;
+use ::baseplate::thrift::protocol::verify_expected_service_call;
+use ::baseplate::thrift::protocol::verify_required_field_exists;
+use ::baseplate::thrift::server::TProcessor;
 
 #[derive(Copy, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct IsHealthyProbe(pub i32);
@@ -1390,10 +1435,10 @@ impl IsHealthyProbe {
 
 impl TSerializable for IsHealthyProbe {
   #[allow(clippy::trivially_copy_pass_by_ref)]
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     o_prot.write_i32(self.0)
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<IsHealthyProbe> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<IsHealthyProbe> {
     let enum_value = i_prot.read_i32()?;
     Ok(IsHealthyProbe::from(enum_value))
   }
@@ -1492,10 +1537,10 @@ impl ErrorCode {
 
 impl TSerializable for ErrorCode {
   #[allow(clippy::trivially_copy_pass_by_ref)]
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     o_prot.write_i32(self.0)
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ErrorCode> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ErrorCode> {
     let enum_value = i_prot.read_i32()?;
     Ok(ErrorCode::from(enum_value))
   }
@@ -1572,7 +1617,7 @@ impl IsHealthyRequest {
 }
 
 impl TSerializable for IsHealthyRequest {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<IsHealthyRequest> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<IsHealthyRequest> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<IsHealthyProbe> = None;
     loop {
@@ -1598,7 +1643,7 @@ impl TSerializable for IsHealthyRequest {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("IsHealthyRequest");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.probe {
@@ -1643,7 +1688,7 @@ impl Error {
 }
 
 impl TSerializable for Error {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<Error> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<Error> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<i32> = None;
     let mut f_2: Option<String> = None;
@@ -1694,7 +1739,7 @@ impl TSerializable for Error {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("Error");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.code {
@@ -1740,9 +1785,9 @@ impl Default for Error {
 
 impl ::std::error::Error for Error {}
 
-impl From<Error> for thrift::Error {
+impl From<Error> for ::baseplate::thrift::Error {
   fn from(e: Error) -> Self {
-    thrift::Error::User(Box::new(e))
+    ::baseplate::thrift::Error::User(Box::new(e))
   }
 }
 
@@ -1757,7 +1802,7 @@ impl Display for Error {
 //
 
 pub trait TBaseplateServiceSyncClient {
-  fn is_healthy(&mut self) -> thrift::Result<bool>;
+  fn is_healthy(&mut self) -> ::baseplate::thrift::Result<bool>;
 }
 
 pub trait TBaseplateServiceSyncClientMarker {}
@@ -1784,7 +1829,7 @@ impl <IP, OP> TThriftClient for BaseplateServiceSyncClient<IP, OP> where IP: TIn
 impl <IP, OP> TBaseplateServiceSyncClientMarker for BaseplateServiceSyncClient<IP, OP> where IP: TInputProtocol, OP: TOutputProtocol {}
 
 impl <C: TThriftClient + TBaseplateServiceSyncClientMarker> TBaseplateServiceSyncClient for C {
-  fn is_healthy(&mut self) -> thrift::Result<bool> {
+  fn is_healthy(&mut self) -> ::baseplate::thrift::Result<bool> {
     (
       {
         self.increment_sequence_number();
@@ -1801,9 +1846,9 @@ impl <C: TThriftClient + TBaseplateServiceSyncClientMarker> TBaseplateServiceSyn
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("is_healthy", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = BaseplateServiceIsHealthyResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -1818,7 +1863,7 @@ impl <C: TThriftClient + TBaseplateServiceSyncClientMarker> TBaseplateServiceSyn
 //
 
 pub trait BaseplateServiceSyncHandler {
-  fn handle_is_healthy(&self) -> thrift::Result<bool>;
+  fn handle_is_healthy(&self) -> ::baseplate::thrift::Result<bool>;
 }
 
 pub struct BaseplateServiceSyncProcessor<H: BaseplateServiceSyncHandler> {
@@ -1831,7 +1876,7 @@ impl <H: BaseplateServiceSyncHandler> BaseplateServiceSyncProcessor<H> {
       handler,
     }
   }
-  fn process_is_healthy(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_is_healthy(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TBaseplateServiceProcessFunctions::process_is_healthy(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
 }
@@ -1839,7 +1884,7 @@ impl <H: BaseplateServiceSyncHandler> BaseplateServiceSyncProcessor<H> {
 pub struct TBaseplateServiceProcessFunctions;
 
 impl TBaseplateServiceProcessFunctions {
-  pub fn process_is_healthy<H: BaseplateServiceSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_is_healthy<H: BaseplateServiceSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let _ = BaseplateServiceIsHealthyArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_is_healthy() {
       Ok(handler_return) => {
@@ -1852,10 +1897,10 @@ impl TBaseplateServiceProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("is_healthy", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -1868,7 +1913,7 @@ impl TBaseplateServiceProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("is_healthy", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -1879,7 +1924,7 @@ impl TBaseplateServiceProcessFunctions {
 }
 
 impl <H: BaseplateServiceSyncHandler> TProcessor for BaseplateServiceSyncProcessor<H> {
-  fn process(&self, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process(&self, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let message_ident = i_prot.read_message_begin()?;
     let res = match &*message_ident.name {
       "is_healthy" => {
@@ -1887,7 +1932,7 @@ impl <H: BaseplateServiceSyncHandler> TProcessor for BaseplateServiceSyncProcess
       },
       method => {
         Err(
-          thrift::Error::Application(
+          ::baseplate::thrift::Error::Application(
             ApplicationError::new(
               ApplicationErrorKind::UnknownMethod,
               format!("unknown method {}", method)
@@ -1896,7 +1941,7 @@ impl <H: BaseplateServiceSyncHandler> TProcessor for BaseplateServiceSyncProcess
         )
       },
     };
-    thrift::server::handle_process_result(&message_ident, res, o_prot)
+    ::baseplate::thrift::server::handle_process_result(&message_ident, res, o_prot)
   }
 }
 
@@ -1909,7 +1954,7 @@ struct BaseplateServiceIsHealthyArgs {
 }
 
 impl BaseplateServiceIsHealthyArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<BaseplateServiceIsHealthyArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<BaseplateServiceIsHealthyArgs> {
     i_prot.read_struct_begin()?;
     loop {
       let field_ident = i_prot.read_field_begin()?;
@@ -1928,7 +1973,7 @@ impl BaseplateServiceIsHealthyArgs {
     let ret = BaseplateServiceIsHealthyArgs {};
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("is_healthy_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_stop()?;
@@ -1946,12 +1991,12 @@ struct BaseplateServiceIsHealthyResult {
 }
 
 impl BaseplateServiceIsHealthyResult {
-  fn ok_or(self) -> thrift::Result<bool> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<bool> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for BaseplateServiceIsHealthy"
@@ -1960,7 +2005,7 @@ impl BaseplateServiceIsHealthyResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<BaseplateServiceIsHealthyResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<BaseplateServiceIsHealthyResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<bool> = None;
     loop {
@@ -1986,7 +2031,7 @@ impl BaseplateServiceIsHealthyResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("BaseplateServiceIsHealthyResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.result_value {
@@ -2004,7 +2049,7 @@ impl BaseplateServiceIsHealthyResult {
 //
 
 pub trait TBaseplateServiceV2SyncClient {
-  fn is_healthy(&mut self, request: IsHealthyRequest) -> thrift::Result<bool>;
+  fn is_healthy(&mut self, request: IsHealthyRequest) -> ::baseplate::thrift::Result<bool>;
 }
 
 pub trait TBaseplateServiceV2SyncClientMarker {}
@@ -2031,7 +2076,7 @@ impl <IP, OP> TThriftClient for BaseplateServiceV2SyncClient<IP, OP> where IP: T
 impl <IP, OP> TBaseplateServiceV2SyncClientMarker for BaseplateServiceV2SyncClient<IP, OP> where IP: TInputProtocol, OP: TOutputProtocol {}
 
 impl <C: TThriftClient + TBaseplateServiceV2SyncClientMarker> TBaseplateServiceV2SyncClient for C {
-  fn is_healthy(&mut self, request: IsHealthyRequest) -> thrift::Result<bool> {
+  fn is_healthy(&mut self, request: IsHealthyRequest) -> ::baseplate::thrift::Result<bool> {
     (
       {
         self.increment_sequence_number();
@@ -2048,9 +2093,9 @@ impl <C: TThriftClient + TBaseplateServiceV2SyncClientMarker> TBaseplateServiceV
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("is_healthy", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = BaseplateServiceV2IsHealthyResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -2065,7 +2110,7 @@ impl <C: TThriftClient + TBaseplateServiceV2SyncClientMarker> TBaseplateServiceV
 //
 
 pub trait BaseplateServiceV2SyncHandler {
-  fn handle_is_healthy(&self, request: IsHealthyRequest) -> thrift::Result<bool>;
+  fn handle_is_healthy(&self, request: IsHealthyRequest) -> ::baseplate::thrift::Result<bool>;
 }
 
 pub struct BaseplateServiceV2SyncProcessor<H: BaseplateServiceV2SyncHandler> {
@@ -2078,7 +2123,7 @@ impl <H: BaseplateServiceV2SyncHandler> BaseplateServiceV2SyncProcessor<H> {
       handler,
     }
   }
-  fn process_is_healthy(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_is_healthy(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TBaseplateServiceV2ProcessFunctions::process_is_healthy(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
 }
@@ -2086,7 +2131,7 @@ impl <H: BaseplateServiceV2SyncHandler> BaseplateServiceV2SyncProcessor<H> {
 pub struct TBaseplateServiceV2ProcessFunctions;
 
 impl TBaseplateServiceV2ProcessFunctions {
-  pub fn process_is_healthy<H: BaseplateServiceV2SyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_is_healthy<H: BaseplateServiceV2SyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = BaseplateServiceV2IsHealthyArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_is_healthy(args.request) {
       Ok(handler_return) => {
@@ -2099,10 +2144,10 @@ impl TBaseplateServiceV2ProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("is_healthy", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -2115,7 +2160,7 @@ impl TBaseplateServiceV2ProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("is_healthy", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -2126,7 +2171,7 @@ impl TBaseplateServiceV2ProcessFunctions {
 }
 
 impl <H: BaseplateServiceV2SyncHandler> TProcessor for BaseplateServiceV2SyncProcessor<H> {
-  fn process(&self, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process(&self, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let message_ident = i_prot.read_message_begin()?;
     let res = match &*message_ident.name {
       "is_healthy" => {
@@ -2134,7 +2179,7 @@ impl <H: BaseplateServiceV2SyncHandler> TProcessor for BaseplateServiceV2SyncPro
       },
       method => {
         Err(
-          thrift::Error::Application(
+          ::baseplate::thrift::Error::Application(
             ApplicationError::new(
               ApplicationErrorKind::UnknownMethod,
               format!("unknown method {}", method)
@@ -2143,7 +2188,7 @@ impl <H: BaseplateServiceV2SyncHandler> TProcessor for BaseplateServiceV2SyncPro
         )
       },
     };
-    thrift::server::handle_process_result(&message_ident, res, o_prot)
+    ::baseplate::thrift::server::handle_process_result(&message_ident, res, o_prot)
   }
 }
 
@@ -2157,7 +2202,7 @@ struct BaseplateServiceV2IsHealthyArgs {
 }
 
 impl BaseplateServiceV2IsHealthyArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<BaseplateServiceV2IsHealthyArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<BaseplateServiceV2IsHealthyArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<IsHealthyRequest> = None;
     loop {
@@ -2184,7 +2229,7 @@ impl BaseplateServiceV2IsHealthyArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("is_healthy_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("request", TType::Struct, 1))?;
@@ -2205,12 +2250,12 @@ struct BaseplateServiceV2IsHealthyResult {
 }
 
 impl BaseplateServiceV2IsHealthyResult {
-  fn ok_or(self) -> thrift::Result<bool> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<bool> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for BaseplateServiceV2IsHealthy"
@@ -2219,7 +2264,7 @@ impl BaseplateServiceV2IsHealthyResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<BaseplateServiceV2IsHealthyResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<BaseplateServiceV2IsHealthyResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<bool> = None;
     loop {
@@ -2245,7 +2290,7 @@ impl BaseplateServiceV2IsHealthyResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("BaseplateServiceV2IsHealthyResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.result_value {
@@ -2263,7 +2308,7 @@ impl BaseplateServiceV2IsHealthyResult {
 /// with `async fn`, and serve them with [`BaseplateServiceAsyncProcessor`].
 pub trait BaseplateServiceAsyncHandler: Send + Sync + 'static {
   /// `is_healthy`.
-  fn handle_is_healthy(&self) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<bool>> + Send;
+  fn handle_is_healthy(&self) -> impl ::std::future::Future<Output = ::std::result::Result<bool, ::baseplate::thrift::Error>> + Send;
 }
 
 /// Serves a [`BaseplateServiceAsyncHandler`]: a tower service over Thrift calls, for
@@ -2339,7 +2384,7 @@ impl<H: BaseplateServiceAsyncHandler> ::baseplate::tower::Service<::baseplate::s
 /// with `async fn`, and serve them with [`BaseplateServiceV2AsyncProcessor`].
 pub trait BaseplateServiceV2AsyncHandler: Send + Sync + 'static {
   /// `is_healthy`.
-  fn handle_is_healthy(&self, request: IsHealthyRequest) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<bool>> + Send;
+  fn handle_is_healthy(&self, request: IsHealthyRequest) -> impl ::std::future::Future<Output = ::std::result::Result<bool, ::baseplate::thrift::Error>> + Send;
 }
 
 /// Serves a [`BaseplateServiceV2AsyncHandler`]: a tower service over Thrift calls, for

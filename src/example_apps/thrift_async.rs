@@ -8,7 +8,7 @@ use std::time::Duration;
 use tracing::info;
 
 use super::example_thrift::baseplate::IsHealthyRequest;
-use super::example_thrift::{ExampleAsyncHandler, ExampleAsyncProcessor, Oops};
+use super::example_thrift::{ExampleAsyncHandler, ExampleAsyncProcessor, ExampleFailError, Oops};
 use super::thrift::MAX_SLEEP_MS;
 use crate::config::AppConfig;
 use crate::server::thrift::context::request_header;
@@ -47,8 +47,9 @@ impl ExampleAsyncHandler for AsyncExampleHandler {
         Ok(a.wrapping_add(b))
     }
 
-    async fn handle_fail(&self, message: String) -> thrift::Result<()> {
-        Err(thrift::Error::User(Box::new(Oops::new(message))))
+    /// Fails with the declared `Oops`, a value of its own type.
+    async fn handle_fail(&self, message: String) -> Result<(), ExampleFailError> {
+        Err(Oops::new(message).into())
     }
 
     async fn handle_fire(&self, note: String) -> thrift::Result<()> {

@@ -14,7 +14,8 @@ use tracing::info;
 
 use super::thrift_test_thrift::{
     Insanity, Numberz, SecondServiceAsyncHandler, SecondServiceAsyncProcessor,
-    ThriftTestAsyncHandler, ThriftTestAsyncProcessor, UserId, Xception, Xception2, Xtruct, Xtruct2,
+    ThriftTestAsyncHandler, ThriftTestAsyncProcessor, ThriftTestTestExceptionError,
+    ThriftTestTestMultiExceptionError, UserId, Xception, Xception2, Xtruct, Xtruct2,
 };
 use crate::config::AppConfig;
 use crate::server::thrift::Multiplexed;
@@ -129,10 +130,12 @@ impl ThriftTestAsyncHandler for ThriftTestHandler {
     /// `"Xception"` raises `Xception(1001, arg)`, `"TException"` an
     /// undeclared error (an application exception on the wire), anything
     /// else returns.
-    async fn handle_test_exception(&self, arg: String) -> thrift::Result<()> {
+    async fn handle_test_exception(&self, arg: String) -> Result<(), ThriftTestTestExceptionError> {
         match arg.as_str() {
-            "Xception" => Err(thrift::Error::User(Box::new(Xception::new(1001, arg)))),
-            "TException" => Err(thrift::Error::from("testException: TException requested")),
+            "Xception" => Err(ThriftTestTestExceptionError::Err1(Xception::new(1001, arg))),
+            "TException" => Err(ThriftTestTestExceptionError::Other(thrift::Error::from(
+                "testException: TException requested",
+            ))),
             _ => Ok(()),
         }
     }
@@ -143,15 +146,12 @@ impl ThriftTestAsyncHandler for ThriftTestHandler {
         &self,
         arg0: String,
         arg1: String,
-    ) -> thrift::Result<Xtruct> {
+    ) -> Result<Xtruct, ThriftTestTestMultiExceptionError> {
         match arg0.as_str() {
-            "Xception" => Err(thrift::Error::User(Box::new(Xception::new(
-                1001,
-                "This is an Xception".to_string(),
-            )))),
+            "Xception" => Err(Xception::new(1001, "This is an Xception".to_string()).into()),
             "Xception2" => {
                 let thing = only_string_thing("This is an Xception2".to_string());
-                Err(thrift::Error::User(Box::new(Xception2::new(2002, thing))))
+                Err(Xception2::new(2002, thing).into())
             }
             _ => Ok(only_string_thing(arg1)),
         }

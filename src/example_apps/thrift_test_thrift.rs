@@ -16,15 +16,15 @@ use std::fmt;
 use std::fmt::{Display, Formatter};
 use std::rc::Rc;
 
-use thrift::OrderedFloat;
-use thrift::{ApplicationError, ApplicationErrorKind, ProtocolError, ProtocolErrorKind, TThriftClient};
-use thrift::protocol::{TFieldIdentifier, TListIdentifier, TMapIdentifier, TMessageIdentifier, TMessageType, TInputProtocol, TOutputProtocol, TSerializable, TSetIdentifier, TStructIdentifier, TType};
-use thrift::protocol::field_id;
-use thrift::protocol::verify_expected_message_type;
-use thrift::protocol::verify_expected_sequence_number;
-use thrift::protocol::verify_expected_service_call;
-use thrift::protocol::verify_required_field_exists;
-use thrift::server::TProcessor;
+use ::baseplate::thrift::OrderedFloat;
+use ::baseplate::thrift::{ApplicationError, ApplicationErrorKind, ProtocolError, ProtocolErrorKind, TThriftClient};
+use ::baseplate::thrift::protocol::{TFieldIdentifier, TListIdentifier, TMapIdentifier, TMessageIdentifier, TMessageType, TInputProtocol, TOutputProtocol, TSerializable, TSetIdentifier, TStructIdentifier, TType};
+use ::baseplate::thrift::protocol::field_id;
+use ::baseplate::thrift::protocol::verify_expected_message_type;
+use ::baseplate::thrift::protocol::verify_expected_sequence_number;
+use ::baseplate::thrift::protocol::verify_expected_service_call;
+use ::baseplate::thrift::protocol::verify_required_field_exists;
+use ::baseplate::thrift::server::TProcessor;
 
 #[derive(Copy, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct Numberz(pub i32);
@@ -48,10 +48,10 @@ impl Numberz {
 
 impl TSerializable for Numberz {
   #[allow(clippy::trivially_copy_pass_by_ref)]
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     o_prot.write_i32(self.0)
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<Numberz> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<Numberz> {
     let enum_value = i_prot.read_i32()?;
     Ok(Numberz::from(enum_value))
   }
@@ -113,7 +113,7 @@ impl Bonk {
 }
 
 impl TSerializable for Bonk {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<Bonk> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<Bonk> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<String> = Some("".to_owned());
     let mut f_2: Option<i32> = Some(0);
@@ -145,7 +145,7 @@ impl TSerializable for Bonk {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("Bonk");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.message {
@@ -192,7 +192,7 @@ impl Bools {
 }
 
 impl TSerializable for Bools {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<Bools> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<Bools> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<bool> = Some(false);
     let mut f_2: Option<bool> = Some(false);
@@ -224,7 +224,7 @@ impl TSerializable for Bools {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("Bools");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.im_true {
@@ -275,7 +275,7 @@ impl Xtruct {
 }
 
 impl TSerializable for Xtruct {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<Xtruct> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<Xtruct> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<String> = Some("".to_owned());
     let mut f_4: Option<i8> = Some(0);
@@ -319,7 +319,7 @@ impl TSerializable for Xtruct {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("Xtruct");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.string_thing {
@@ -380,7 +380,7 @@ impl Xtruct2 {
 }
 
 impl TSerializable for Xtruct2 {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<Xtruct2> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<Xtruct2> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<i8> = Some(0);
     let mut f_2: Option<Xtruct> = None;
@@ -418,7 +418,7 @@ impl TSerializable for Xtruct2 {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("Xtruct2");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.byte_thing {
@@ -475,7 +475,7 @@ impl Xtruct3 {
 }
 
 impl TSerializable for Xtruct3 {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<Xtruct3> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<Xtruct3> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<String> = Some("".to_owned());
     let mut f_4: Option<i32> = Some(0);
@@ -519,7 +519,7 @@ impl TSerializable for Xtruct3 {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("Xtruct3");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.string_thing {
@@ -578,7 +578,7 @@ impl Insanity {
 }
 
 impl TSerializable for Insanity {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<Insanity> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<Insanity> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<BTreeMap<Numberz, UserId>> = Some(BTreeMap::new());
     let mut f_2: Option<Vec<Xtruct>> = Some(Vec::new());
@@ -623,7 +623,7 @@ impl TSerializable for Insanity {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("Insanity");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.user_map {
@@ -683,7 +683,7 @@ impl CrazyNesting {
 }
 
 impl TSerializable for CrazyNesting {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<CrazyNesting> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<CrazyNesting> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<String> = Some("".to_owned());
     let mut f_2: Option<BTreeSet<Insanity>> = None;
@@ -779,7 +779,7 @@ impl TSerializable for CrazyNesting {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("CrazyNesting");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.string_field {
@@ -860,7 +860,7 @@ impl Xception {
 }
 
 impl TSerializable for Xception {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<Xception> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<Xception> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<i32> = Some(0);
     let mut f_2: Option<String> = Some("".to_owned());
@@ -892,7 +892,7 @@ impl TSerializable for Xception {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("Xception");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.error_code {
@@ -921,9 +921,9 @@ impl Default for Xception {
 
 impl Error for Xception {}
 
-impl From<Xception> for thrift::Error {
+impl From<Xception> for ::baseplate::thrift::Error {
   fn from(e: Xception) -> Self {
-    thrift::Error::User(Box::new(e))
+    ::baseplate::thrift::Error::User(Box::new(e))
   }
 }
 
@@ -953,7 +953,7 @@ impl Xception2 {
 }
 
 impl TSerializable for Xception2 {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<Xception2> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<Xception2> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<i32> = Some(0);
     let mut f_2: Option<Xtruct> = None;
@@ -985,7 +985,7 @@ impl TSerializable for Xception2 {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("Xception2");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.error_code {
@@ -1014,9 +1014,9 @@ impl Default for Xception2 {
 
 impl Error for Xception2 {}
 
-impl From<Xception2> for thrift::Error {
+impl From<Xception2> for ::baseplate::thrift::Error {
   fn from(e: Xception2) -> Self {
-    thrift::Error::User(Box::new(e))
+    ::baseplate::thrift::Error::User(Box::new(e))
   }
 }
 
@@ -1041,7 +1041,7 @@ impl EmptyStruct {
 }
 
 impl TSerializable for EmptyStruct {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<EmptyStruct> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<EmptyStruct> {
     i_prot.read_struct_begin()?;
     loop {
       let field_ident = i_prot.read_field_begin()?;
@@ -1060,7 +1060,7 @@ impl TSerializable for EmptyStruct {
     let ret = EmptyStruct {};
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("EmptyStruct");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_stop()?;
@@ -1092,7 +1092,7 @@ impl OneField {
 }
 
 impl TSerializable for OneField {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<OneField> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<OneField> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<EmptyStruct> = None;
     loop {
@@ -1118,7 +1118,7 @@ impl TSerializable for OneField {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("OneField");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.field {
@@ -1161,7 +1161,7 @@ impl VersioningTestV1 {
 }
 
 impl TSerializable for VersioningTestV1 {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<VersioningTestV1> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<VersioningTestV1> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<i32> = Some(0);
     let mut f_3: Option<String> = Some("".to_owned());
@@ -1199,7 +1199,7 @@ impl TSerializable for VersioningTestV1 {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("VersioningTestV1");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.begin_in_both {
@@ -1272,7 +1272,7 @@ impl VersioningTestV2 {
 }
 
 impl TSerializable for VersioningTestV2 {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<VersioningTestV2> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<VersioningTestV2> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<i32> = Some(0);
     let mut f_2: Option<i32> = Some(0);
@@ -1383,7 +1383,7 @@ impl TSerializable for VersioningTestV2 {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("VersioningTestV2");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.begin_in_both {
@@ -1503,7 +1503,7 @@ impl ListTypeVersioningV1 {
 }
 
 impl TSerializable for ListTypeVersioningV1 {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ListTypeVersioningV1> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ListTypeVersioningV1> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<Vec<i32>> = Some(Vec::new());
     let mut f_2: Option<String> = Some("".to_owned());
@@ -1541,7 +1541,7 @@ impl TSerializable for ListTypeVersioningV1 {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ListTypeVersioningV1");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.myints {
@@ -1592,7 +1592,7 @@ impl ListTypeVersioningV2 {
 }
 
 impl TSerializable for ListTypeVersioningV2 {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ListTypeVersioningV2> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ListTypeVersioningV2> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<Vec<String>> = Some(Vec::new());
     let mut f_2: Option<String> = Some("".to_owned());
@@ -1630,7 +1630,7 @@ impl TSerializable for ListTypeVersioningV2 {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ListTypeVersioningV2");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.strings {
@@ -1679,7 +1679,7 @@ impl GuessProtocolStruct {
 }
 
 impl TSerializable for GuessProtocolStruct {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<GuessProtocolStruct> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<GuessProtocolStruct> {
     i_prot.read_struct_begin()?;
     let mut f_7: Option<BTreeMap<String, String>> = Some(BTreeMap::new());
     loop {
@@ -1712,7 +1712,7 @@ impl TSerializable for GuessProtocolStruct {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("GuessProtocolStruct");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.map_field {
@@ -1774,7 +1774,7 @@ impl LargeDeltas {
 }
 
 impl TSerializable for LargeDeltas {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<LargeDeltas> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<LargeDeltas> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<Bools> = None;
     let mut f_10: Option<Bools> = None;
@@ -1866,7 +1866,7 @@ impl TSerializable for LargeDeltas {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("LargeDeltas");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.b1 {
@@ -1967,7 +1967,7 @@ impl NestedListsI32x2 {
 }
 
 impl TSerializable for NestedListsI32x2 {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<NestedListsI32x2> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<NestedListsI32x2> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<Vec<Vec<i32>>> = Some(Vec::new());
     loop {
@@ -2005,7 +2005,7 @@ impl TSerializable for NestedListsI32x2 {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("NestedListsI32x2");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.integerlist {
@@ -2052,7 +2052,7 @@ impl NestedListsI32x3 {
 }
 
 impl TSerializable for NestedListsI32x3 {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<NestedListsI32x3> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<NestedListsI32x3> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<Vec<Vec<Vec<i32>>>> = Some(Vec::new());
     loop {
@@ -2096,7 +2096,7 @@ impl TSerializable for NestedListsI32x3 {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("NestedListsI32x3");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.integerlist {
@@ -2151,7 +2151,7 @@ impl NestedMixedx2 {
 }
 
 impl TSerializable for NestedMixedx2 {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<NestedMixedx2> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<NestedMixedx2> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<Vec<BTreeSet<i32>>> = Some(Vec::new());
     let mut f_2: Option<BTreeMap<i32, BTreeSet<String>>> = Some(BTreeMap::new());
@@ -2233,7 +2233,7 @@ impl TSerializable for NestedMixedx2 {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("NestedMixedx2");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.int_set_list {
@@ -2314,7 +2314,7 @@ impl ListBonks {
 }
 
 impl TSerializable for ListBonks {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ListBonks> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ListBonks> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<Vec<Bonk>> = Some(Vec::new());
     loop {
@@ -2346,7 +2346,7 @@ impl TSerializable for ListBonks {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ListBonks");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.bonk {
@@ -2389,7 +2389,7 @@ impl NestedListsBonk {
 }
 
 impl TSerializable for NestedListsBonk {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<NestedListsBonk> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<NestedListsBonk> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<Vec<Vec<Vec<Bonk>>>> = Some(Vec::new());
     loop {
@@ -2433,7 +2433,7 @@ impl TSerializable for NestedListsBonk {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("NestedListsBonk");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.bonk {
@@ -2486,7 +2486,7 @@ impl BoolTest {
 }
 
 impl TSerializable for BoolTest {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<BoolTest> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<BoolTest> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<bool> = None;
     let mut f_2: Option<String> = None;
@@ -2518,7 +2518,7 @@ impl TSerializable for BoolTest {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("BoolTest");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.b {
@@ -2563,7 +2563,7 @@ impl StructA {
 }
 
 impl TSerializable for StructA {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<StructA> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<StructA> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<String> = None;
     loop {
@@ -2590,7 +2590,7 @@ impl TSerializable for StructA {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("StructA");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("s", TType::String, 1))?;
@@ -2621,7 +2621,7 @@ impl StructB {
 }
 
 impl TSerializable for StructB {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<StructB> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<StructB> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<StructA> = None;
     let mut f_2: Option<StructA> = None;
@@ -2654,7 +2654,7 @@ impl TSerializable for StructB {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("StructB");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.aa {
@@ -2684,28 +2684,28 @@ impl ConstMyNumberz {
 //
 
 pub trait TThriftTestSyncClient {
-  fn test_void(&mut self) -> thrift::Result<()>;
-  fn test_string(&mut self, thing: String) -> thrift::Result<String>;
-  fn test_bool(&mut self, thing: bool) -> thrift::Result<bool>;
-  fn test_byte(&mut self, thing: i8) -> thrift::Result<i8>;
-  fn test_i32(&mut self, thing: i32) -> thrift::Result<i32>;
-  fn test_i64(&mut self, thing: i64) -> thrift::Result<i64>;
-  fn test_double(&mut self, thing: OrderedFloat<f64>) -> thrift::Result<OrderedFloat<f64>>;
-  fn test_binary(&mut self, thing: Vec<u8>) -> thrift::Result<Vec<u8>>;
-  fn test_struct(&mut self, thing: Xtruct) -> thrift::Result<Xtruct>;
-  fn test_nest(&mut self, thing: Xtruct2) -> thrift::Result<Xtruct2>;
-  fn test_map(&mut self, thing: BTreeMap<i32, i32>) -> thrift::Result<BTreeMap<i32, i32>>;
-  fn test_string_map(&mut self, thing: BTreeMap<String, String>) -> thrift::Result<BTreeMap<String, String>>;
-  fn test_set(&mut self, thing: BTreeSet<i32>) -> thrift::Result<BTreeSet<i32>>;
-  fn test_list(&mut self, thing: Vec<i32>) -> thrift::Result<Vec<i32>>;
-  fn test_enum(&mut self, thing: Numberz) -> thrift::Result<Numberz>;
-  fn test_typedef(&mut self, thing: UserId) -> thrift::Result<UserId>;
-  fn test_map_map(&mut self, hello: i32) -> thrift::Result<BTreeMap<i32, BTreeMap<i32, i32>>>;
-  fn test_insanity(&mut self, argument: Insanity) -> thrift::Result<BTreeMap<UserId, BTreeMap<Numberz, Insanity>>>;
-  fn test_multi(&mut self, arg0: i8, arg1: i32, arg2: i64, arg3: BTreeMap<i16, String>, arg4: Numberz, arg5: UserId) -> thrift::Result<Xtruct>;
-  fn test_exception(&mut self, arg: String) -> thrift::Result<()>;
-  fn test_multi_exception(&mut self, arg0: String, arg1: String) -> thrift::Result<Xtruct>;
-  fn test_oneway(&mut self, seconds_to_sleep: i32) -> thrift::Result<()>;
+  fn test_void(&mut self) -> ::baseplate::thrift::Result<()>;
+  fn test_string(&mut self, thing: String) -> ::baseplate::thrift::Result<String>;
+  fn test_bool(&mut self, thing: bool) -> ::baseplate::thrift::Result<bool>;
+  fn test_byte(&mut self, thing: i8) -> ::baseplate::thrift::Result<i8>;
+  fn test_i32(&mut self, thing: i32) -> ::baseplate::thrift::Result<i32>;
+  fn test_i64(&mut self, thing: i64) -> ::baseplate::thrift::Result<i64>;
+  fn test_double(&mut self, thing: OrderedFloat<f64>) -> ::baseplate::thrift::Result<OrderedFloat<f64>>;
+  fn test_binary(&mut self, thing: Vec<u8>) -> ::baseplate::thrift::Result<Vec<u8>>;
+  fn test_struct(&mut self, thing: Xtruct) -> ::baseplate::thrift::Result<Xtruct>;
+  fn test_nest(&mut self, thing: Xtruct2) -> ::baseplate::thrift::Result<Xtruct2>;
+  fn test_map(&mut self, thing: BTreeMap<i32, i32>) -> ::baseplate::thrift::Result<BTreeMap<i32, i32>>;
+  fn test_string_map(&mut self, thing: BTreeMap<String, String>) -> ::baseplate::thrift::Result<BTreeMap<String, String>>;
+  fn test_set(&mut self, thing: BTreeSet<i32>) -> ::baseplate::thrift::Result<BTreeSet<i32>>;
+  fn test_list(&mut self, thing: Vec<i32>) -> ::baseplate::thrift::Result<Vec<i32>>;
+  fn test_enum(&mut self, thing: Numberz) -> ::baseplate::thrift::Result<Numberz>;
+  fn test_typedef(&mut self, thing: UserId) -> ::baseplate::thrift::Result<UserId>;
+  fn test_map_map(&mut self, hello: i32) -> ::baseplate::thrift::Result<BTreeMap<i32, BTreeMap<i32, i32>>>;
+  fn test_insanity(&mut self, argument: Insanity) -> ::baseplate::thrift::Result<BTreeMap<UserId, BTreeMap<Numberz, Insanity>>>;
+  fn test_multi(&mut self, arg0: i8, arg1: i32, arg2: i64, arg3: BTreeMap<i16, String>, arg4: Numberz, arg5: UserId) -> ::baseplate::thrift::Result<Xtruct>;
+  fn test_exception(&mut self, arg: String) -> ::baseplate::thrift::Result<()>;
+  fn test_multi_exception(&mut self, arg0: String, arg1: String) -> ::baseplate::thrift::Result<Xtruct>;
+  fn test_oneway(&mut self, seconds_to_sleep: i32) -> ::baseplate::thrift::Result<()>;
 }
 
 pub trait TThriftTestSyncClientMarker {}
@@ -2732,7 +2732,7 @@ impl <IP, OP> TThriftClient for ThriftTestSyncClient<IP, OP> where IP: TInputPro
 impl <IP, OP> TThriftTestSyncClientMarker for ThriftTestSyncClient<IP, OP> where IP: TInputProtocol, OP: TOutputProtocol {}
 
 impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for C {
-  fn test_void(&mut self) -> thrift::Result<()> {
+  fn test_void(&mut self) -> ::baseplate::thrift::Result<()> {
     (
       {
         self.increment_sequence_number();
@@ -2749,9 +2749,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testVoid", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestVoidResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -2759,7 +2759,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_string(&mut self, thing: String) -> thrift::Result<String> {
+  fn test_string(&mut self, thing: String) -> ::baseplate::thrift::Result<String> {
     (
       {
         self.increment_sequence_number();
@@ -2776,9 +2776,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testString", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestStringResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -2786,7 +2786,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_bool(&mut self, thing: bool) -> thrift::Result<bool> {
+  fn test_bool(&mut self, thing: bool) -> ::baseplate::thrift::Result<bool> {
     (
       {
         self.increment_sequence_number();
@@ -2803,9 +2803,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testBool", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestBoolResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -2813,7 +2813,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_byte(&mut self, thing: i8) -> thrift::Result<i8> {
+  fn test_byte(&mut self, thing: i8) -> ::baseplate::thrift::Result<i8> {
     (
       {
         self.increment_sequence_number();
@@ -2830,9 +2830,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testByte", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestByteResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -2840,7 +2840,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_i32(&mut self, thing: i32) -> thrift::Result<i32> {
+  fn test_i32(&mut self, thing: i32) -> ::baseplate::thrift::Result<i32> {
     (
       {
         self.increment_sequence_number();
@@ -2857,9 +2857,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testI32", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestI32Result::read_from_in_protocol(self.i_prot_mut())?;
@@ -2867,7 +2867,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_i64(&mut self, thing: i64) -> thrift::Result<i64> {
+  fn test_i64(&mut self, thing: i64) -> ::baseplate::thrift::Result<i64> {
     (
       {
         self.increment_sequence_number();
@@ -2884,9 +2884,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testI64", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestI64Result::read_from_in_protocol(self.i_prot_mut())?;
@@ -2894,7 +2894,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_double(&mut self, thing: OrderedFloat<f64>) -> thrift::Result<OrderedFloat<f64>> {
+  fn test_double(&mut self, thing: OrderedFloat<f64>) -> ::baseplate::thrift::Result<OrderedFloat<f64>> {
     (
       {
         self.increment_sequence_number();
@@ -2911,9 +2911,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testDouble", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestDoubleResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -2921,7 +2921,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_binary(&mut self, thing: Vec<u8>) -> thrift::Result<Vec<u8>> {
+  fn test_binary(&mut self, thing: Vec<u8>) -> ::baseplate::thrift::Result<Vec<u8>> {
     (
       {
         self.increment_sequence_number();
@@ -2938,9 +2938,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testBinary", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestBinaryResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -2948,7 +2948,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_struct(&mut self, thing: Xtruct) -> thrift::Result<Xtruct> {
+  fn test_struct(&mut self, thing: Xtruct) -> ::baseplate::thrift::Result<Xtruct> {
     (
       {
         self.increment_sequence_number();
@@ -2965,9 +2965,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testStruct", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestStructResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -2975,7 +2975,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_nest(&mut self, thing: Xtruct2) -> thrift::Result<Xtruct2> {
+  fn test_nest(&mut self, thing: Xtruct2) -> ::baseplate::thrift::Result<Xtruct2> {
     (
       {
         self.increment_sequence_number();
@@ -2992,9 +2992,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testNest", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestNestResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -3002,7 +3002,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_map(&mut self, thing: BTreeMap<i32, i32>) -> thrift::Result<BTreeMap<i32, i32>> {
+  fn test_map(&mut self, thing: BTreeMap<i32, i32>) -> ::baseplate::thrift::Result<BTreeMap<i32, i32>> {
     (
       {
         self.increment_sequence_number();
@@ -3019,9 +3019,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testMap", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestMapResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -3029,7 +3029,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_string_map(&mut self, thing: BTreeMap<String, String>) -> thrift::Result<BTreeMap<String, String>> {
+  fn test_string_map(&mut self, thing: BTreeMap<String, String>) -> ::baseplate::thrift::Result<BTreeMap<String, String>> {
     (
       {
         self.increment_sequence_number();
@@ -3046,9 +3046,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testStringMap", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestStringMapResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -3056,7 +3056,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_set(&mut self, thing: BTreeSet<i32>) -> thrift::Result<BTreeSet<i32>> {
+  fn test_set(&mut self, thing: BTreeSet<i32>) -> ::baseplate::thrift::Result<BTreeSet<i32>> {
     (
       {
         self.increment_sequence_number();
@@ -3073,9 +3073,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testSet", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestSetResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -3083,7 +3083,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_list(&mut self, thing: Vec<i32>) -> thrift::Result<Vec<i32>> {
+  fn test_list(&mut self, thing: Vec<i32>) -> ::baseplate::thrift::Result<Vec<i32>> {
     (
       {
         self.increment_sequence_number();
@@ -3100,9 +3100,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testList", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestListResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -3110,7 +3110,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_enum(&mut self, thing: Numberz) -> thrift::Result<Numberz> {
+  fn test_enum(&mut self, thing: Numberz) -> ::baseplate::thrift::Result<Numberz> {
     (
       {
         self.increment_sequence_number();
@@ -3127,9 +3127,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testEnum", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestEnumResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -3137,7 +3137,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_typedef(&mut self, thing: UserId) -> thrift::Result<UserId> {
+  fn test_typedef(&mut self, thing: UserId) -> ::baseplate::thrift::Result<UserId> {
     (
       {
         self.increment_sequence_number();
@@ -3154,9 +3154,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testTypedef", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestTypedefResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -3164,7 +3164,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_map_map(&mut self, hello: i32) -> thrift::Result<BTreeMap<i32, BTreeMap<i32, i32>>> {
+  fn test_map_map(&mut self, hello: i32) -> ::baseplate::thrift::Result<BTreeMap<i32, BTreeMap<i32, i32>>> {
     (
       {
         self.increment_sequence_number();
@@ -3181,9 +3181,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testMapMap", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestMapMapResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -3191,7 +3191,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_insanity(&mut self, argument: Insanity) -> thrift::Result<BTreeMap<UserId, BTreeMap<Numberz, Insanity>>> {
+  fn test_insanity(&mut self, argument: Insanity) -> ::baseplate::thrift::Result<BTreeMap<UserId, BTreeMap<Numberz, Insanity>>> {
     (
       {
         self.increment_sequence_number();
@@ -3208,9 +3208,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testInsanity", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestInsanityResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -3218,7 +3218,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_multi(&mut self, arg0: i8, arg1: i32, arg2: i64, arg3: BTreeMap<i16, String>, arg4: Numberz, arg5: UserId) -> thrift::Result<Xtruct> {
+  fn test_multi(&mut self, arg0: i8, arg1: i32, arg2: i64, arg3: BTreeMap<i16, String>, arg4: Numberz, arg5: UserId) -> ::baseplate::thrift::Result<Xtruct> {
     (
       {
         self.increment_sequence_number();
@@ -3235,9 +3235,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testMulti", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestMultiResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -3245,7 +3245,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_exception(&mut self, arg: String) -> thrift::Result<()> {
+  fn test_exception(&mut self, arg: String) -> ::baseplate::thrift::Result<()> {
     (
       {
         self.increment_sequence_number();
@@ -3262,9 +3262,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testException", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestExceptionResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -3272,7 +3272,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_multi_exception(&mut self, arg0: String, arg1: String) -> thrift::Result<Xtruct> {
+  fn test_multi_exception(&mut self, arg0: String, arg1: String) -> ::baseplate::thrift::Result<Xtruct> {
     (
       {
         self.increment_sequence_number();
@@ -3289,9 +3289,9 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("testMultiException", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = ThriftTestTestMultiExceptionResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -3299,7 +3299,7 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
       result.ok_or()
     }
   }
-  fn test_oneway(&mut self, seconds_to_sleep: i32) -> thrift::Result<()> {
+  fn test_oneway(&mut self, seconds_to_sleep: i32) -> ::baseplate::thrift::Result<()> {
     (
       {
         self.increment_sequence_number();
@@ -3320,28 +3320,28 @@ impl <C: TThriftClient + TThriftTestSyncClientMarker> TThriftTestSyncClient for 
 //
 
 pub trait ThriftTestSyncHandler {
-  fn handle_test_void(&self) -> thrift::Result<()>;
-  fn handle_test_string(&self, thing: String) -> thrift::Result<String>;
-  fn handle_test_bool(&self, thing: bool) -> thrift::Result<bool>;
-  fn handle_test_byte(&self, thing: i8) -> thrift::Result<i8>;
-  fn handle_test_i32(&self, thing: i32) -> thrift::Result<i32>;
-  fn handle_test_i64(&self, thing: i64) -> thrift::Result<i64>;
-  fn handle_test_double(&self, thing: OrderedFloat<f64>) -> thrift::Result<OrderedFloat<f64>>;
-  fn handle_test_binary(&self, thing: Vec<u8>) -> thrift::Result<Vec<u8>>;
-  fn handle_test_struct(&self, thing: Xtruct) -> thrift::Result<Xtruct>;
-  fn handle_test_nest(&self, thing: Xtruct2) -> thrift::Result<Xtruct2>;
-  fn handle_test_map(&self, thing: BTreeMap<i32, i32>) -> thrift::Result<BTreeMap<i32, i32>>;
-  fn handle_test_string_map(&self, thing: BTreeMap<String, String>) -> thrift::Result<BTreeMap<String, String>>;
-  fn handle_test_set(&self, thing: BTreeSet<i32>) -> thrift::Result<BTreeSet<i32>>;
-  fn handle_test_list(&self, thing: Vec<i32>) -> thrift::Result<Vec<i32>>;
-  fn handle_test_enum(&self, thing: Numberz) -> thrift::Result<Numberz>;
-  fn handle_test_typedef(&self, thing: UserId) -> thrift::Result<UserId>;
-  fn handle_test_map_map(&self, hello: i32) -> thrift::Result<BTreeMap<i32, BTreeMap<i32, i32>>>;
-  fn handle_test_insanity(&self, argument: Insanity) -> thrift::Result<BTreeMap<UserId, BTreeMap<Numberz, Insanity>>>;
-  fn handle_test_multi(&self, arg0: i8, arg1: i32, arg2: i64, arg3: BTreeMap<i16, String>, arg4: Numberz, arg5: UserId) -> thrift::Result<Xtruct>;
-  fn handle_test_exception(&self, arg: String) -> thrift::Result<()>;
-  fn handle_test_multi_exception(&self, arg0: String, arg1: String) -> thrift::Result<Xtruct>;
-  fn handle_test_oneway(&self, seconds_to_sleep: i32) -> thrift::Result<()>;
+  fn handle_test_void(&self) -> ::baseplate::thrift::Result<()>;
+  fn handle_test_string(&self, thing: String) -> ::baseplate::thrift::Result<String>;
+  fn handle_test_bool(&self, thing: bool) -> ::baseplate::thrift::Result<bool>;
+  fn handle_test_byte(&self, thing: i8) -> ::baseplate::thrift::Result<i8>;
+  fn handle_test_i32(&self, thing: i32) -> ::baseplate::thrift::Result<i32>;
+  fn handle_test_i64(&self, thing: i64) -> ::baseplate::thrift::Result<i64>;
+  fn handle_test_double(&self, thing: OrderedFloat<f64>) -> ::baseplate::thrift::Result<OrderedFloat<f64>>;
+  fn handle_test_binary(&self, thing: Vec<u8>) -> ::baseplate::thrift::Result<Vec<u8>>;
+  fn handle_test_struct(&self, thing: Xtruct) -> ::baseplate::thrift::Result<Xtruct>;
+  fn handle_test_nest(&self, thing: Xtruct2) -> ::baseplate::thrift::Result<Xtruct2>;
+  fn handle_test_map(&self, thing: BTreeMap<i32, i32>) -> ::baseplate::thrift::Result<BTreeMap<i32, i32>>;
+  fn handle_test_string_map(&self, thing: BTreeMap<String, String>) -> ::baseplate::thrift::Result<BTreeMap<String, String>>;
+  fn handle_test_set(&self, thing: BTreeSet<i32>) -> ::baseplate::thrift::Result<BTreeSet<i32>>;
+  fn handle_test_list(&self, thing: Vec<i32>) -> ::baseplate::thrift::Result<Vec<i32>>;
+  fn handle_test_enum(&self, thing: Numberz) -> ::baseplate::thrift::Result<Numberz>;
+  fn handle_test_typedef(&self, thing: UserId) -> ::baseplate::thrift::Result<UserId>;
+  fn handle_test_map_map(&self, hello: i32) -> ::baseplate::thrift::Result<BTreeMap<i32, BTreeMap<i32, i32>>>;
+  fn handle_test_insanity(&self, argument: Insanity) -> ::baseplate::thrift::Result<BTreeMap<UserId, BTreeMap<Numberz, Insanity>>>;
+  fn handle_test_multi(&self, arg0: i8, arg1: i32, arg2: i64, arg3: BTreeMap<i16, String>, arg4: Numberz, arg5: UserId) -> ::baseplate::thrift::Result<Xtruct>;
+  fn handle_test_exception(&self, arg: String) -> ::baseplate::thrift::Result<()>;
+  fn handle_test_multi_exception(&self, arg0: String, arg1: String) -> ::baseplate::thrift::Result<Xtruct>;
+  fn handle_test_oneway(&self, seconds_to_sleep: i32) -> ::baseplate::thrift::Result<()>;
 }
 
 pub struct ThriftTestSyncProcessor<H: ThriftTestSyncHandler> {
@@ -3354,70 +3354,70 @@ impl <H: ThriftTestSyncHandler> ThriftTestSyncProcessor<H> {
       handler,
     }
   }
-  fn process_test_void(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_void(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_void(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_string(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_string(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_string(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_bool(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_bool(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_bool(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_byte(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_byte(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_byte(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_i32(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_i32(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_i32(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_i64(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_i64(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_i64(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_double(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_double(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_double(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_binary(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_binary(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_binary(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_struct(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_struct(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_struct(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_nest(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_nest(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_nest(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_map(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_map(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_map(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_string_map(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_string_map(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_string_map(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_set(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_set(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_set(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_list(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_list(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_list(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_enum(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_enum(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_enum(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_typedef(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_typedef(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_typedef(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_map_map(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_map_map(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_map_map(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_insanity(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_insanity(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_insanity(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_multi(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_multi(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_multi(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_exception(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_exception(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_exception(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_multi_exception(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_multi_exception(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_multi_exception(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_test_oneway(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_test_oneway(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TThriftTestProcessFunctions::process_test_oneway(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
 }
@@ -3425,7 +3425,7 @@ impl <H: ThriftTestSyncHandler> ThriftTestSyncProcessor<H> {
 pub struct TThriftTestProcessFunctions;
 
 impl TThriftTestProcessFunctions {
-  pub fn process_test_void<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_void<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let _ = ThriftTestTestVoidArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_void() {
       Ok(_) => {
@@ -3438,10 +3438,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testVoid", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3454,7 +3454,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testVoid", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3462,7 +3462,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_string<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_string<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestStringArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_string(args.thing) {
       Ok(handler_return) => {
@@ -3475,10 +3475,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testString", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3491,7 +3491,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testString", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3499,7 +3499,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_bool<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_bool<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestBoolArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_bool(args.thing) {
       Ok(handler_return) => {
@@ -3512,10 +3512,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testBool", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3528,7 +3528,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testBool", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3536,7 +3536,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_byte<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_byte<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestByteArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_byte(args.thing) {
       Ok(handler_return) => {
@@ -3549,10 +3549,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testByte", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3565,7 +3565,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testByte", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3573,7 +3573,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_i32<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_i32<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestI32Args::read_from_in_protocol(i_prot)?;
     match handler.handle_test_i32(args.thing) {
       Ok(handler_return) => {
@@ -3586,10 +3586,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testI32", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3602,7 +3602,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testI32", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3610,7 +3610,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_i64<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_i64<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestI64Args::read_from_in_protocol(i_prot)?;
     match handler.handle_test_i64(args.thing) {
       Ok(handler_return) => {
@@ -3623,10 +3623,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testI64", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3639,7 +3639,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testI64", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3647,7 +3647,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_double<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_double<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestDoubleArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_double(args.thing) {
       Ok(handler_return) => {
@@ -3660,10 +3660,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testDouble", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3676,7 +3676,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testDouble", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3684,7 +3684,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_binary<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_binary<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestBinaryArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_binary(args.thing) {
       Ok(handler_return) => {
@@ -3697,10 +3697,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testBinary", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3713,7 +3713,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testBinary", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3721,7 +3721,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_struct<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_struct<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestStructArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_struct(args.thing) {
       Ok(handler_return) => {
@@ -3734,10 +3734,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testStruct", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3750,7 +3750,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testStruct", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3758,7 +3758,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_nest<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_nest<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestNestArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_nest(args.thing) {
       Ok(handler_return) => {
@@ -3771,10 +3771,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testNest", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3787,7 +3787,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testNest", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3795,7 +3795,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_map<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_map<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestMapArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_map(args.thing) {
       Ok(handler_return) => {
@@ -3808,10 +3808,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testMap", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3824,7 +3824,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testMap", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3832,7 +3832,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_string_map<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_string_map<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestStringMapArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_string_map(args.thing) {
       Ok(handler_return) => {
@@ -3845,10 +3845,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testStringMap", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3861,7 +3861,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testStringMap", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3869,7 +3869,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_set<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_set<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestSetArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_set(args.thing) {
       Ok(handler_return) => {
@@ -3882,10 +3882,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testSet", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3898,7 +3898,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testSet", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3906,7 +3906,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_list<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_list<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestListArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_list(args.thing) {
       Ok(handler_return) => {
@@ -3919,10 +3919,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testList", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3935,7 +3935,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testList", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3943,7 +3943,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_enum<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_enum<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestEnumArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_enum(args.thing) {
       Ok(handler_return) => {
@@ -3956,10 +3956,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testEnum", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3972,7 +3972,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testEnum", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -3980,7 +3980,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_typedef<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_typedef<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestTypedefArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_typedef(args.thing) {
       Ok(handler_return) => {
@@ -3993,10 +3993,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testTypedef", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -4009,7 +4009,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testTypedef", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -4017,7 +4017,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_map_map<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_map_map<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestMapMapArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_map_map(args.hello) {
       Ok(handler_return) => {
@@ -4030,10 +4030,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testMapMap", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -4046,7 +4046,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testMapMap", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -4054,7 +4054,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_insanity<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_insanity<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestInsanityArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_insanity(args.argument) {
       Ok(handler_return) => {
@@ -4067,10 +4067,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testInsanity", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -4083,7 +4083,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testInsanity", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -4091,7 +4091,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_multi<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_multi<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestMultiArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_multi(args.arg0, args.arg1, args.arg2, args.arg3, args.arg4, args.arg5) {
       Ok(handler_return) => {
@@ -4104,10 +4104,10 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testMulti", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -4120,7 +4120,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testMulti", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -4128,7 +4128,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_exception<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_exception<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestExceptionArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_exception(args.arg) {
       Ok(_) => {
@@ -4141,7 +4141,7 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::User(usr_err) => {
+          ::baseplate::thrift::Error::User(usr_err) => {
             if usr_err.downcast_ref::<Xception>().is_some() {
               let err = usr_err.downcast::<Xception>().expect("downcast already checked");
               let ret_err = ThriftTestTestExceptionResult{ err1: Some(*err) };
@@ -4159,15 +4159,15 @@ impl TThriftTestProcessFunctions {
               };
               let message_ident = TMessageIdentifier::new("testException", TMessageType::Exception, incoming_sequence_number);
               o_prot.write_message_begin(&message_ident)?;
-              thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+              ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
               o_prot.write_message_end()?;
               o_prot.flush()
             }
           },
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testException", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -4180,7 +4180,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testException", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -4188,7 +4188,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_multi_exception<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_multi_exception<H: ThriftTestSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestMultiExceptionArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_multi_exception(args.arg0, args.arg1) {
       Ok(handler_return) => {
@@ -4201,7 +4201,7 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::User(usr_err) => {
+          ::baseplate::thrift::Error::User(usr_err) => {
             if usr_err.downcast_ref::<Xception>().is_some() {
               let err = usr_err.downcast::<Xception>().expect("downcast already checked");
               let ret_err = ThriftTestTestMultiExceptionResult{ result_value: None, err1: Some(*err), err2: None };
@@ -4227,15 +4227,15 @@ impl TThriftTestProcessFunctions {
               };
               let message_ident = TMessageIdentifier::new("testMultiException", TMessageType::Exception, incoming_sequence_number);
               o_prot.write_message_begin(&message_ident)?;
-              thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+              ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
               o_prot.write_message_end()?;
               o_prot.flush()
             }
           },
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("testMultiException", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -4248,7 +4248,7 @@ impl TThriftTestProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("testMultiException", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -4256,7 +4256,7 @@ impl TThriftTestProcessFunctions {
       },
     }
   }
-  pub fn process_test_oneway<H: ThriftTestSyncHandler>(handler: &H, _: i32, i_prot: &mut dyn TInputProtocol, _: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_test_oneway<H: ThriftTestSyncHandler>(handler: &H, _: i32, i_prot: &mut dyn TInputProtocol, _: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = ThriftTestTestOnewayArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_test_oneway(args.seconds_to_sleep) {
       Ok(_) => {
@@ -4264,8 +4264,8 @@ impl TThriftTestProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
-            Err(thrift::Error::Application(app_err))
+          ::baseplate::thrift::Error::Application(app_err) => {
+            Err(::baseplate::thrift::Error::Application(app_err))
           },
           _ => {
             let ret_err = {
@@ -4274,7 +4274,7 @@ impl TThriftTestProcessFunctions {
                 e.to_string()
               )
             };
-            Err(thrift::Error::Application(ret_err))
+            Err(::baseplate::thrift::Error::Application(ret_err))
           },
         }
       },
@@ -4283,7 +4283,7 @@ impl TThriftTestProcessFunctions {
 }
 
 impl <H: ThriftTestSyncHandler> TProcessor for ThriftTestSyncProcessor<H> {
-  fn process(&self, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process(&self, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let message_ident = i_prot.read_message_begin()?;
     let res = match &*message_ident.name {
       "testVoid" => {
@@ -4354,7 +4354,7 @@ impl <H: ThriftTestSyncHandler> TProcessor for ThriftTestSyncProcessor<H> {
       },
       method => {
         Err(
-          thrift::Error::Application(
+          ::baseplate::thrift::Error::Application(
             ApplicationError::new(
               ApplicationErrorKind::UnknownMethod,
               format!("unknown method {}", method)
@@ -4363,7 +4363,7 @@ impl <H: ThriftTestSyncHandler> TProcessor for ThriftTestSyncProcessor<H> {
         )
       },
     };
-    thrift::server::handle_process_result(&message_ident, res, o_prot)
+    ::baseplate::thrift::server::handle_process_result(&message_ident, res, o_prot)
   }
 }
 
@@ -4376,7 +4376,7 @@ struct ThriftTestTestVoidArgs {
 }
 
 impl ThriftTestTestVoidArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestVoidArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestVoidArgs> {
     i_prot.read_struct_begin()?;
     loop {
       let field_ident = i_prot.read_field_begin()?;
@@ -4395,7 +4395,7 @@ impl ThriftTestTestVoidArgs {
     let ret = ThriftTestTestVoidArgs {};
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testVoid_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_stop()?;
@@ -4412,10 +4412,10 @@ struct ThriftTestTestVoidResult {
 }
 
 impl ThriftTestTestVoidResult {
-  fn ok_or(self) -> thrift::Result<()> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<()> {
     Ok(())
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestVoidResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestVoidResult> {
     i_prot.read_struct_begin()?;
     loop {
       let field_ident = i_prot.read_field_begin()?;
@@ -4434,7 +4434,7 @@ impl ThriftTestTestVoidResult {
     let ret = ThriftTestTestVoidResult {};
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestVoidResult");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_stop()?;
@@ -4452,7 +4452,7 @@ struct ThriftTestTestStringArgs {
 }
 
 impl ThriftTestTestStringArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestStringArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestStringArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<String> = None;
     loop {
@@ -4479,7 +4479,7 @@ impl ThriftTestTestStringArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testString_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("thing", TType::String, 1))?;
@@ -4500,12 +4500,12 @@ struct ThriftTestTestStringResult {
 }
 
 impl ThriftTestTestStringResult {
-  fn ok_or(self) -> thrift::Result<String> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<String> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestString"
@@ -4514,7 +4514,7 @@ impl ThriftTestTestStringResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestStringResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestStringResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<String> = None;
     loop {
@@ -4540,7 +4540,7 @@ impl ThriftTestTestStringResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestStringResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.result_value {
@@ -4563,7 +4563,7 @@ struct ThriftTestTestBoolArgs {
 }
 
 impl ThriftTestTestBoolArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestBoolArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestBoolArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<bool> = None;
     loop {
@@ -4590,7 +4590,7 @@ impl ThriftTestTestBoolArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testBool_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("thing", TType::Bool, 1))?;
@@ -4611,12 +4611,12 @@ struct ThriftTestTestBoolResult {
 }
 
 impl ThriftTestTestBoolResult {
-  fn ok_or(self) -> thrift::Result<bool> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<bool> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestBool"
@@ -4625,7 +4625,7 @@ impl ThriftTestTestBoolResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestBoolResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestBoolResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<bool> = None;
     loop {
@@ -4651,7 +4651,7 @@ impl ThriftTestTestBoolResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestBoolResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.result_value {
@@ -4674,7 +4674,7 @@ struct ThriftTestTestByteArgs {
 }
 
 impl ThriftTestTestByteArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestByteArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestByteArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<i8> = None;
     loop {
@@ -4701,7 +4701,7 @@ impl ThriftTestTestByteArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testByte_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("thing", TType::I08, 1))?;
@@ -4722,12 +4722,12 @@ struct ThriftTestTestByteResult {
 }
 
 impl ThriftTestTestByteResult {
-  fn ok_or(self) -> thrift::Result<i8> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<i8> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestByte"
@@ -4736,7 +4736,7 @@ impl ThriftTestTestByteResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestByteResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestByteResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<i8> = None;
     loop {
@@ -4762,7 +4762,7 @@ impl ThriftTestTestByteResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestByteResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.result_value {
@@ -4785,7 +4785,7 @@ struct ThriftTestTestI32Args {
 }
 
 impl ThriftTestTestI32Args {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestI32Args> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestI32Args> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<i32> = None;
     loop {
@@ -4812,7 +4812,7 @@ impl ThriftTestTestI32Args {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testI32_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("thing", TType::I32, 1))?;
@@ -4833,12 +4833,12 @@ struct ThriftTestTestI32Result {
 }
 
 impl ThriftTestTestI32Result {
-  fn ok_or(self) -> thrift::Result<i32> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<i32> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestI32"
@@ -4847,7 +4847,7 @@ impl ThriftTestTestI32Result {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestI32Result> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestI32Result> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<i32> = None;
     loop {
@@ -4873,7 +4873,7 @@ impl ThriftTestTestI32Result {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestI32Result");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.result_value {
@@ -4896,7 +4896,7 @@ struct ThriftTestTestI64Args {
 }
 
 impl ThriftTestTestI64Args {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestI64Args> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestI64Args> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<i64> = None;
     loop {
@@ -4923,7 +4923,7 @@ impl ThriftTestTestI64Args {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testI64_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("thing", TType::I64, 1))?;
@@ -4944,12 +4944,12 @@ struct ThriftTestTestI64Result {
 }
 
 impl ThriftTestTestI64Result {
-  fn ok_or(self) -> thrift::Result<i64> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<i64> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestI64"
@@ -4958,7 +4958,7 @@ impl ThriftTestTestI64Result {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestI64Result> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestI64Result> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<i64> = None;
     loop {
@@ -4984,7 +4984,7 @@ impl ThriftTestTestI64Result {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestI64Result");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.result_value {
@@ -5007,7 +5007,7 @@ struct ThriftTestTestDoubleArgs {
 }
 
 impl ThriftTestTestDoubleArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestDoubleArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestDoubleArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<OrderedFloat<f64>> = None;
     loop {
@@ -5034,7 +5034,7 @@ impl ThriftTestTestDoubleArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testDouble_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("thing", TType::Double, 1))?;
@@ -5055,12 +5055,12 @@ struct ThriftTestTestDoubleResult {
 }
 
 impl ThriftTestTestDoubleResult {
-  fn ok_or(self) -> thrift::Result<OrderedFloat<f64>> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<OrderedFloat<f64>> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestDouble"
@@ -5069,7 +5069,7 @@ impl ThriftTestTestDoubleResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestDoubleResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestDoubleResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<OrderedFloat<f64>> = None;
     loop {
@@ -5095,7 +5095,7 @@ impl ThriftTestTestDoubleResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestDoubleResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.result_value {
@@ -5118,7 +5118,7 @@ struct ThriftTestTestBinaryArgs {
 }
 
 impl ThriftTestTestBinaryArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestBinaryArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestBinaryArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<Vec<u8>> = None;
     loop {
@@ -5145,7 +5145,7 @@ impl ThriftTestTestBinaryArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testBinary_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("thing", TType::String, 1))?;
@@ -5166,12 +5166,12 @@ struct ThriftTestTestBinaryResult {
 }
 
 impl ThriftTestTestBinaryResult {
-  fn ok_or(self) -> thrift::Result<Vec<u8>> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<Vec<u8>> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestBinary"
@@ -5180,7 +5180,7 @@ impl ThriftTestTestBinaryResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestBinaryResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestBinaryResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<Vec<u8>> = None;
     loop {
@@ -5206,7 +5206,7 @@ impl ThriftTestTestBinaryResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestBinaryResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.result_value {
@@ -5229,7 +5229,7 @@ struct ThriftTestTestStructArgs {
 }
 
 impl ThriftTestTestStructArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestStructArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestStructArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<Xtruct> = None;
     loop {
@@ -5256,7 +5256,7 @@ impl ThriftTestTestStructArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testStruct_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("thing", TType::Struct, 1))?;
@@ -5277,12 +5277,12 @@ struct ThriftTestTestStructResult {
 }
 
 impl ThriftTestTestStructResult {
-  fn ok_or(self) -> thrift::Result<Xtruct> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<Xtruct> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestStruct"
@@ -5291,7 +5291,7 @@ impl ThriftTestTestStructResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestStructResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestStructResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<Xtruct> = None;
     loop {
@@ -5317,7 +5317,7 @@ impl ThriftTestTestStructResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestStructResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.result_value {
@@ -5340,7 +5340,7 @@ struct ThriftTestTestNestArgs {
 }
 
 impl ThriftTestTestNestArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestNestArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestNestArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<Xtruct2> = None;
     loop {
@@ -5367,7 +5367,7 @@ impl ThriftTestTestNestArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testNest_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("thing", TType::Struct, 1))?;
@@ -5388,12 +5388,12 @@ struct ThriftTestTestNestResult {
 }
 
 impl ThriftTestTestNestResult {
-  fn ok_or(self) -> thrift::Result<Xtruct2> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<Xtruct2> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestNest"
@@ -5402,7 +5402,7 @@ impl ThriftTestTestNestResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestNestResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestNestResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<Xtruct2> = None;
     loop {
@@ -5428,7 +5428,7 @@ impl ThriftTestTestNestResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestNestResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.result_value {
@@ -5451,7 +5451,7 @@ struct ThriftTestTestMapArgs {
 }
 
 impl ThriftTestTestMapArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestMapArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestMapArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<BTreeMap<i32, i32>> = None;
     loop {
@@ -5485,7 +5485,7 @@ impl ThriftTestTestMapArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testMap_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("thing", TType::Map, 1))?;
@@ -5511,12 +5511,12 @@ struct ThriftTestTestMapResult {
 }
 
 impl ThriftTestTestMapResult {
-  fn ok_or(self) -> thrift::Result<BTreeMap<i32, i32>> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<BTreeMap<i32, i32>> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestMap"
@@ -5525,7 +5525,7 @@ impl ThriftTestTestMapResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestMapResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestMapResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<BTreeMap<i32, i32>> = None;
     loop {
@@ -5558,7 +5558,7 @@ impl ThriftTestTestMapResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestMapResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.result_value {
@@ -5586,7 +5586,7 @@ struct ThriftTestTestStringMapArgs {
 }
 
 impl ThriftTestTestStringMapArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestStringMapArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestStringMapArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<BTreeMap<String, String>> = None;
     loop {
@@ -5620,7 +5620,7 @@ impl ThriftTestTestStringMapArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testStringMap_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("thing", TType::Map, 1))?;
@@ -5646,12 +5646,12 @@ struct ThriftTestTestStringMapResult {
 }
 
 impl ThriftTestTestStringMapResult {
-  fn ok_or(self) -> thrift::Result<BTreeMap<String, String>> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<BTreeMap<String, String>> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestStringMap"
@@ -5660,7 +5660,7 @@ impl ThriftTestTestStringMapResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestStringMapResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestStringMapResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<BTreeMap<String, String>> = None;
     loop {
@@ -5693,7 +5693,7 @@ impl ThriftTestTestStringMapResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestStringMapResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.result_value {
@@ -5721,7 +5721,7 @@ struct ThriftTestTestSetArgs {
 }
 
 impl ThriftTestTestSetArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestSetArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestSetArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<BTreeSet<i32>> = None;
     loop {
@@ -5754,7 +5754,7 @@ impl ThriftTestTestSetArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testSet_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("thing", TType::Set, 1))?;
@@ -5779,12 +5779,12 @@ struct ThriftTestTestSetResult {
 }
 
 impl ThriftTestTestSetResult {
-  fn ok_or(self) -> thrift::Result<BTreeSet<i32>> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<BTreeSet<i32>> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestSet"
@@ -5793,7 +5793,7 @@ impl ThriftTestTestSetResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestSetResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestSetResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<BTreeSet<i32>> = None;
     loop {
@@ -5825,7 +5825,7 @@ impl ThriftTestTestSetResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestSetResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.result_value {
@@ -5852,7 +5852,7 @@ struct ThriftTestTestListArgs {
 }
 
 impl ThriftTestTestListArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestListArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestListArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<Vec<i32>> = None;
     loop {
@@ -5885,7 +5885,7 @@ impl ThriftTestTestListArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testList_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("thing", TType::List, 1))?;
@@ -5910,12 +5910,12 @@ struct ThriftTestTestListResult {
 }
 
 impl ThriftTestTestListResult {
-  fn ok_or(self) -> thrift::Result<Vec<i32>> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<Vec<i32>> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestList"
@@ -5924,7 +5924,7 @@ impl ThriftTestTestListResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestListResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestListResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<Vec<i32>> = None;
     loop {
@@ -5956,7 +5956,7 @@ impl ThriftTestTestListResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestListResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.result_value {
@@ -5983,7 +5983,7 @@ struct ThriftTestTestEnumArgs {
 }
 
 impl ThriftTestTestEnumArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestEnumArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestEnumArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<Numberz> = None;
     loop {
@@ -6010,7 +6010,7 @@ impl ThriftTestTestEnumArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testEnum_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("thing", TType::I32, 1))?;
@@ -6031,12 +6031,12 @@ struct ThriftTestTestEnumResult {
 }
 
 impl ThriftTestTestEnumResult {
-  fn ok_or(self) -> thrift::Result<Numberz> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<Numberz> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestEnum"
@@ -6045,7 +6045,7 @@ impl ThriftTestTestEnumResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestEnumResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestEnumResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<Numberz> = None;
     loop {
@@ -6071,7 +6071,7 @@ impl ThriftTestTestEnumResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestEnumResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.result_value {
@@ -6094,7 +6094,7 @@ struct ThriftTestTestTypedefArgs {
 }
 
 impl ThriftTestTestTypedefArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestTypedefArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestTypedefArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<UserId> = None;
     loop {
@@ -6121,7 +6121,7 @@ impl ThriftTestTestTypedefArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testTypedef_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("thing", TType::I64, 1))?;
@@ -6142,12 +6142,12 @@ struct ThriftTestTestTypedefResult {
 }
 
 impl ThriftTestTestTypedefResult {
-  fn ok_or(self) -> thrift::Result<UserId> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<UserId> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestTypedef"
@@ -6156,7 +6156,7 @@ impl ThriftTestTestTypedefResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestTypedefResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestTypedefResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<UserId> = None;
     loop {
@@ -6182,7 +6182,7 @@ impl ThriftTestTestTypedefResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestTypedefResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(fld_var) = self.result_value {
@@ -6205,7 +6205,7 @@ struct ThriftTestTestMapMapArgs {
 }
 
 impl ThriftTestTestMapMapArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestMapMapArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestMapMapArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<i32> = None;
     loop {
@@ -6232,7 +6232,7 @@ impl ThriftTestTestMapMapArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testMapMap_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("hello", TType::I32, 1))?;
@@ -6253,12 +6253,12 @@ struct ThriftTestTestMapMapResult {
 }
 
 impl ThriftTestTestMapMapResult {
-  fn ok_or(self) -> thrift::Result<BTreeMap<i32, BTreeMap<i32, i32>>> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<BTreeMap<i32, BTreeMap<i32, i32>>> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestMapMap"
@@ -6267,7 +6267,7 @@ impl ThriftTestTestMapMapResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestMapMapResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestMapMapResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<BTreeMap<i32, BTreeMap<i32, i32>>> = None;
     loop {
@@ -6307,7 +6307,7 @@ impl ThriftTestTestMapMapResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestMapMapResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.result_value {
@@ -6340,7 +6340,7 @@ struct ThriftTestTestInsanityArgs {
 }
 
 impl ThriftTestTestInsanityArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestInsanityArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestInsanityArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<Insanity> = None;
     loop {
@@ -6367,7 +6367,7 @@ impl ThriftTestTestInsanityArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testInsanity_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("argument", TType::Struct, 1))?;
@@ -6388,12 +6388,12 @@ struct ThriftTestTestInsanityResult {
 }
 
 impl ThriftTestTestInsanityResult {
-  fn ok_or(self) -> thrift::Result<BTreeMap<UserId, BTreeMap<Numberz, Insanity>>> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<BTreeMap<UserId, BTreeMap<Numberz, Insanity>>> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestInsanity"
@@ -6402,7 +6402,7 @@ impl ThriftTestTestInsanityResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestInsanityResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestInsanityResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<BTreeMap<UserId, BTreeMap<Numberz, Insanity>>> = None;
     loop {
@@ -6442,7 +6442,7 @@ impl ThriftTestTestInsanityResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestInsanityResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.result_value {
@@ -6480,7 +6480,7 @@ struct ThriftTestTestMultiArgs {
 }
 
 impl ThriftTestTestMultiArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestMultiArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestMultiArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<i8> = None;
     let mut f_2: Option<i32> = None;
@@ -6549,7 +6549,7 @@ impl ThriftTestTestMultiArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testMulti_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("arg0", TType::I08, 1))?;
@@ -6590,12 +6590,12 @@ struct ThriftTestTestMultiResult {
 }
 
 impl ThriftTestTestMultiResult {
-  fn ok_or(self) -> thrift::Result<Xtruct> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<Xtruct> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestMulti"
@@ -6604,7 +6604,7 @@ impl ThriftTestTestMultiResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestMultiResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestMultiResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<Xtruct> = None;
     loop {
@@ -6630,7 +6630,7 @@ impl ThriftTestTestMultiResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestMultiResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.result_value {
@@ -6653,7 +6653,7 @@ struct ThriftTestTestExceptionArgs {
 }
 
 impl ThriftTestTestExceptionArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestExceptionArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestExceptionArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<String> = None;
     loop {
@@ -6680,7 +6680,7 @@ impl ThriftTestTestExceptionArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testException_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("arg", TType::String, 1))?;
@@ -6701,14 +6701,14 @@ struct ThriftTestTestExceptionResult {
 }
 
 impl ThriftTestTestExceptionResult {
-  fn ok_or(self) -> thrift::Result<()> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<()> {
     if self.err1.is_some() {
-      Err(thrift::Error::User(Box::new(self.err1.unwrap())))
+      Err(::baseplate::thrift::Error::User(Box::new(self.err1.unwrap())))
     } else {
       Ok(())
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestExceptionResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestExceptionResult> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<Xception> = None;
     loop {
@@ -6734,7 +6734,7 @@ impl ThriftTestTestExceptionResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestExceptionResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.err1 {
@@ -6758,7 +6758,7 @@ struct ThriftTestTestMultiExceptionArgs {
 }
 
 impl ThriftTestTestMultiExceptionArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestMultiExceptionArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestMultiExceptionArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<String> = None;
     let mut f_2: Option<String> = None;
@@ -6792,7 +6792,7 @@ impl ThriftTestTestMultiExceptionArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testMultiException_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("arg0", TType::String, 1))?;
@@ -6818,16 +6818,16 @@ struct ThriftTestTestMultiExceptionResult {
 }
 
 impl ThriftTestTestMultiExceptionResult {
-  fn ok_or(self) -> thrift::Result<Xtruct> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<Xtruct> {
     if self.err1.is_some() {
-      Err(thrift::Error::User(Box::new(self.err1.unwrap())))
+      Err(::baseplate::thrift::Error::User(Box::new(self.err1.unwrap())))
     } else if self.err2.is_some() {
-      Err(thrift::Error::User(Box::new(self.err2.unwrap())))
+      Err(::baseplate::thrift::Error::User(Box::new(self.err2.unwrap())))
     } else if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for ThriftTestTestMultiException"
@@ -6836,7 +6836,7 @@ impl ThriftTestTestMultiExceptionResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestMultiExceptionResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestMultiExceptionResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<Xtruct> = None;
     let mut f_1: Option<Xception> = None;
@@ -6874,7 +6874,7 @@ impl ThriftTestTestMultiExceptionResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("ThriftTestTestMultiExceptionResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.result_value {
@@ -6907,7 +6907,7 @@ struct ThriftTestTestOnewayArgs {
 }
 
 impl ThriftTestTestOnewayArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<ThriftTestTestOnewayArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<ThriftTestTestOnewayArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<i32> = None;
     loop {
@@ -6934,7 +6934,7 @@ impl ThriftTestTestOnewayArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("testOneway_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("secondsToSleep", TType::I32, 1))?;
@@ -6950,8 +6950,8 @@ impl ThriftTestTestOnewayArgs {
 //
 
 pub trait TSecondServiceSyncClient {
-  fn blah_blah(&mut self) -> thrift::Result<()>;
-  fn secondtest_string(&mut self, thing: String) -> thrift::Result<String>;
+  fn blah_blah(&mut self) -> ::baseplate::thrift::Result<()>;
+  fn secondtest_string(&mut self, thing: String) -> ::baseplate::thrift::Result<String>;
 }
 
 pub trait TSecondServiceSyncClientMarker {}
@@ -6978,7 +6978,7 @@ impl <IP, OP> TThriftClient for SecondServiceSyncClient<IP, OP> where IP: TInput
 impl <IP, OP> TSecondServiceSyncClientMarker for SecondServiceSyncClient<IP, OP> where IP: TInputProtocol, OP: TOutputProtocol {}
 
 impl <C: TThriftClient + TSecondServiceSyncClientMarker> TSecondServiceSyncClient for C {
-  fn blah_blah(&mut self) -> thrift::Result<()> {
+  fn blah_blah(&mut self) -> ::baseplate::thrift::Result<()> {
     (
       {
         self.increment_sequence_number();
@@ -6995,9 +6995,9 @@ impl <C: TThriftClient + TSecondServiceSyncClientMarker> TSecondServiceSyncClien
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("blahBlah", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = SecondServiceBlahBlahResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -7005,7 +7005,7 @@ impl <C: TThriftClient + TSecondServiceSyncClientMarker> TSecondServiceSyncClien
       result.ok_or()
     }
   }
-  fn secondtest_string(&mut self, thing: String) -> thrift::Result<String> {
+  fn secondtest_string(&mut self, thing: String) -> ::baseplate::thrift::Result<String> {
     (
       {
         self.increment_sequence_number();
@@ -7022,9 +7022,9 @@ impl <C: TThriftClient + TSecondServiceSyncClientMarker> TSecondServiceSyncClien
       verify_expected_sequence_number(self.sequence_number(), message_ident.sequence_number)?;
       verify_expected_service_call("secondtestString", &message_ident.name)?;
       if message_ident.message_type == TMessageType::Exception {
-        let remote_error = thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
+        let remote_error = ::baseplate::thrift::Error::read_application_error_from_in_protocol(self.i_prot_mut())?;
         self.i_prot_mut().read_message_end()?;
-        return Err(thrift::Error::Application(remote_error))
+        return Err(::baseplate::thrift::Error::Application(remote_error))
       }
       verify_expected_message_type(TMessageType::Reply, message_ident.message_type)?;
       let result = SecondServiceSecondtestStringResult::read_from_in_protocol(self.i_prot_mut())?;
@@ -7039,8 +7039,8 @@ impl <C: TThriftClient + TSecondServiceSyncClientMarker> TSecondServiceSyncClien
 //
 
 pub trait SecondServiceSyncHandler {
-  fn handle_blah_blah(&self) -> thrift::Result<()>;
-  fn handle_secondtest_string(&self, thing: String) -> thrift::Result<String>;
+  fn handle_blah_blah(&self) -> ::baseplate::thrift::Result<()>;
+  fn handle_secondtest_string(&self, thing: String) -> ::baseplate::thrift::Result<String>;
 }
 
 pub struct SecondServiceSyncProcessor<H: SecondServiceSyncHandler> {
@@ -7053,10 +7053,10 @@ impl <H: SecondServiceSyncHandler> SecondServiceSyncProcessor<H> {
       handler,
     }
   }
-  fn process_blah_blah(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_blah_blah(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TSecondServiceProcessFunctions::process_blah_blah(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
-  fn process_secondtest_string(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process_secondtest_string(&self, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     TSecondServiceProcessFunctions::process_secondtest_string(&self.handler, incoming_sequence_number, i_prot, o_prot)
   }
 }
@@ -7064,7 +7064,7 @@ impl <H: SecondServiceSyncHandler> SecondServiceSyncProcessor<H> {
 pub struct TSecondServiceProcessFunctions;
 
 impl TSecondServiceProcessFunctions {
-  pub fn process_blah_blah<H: SecondServiceSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_blah_blah<H: SecondServiceSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let _ = SecondServiceBlahBlahArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_blah_blah() {
       Ok(_) => {
@@ -7077,10 +7077,10 @@ impl TSecondServiceProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("blahBlah", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -7093,7 +7093,7 @@ impl TSecondServiceProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("blahBlah", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -7101,7 +7101,7 @@ impl TSecondServiceProcessFunctions {
       },
     }
   }
-  pub fn process_secondtest_string<H: SecondServiceSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  pub fn process_secondtest_string<H: SecondServiceSyncHandler>(handler: &H, incoming_sequence_number: i32, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let args = SecondServiceSecondtestStringArgs::read_from_in_protocol(i_prot)?;
     match handler.handle_secondtest_string(args.thing) {
       Ok(handler_return) => {
@@ -7114,10 +7114,10 @@ impl TSecondServiceProcessFunctions {
       },
       Err(e) => {
         match e {
-          thrift::Error::Application(app_err) => {
+          ::baseplate::thrift::Error::Application(app_err) => {
             let message_ident = TMessageIdentifier::new("secondtestString", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&app_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -7130,7 +7130,7 @@ impl TSecondServiceProcessFunctions {
             };
             let message_ident = TMessageIdentifier::new("secondtestString", TMessageType::Exception, incoming_sequence_number);
             o_prot.write_message_begin(&message_ident)?;
-            thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
+            ::baseplate::thrift::Error::write_application_error_to_out_protocol(&ret_err, o_prot)?;
             o_prot.write_message_end()?;
             o_prot.flush()
           },
@@ -7141,7 +7141,7 @@ impl TSecondServiceProcessFunctions {
 }
 
 impl <H: SecondServiceSyncHandler> TProcessor for SecondServiceSyncProcessor<H> {
-  fn process(&self, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn process(&self, i_prot: &mut dyn TInputProtocol, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let message_ident = i_prot.read_message_begin()?;
     let res = match &*message_ident.name {
       "blahBlah" => {
@@ -7152,7 +7152,7 @@ impl <H: SecondServiceSyncHandler> TProcessor for SecondServiceSyncProcessor<H> 
       },
       method => {
         Err(
-          thrift::Error::Application(
+          ::baseplate::thrift::Error::Application(
             ApplicationError::new(
               ApplicationErrorKind::UnknownMethod,
               format!("unknown method {}", method)
@@ -7161,7 +7161,7 @@ impl <H: SecondServiceSyncHandler> TProcessor for SecondServiceSyncProcessor<H> 
         )
       },
     };
-    thrift::server::handle_process_result(&message_ident, res, o_prot)
+    ::baseplate::thrift::server::handle_process_result(&message_ident, res, o_prot)
   }
 }
 
@@ -7174,7 +7174,7 @@ struct SecondServiceBlahBlahArgs {
 }
 
 impl SecondServiceBlahBlahArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<SecondServiceBlahBlahArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<SecondServiceBlahBlahArgs> {
     i_prot.read_struct_begin()?;
     loop {
       let field_ident = i_prot.read_field_begin()?;
@@ -7193,7 +7193,7 @@ impl SecondServiceBlahBlahArgs {
     let ret = SecondServiceBlahBlahArgs {};
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("blahBlah_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_stop()?;
@@ -7210,10 +7210,10 @@ struct SecondServiceBlahBlahResult {
 }
 
 impl SecondServiceBlahBlahResult {
-  fn ok_or(self) -> thrift::Result<()> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<()> {
     Ok(())
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<SecondServiceBlahBlahResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<SecondServiceBlahBlahResult> {
     i_prot.read_struct_begin()?;
     loop {
       let field_ident = i_prot.read_field_begin()?;
@@ -7232,7 +7232,7 @@ impl SecondServiceBlahBlahResult {
     let ret = SecondServiceBlahBlahResult {};
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("SecondServiceBlahBlahResult");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_stop()?;
@@ -7250,7 +7250,7 @@ struct SecondServiceSecondtestStringArgs {
 }
 
 impl SecondServiceSecondtestStringArgs {
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<SecondServiceSecondtestStringArgs> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<SecondServiceSecondtestStringArgs> {
     i_prot.read_struct_begin()?;
     let mut f_1: Option<String> = None;
     loop {
@@ -7277,7 +7277,7 @@ impl SecondServiceSecondtestStringArgs {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("secondtestString_args");
     o_prot.write_struct_begin(&struct_ident)?;
     o_prot.write_field_begin(&TFieldIdentifier::new("thing", TType::String, 1))?;
@@ -7298,12 +7298,12 @@ struct SecondServiceSecondtestStringResult {
 }
 
 impl SecondServiceSecondtestStringResult {
-  fn ok_or(self) -> thrift::Result<String> {
+  fn ok_or(self) -> ::baseplate::thrift::Result<String> {
     if self.result_value.is_some() {
       Ok(self.result_value.unwrap())
     } else {
       Err(
-        thrift::Error::Application(
+        ::baseplate::thrift::Error::Application(
           ApplicationError::new(
             ApplicationErrorKind::MissingResult,
             "no result received for SecondServiceSecondtestString"
@@ -7312,7 +7312,7 @@ impl SecondServiceSecondtestStringResult {
       )
     }
   }
-  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> thrift::Result<SecondServiceSecondtestStringResult> {
+  fn read_from_in_protocol(i_prot: &mut dyn TInputProtocol) -> ::baseplate::thrift::Result<SecondServiceSecondtestStringResult> {
     i_prot.read_struct_begin()?;
     let mut f_0: Option<String> = None;
     loop {
@@ -7338,7 +7338,7 @@ impl SecondServiceSecondtestStringResult {
     };
     Ok(ret)
   }
-  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+  fn write_to_out_protocol(&self, o_prot: &mut dyn TOutputProtocol) -> ::baseplate::thrift::Result<()> {
     let struct_ident = TStructIdentifier::new("SecondServiceSecondtestStringResult");
     o_prot.write_struct_begin(&struct_ident)?;
     if let Some(ref fld_var) = self.result_value {
@@ -7352,53 +7352,169 @@ impl SecondServiceSecondtestStringResult {
 }
 
 
+/// What `testException` fails with: one of its declared exceptions, or any
+/// other error (the caller gets an application exception).
+#[derive(Debug)]
+pub enum ThriftTestTestExceptionError {
+  /// The declared exception `err1`, sent to the caller as itself.
+  Err1(Xception),
+  /// Any other error: the caller gets an application exception.
+  Other(::baseplate::thrift::Error),
+}
+
+impl ::std::fmt::Display for ThriftTestTestExceptionError {
+  fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+    match self {
+      ThriftTestTestExceptionError::Err1(e) => ::std::fmt::Display::fmt(e, f),
+      ThriftTestTestExceptionError::Other(e) => ::std::fmt::Display::fmt(e, f),
+    }
+  }
+}
+
+impl ::std::error::Error for ThriftTestTestExceptionError {}
+
+/// What a client's call returned, with a declared exception as its variant.
+impl From<::baseplate::thrift::Error> for ThriftTestTestExceptionError {
+  fn from(e: ::baseplate::thrift::Error) -> ThriftTestTestExceptionError {
+    let e = match e {
+      ::baseplate::thrift::Error::User(e) => e,
+      e => return ThriftTestTestExceptionError::Other(e),
+    };
+    let e = match e.downcast::<Xception>() {
+      Ok(declared) => return ThriftTestTestExceptionError::Err1(*declared),
+      Err(e) => e,
+    };
+    ThriftTestTestExceptionError::Other(::baseplate::thrift::Error::User(e))
+  }
+}
+
+impl From<ThriftTestTestExceptionError> for ::baseplate::thrift::Error {
+  fn from(e: ThriftTestTestExceptionError) -> ::baseplate::thrift::Error {
+    match e {
+      ThriftTestTestExceptionError::Err1(e) => ::baseplate::thrift::Error::User(Box::new(e)),
+      ThriftTestTestExceptionError::Other(e) => e,
+    }
+  }
+}
+
+impl From<Xception> for ThriftTestTestExceptionError {
+  fn from(e: Xception) -> ThriftTestTestExceptionError {
+    ThriftTestTestExceptionError::Err1(e)
+  }
+}
+
+/// What `testMultiException` fails with: one of its declared exceptions, or any
+/// other error (the caller gets an application exception).
+#[derive(Debug)]
+pub enum ThriftTestTestMultiExceptionError {
+  /// The declared exception `err1`, sent to the caller as itself.
+  Err1(Xception),
+  /// The declared exception `err2`, sent to the caller as itself.
+  Err2(Xception2),
+  /// Any other error: the caller gets an application exception.
+  Other(::baseplate::thrift::Error),
+}
+
+impl ::std::fmt::Display for ThriftTestTestMultiExceptionError {
+  fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+    match self {
+      ThriftTestTestMultiExceptionError::Err1(e) => ::std::fmt::Display::fmt(e, f),
+      ThriftTestTestMultiExceptionError::Err2(e) => ::std::fmt::Display::fmt(e, f),
+      ThriftTestTestMultiExceptionError::Other(e) => ::std::fmt::Display::fmt(e, f),
+    }
+  }
+}
+
+impl ::std::error::Error for ThriftTestTestMultiExceptionError {}
+
+/// What a client's call returned, with a declared exception as its variant.
+impl From<::baseplate::thrift::Error> for ThriftTestTestMultiExceptionError {
+  fn from(e: ::baseplate::thrift::Error) -> ThriftTestTestMultiExceptionError {
+    let e = match e {
+      ::baseplate::thrift::Error::User(e) => e,
+      e => return ThriftTestTestMultiExceptionError::Other(e),
+    };
+    let e = match e.downcast::<Xception>() {
+      Ok(declared) => return ThriftTestTestMultiExceptionError::Err1(*declared),
+      Err(e) => e,
+    };
+    let e = match e.downcast::<Xception2>() {
+      Ok(declared) => return ThriftTestTestMultiExceptionError::Err2(*declared),
+      Err(e) => e,
+    };
+    ThriftTestTestMultiExceptionError::Other(::baseplate::thrift::Error::User(e))
+  }
+}
+
+impl From<ThriftTestTestMultiExceptionError> for ::baseplate::thrift::Error {
+  fn from(e: ThriftTestTestMultiExceptionError) -> ::baseplate::thrift::Error {
+    match e {
+      ThriftTestTestMultiExceptionError::Err1(e) => ::baseplate::thrift::Error::User(Box::new(e)),
+      ThriftTestTestMultiExceptionError::Err2(e) => ::baseplate::thrift::Error::User(Box::new(e)),
+      ThriftTestTestMultiExceptionError::Other(e) => e,
+    }
+  }
+}
+
+impl From<Xception> for ThriftTestTestMultiExceptionError {
+  fn from(e: Xception) -> ThriftTestTestMultiExceptionError {
+    ThriftTestTestMultiExceptionError::Err1(e)
+  }
+}
+
+impl From<Xception2> for ThriftTestTestMultiExceptionError {
+  fn from(e: Xception2) -> ThriftTestTestMultiExceptionError {
+    ThriftTestTestMultiExceptionError::Err2(e)
+  }
+}
+
 /// The handlers of the `ThriftTest` service, as async functions: implement them
 /// with `async fn`, and serve them with [`ThriftTestAsyncProcessor`].
 pub trait ThriftTestAsyncHandler: Send + Sync + 'static {
   /// `testVoid`.
-  fn handle_test_void(&self) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<()>> + Send;
+  fn handle_test_void(&self) -> impl ::std::future::Future<Output = ::std::result::Result<(), ::baseplate::thrift::Error>> + Send;
   /// `testString`.
-  fn handle_test_string(&self, thing: String) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<String>> + Send;
+  fn handle_test_string(&self, thing: String) -> impl ::std::future::Future<Output = ::std::result::Result<String, ::baseplate::thrift::Error>> + Send;
   /// `testBool`.
-  fn handle_test_bool(&self, thing: bool) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<bool>> + Send;
+  fn handle_test_bool(&self, thing: bool) -> impl ::std::future::Future<Output = ::std::result::Result<bool, ::baseplate::thrift::Error>> + Send;
   /// `testByte`.
-  fn handle_test_byte(&self, thing: i8) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<i8>> + Send;
+  fn handle_test_byte(&self, thing: i8) -> impl ::std::future::Future<Output = ::std::result::Result<i8, ::baseplate::thrift::Error>> + Send;
   /// `testI32`.
-  fn handle_test_i32(&self, thing: i32) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<i32>> + Send;
+  fn handle_test_i32(&self, thing: i32) -> impl ::std::future::Future<Output = ::std::result::Result<i32, ::baseplate::thrift::Error>> + Send;
   /// `testI64`.
-  fn handle_test_i64(&self, thing: i64) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<i64>> + Send;
+  fn handle_test_i64(&self, thing: i64) -> impl ::std::future::Future<Output = ::std::result::Result<i64, ::baseplate::thrift::Error>> + Send;
   /// `testDouble`.
-  fn handle_test_double(&self, thing: ::baseplate::thrift::OrderedFloat<f64>) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<::baseplate::thrift::OrderedFloat<f64>>> + Send;
+  fn handle_test_double(&self, thing: ::baseplate::thrift::OrderedFloat<f64>) -> impl ::std::future::Future<Output = ::std::result::Result<::baseplate::thrift::OrderedFloat<f64>, ::baseplate::thrift::Error>> + Send;
   /// `testBinary`.
-  fn handle_test_binary(&self, thing: Vec<u8>) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<Vec<u8>>> + Send;
+  fn handle_test_binary(&self, thing: Vec<u8>) -> impl ::std::future::Future<Output = ::std::result::Result<Vec<u8>, ::baseplate::thrift::Error>> + Send;
   /// `testStruct`.
-  fn handle_test_struct(&self, thing: Xtruct) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<Xtruct>> + Send;
+  fn handle_test_struct(&self, thing: Xtruct) -> impl ::std::future::Future<Output = ::std::result::Result<Xtruct, ::baseplate::thrift::Error>> + Send;
   /// `testNest`.
-  fn handle_test_nest(&self, thing: Xtruct2) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<Xtruct2>> + Send;
+  fn handle_test_nest(&self, thing: Xtruct2) -> impl ::std::future::Future<Output = ::std::result::Result<Xtruct2, ::baseplate::thrift::Error>> + Send;
   /// `testMap`.
-  fn handle_test_map(&self, thing: ::std::collections::BTreeMap<i32, i32>) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<::std::collections::BTreeMap<i32, i32>>> + Send;
+  fn handle_test_map(&self, thing: ::std::collections::BTreeMap<i32, i32>) -> impl ::std::future::Future<Output = ::std::result::Result<::std::collections::BTreeMap<i32, i32>, ::baseplate::thrift::Error>> + Send;
   /// `testStringMap`.
-  fn handle_test_string_map(&self, thing: ::std::collections::BTreeMap<String, String>) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<::std::collections::BTreeMap<String, String>>> + Send;
+  fn handle_test_string_map(&self, thing: ::std::collections::BTreeMap<String, String>) -> impl ::std::future::Future<Output = ::std::result::Result<::std::collections::BTreeMap<String, String>, ::baseplate::thrift::Error>> + Send;
   /// `testSet`.
-  fn handle_test_set(&self, thing: ::std::collections::BTreeSet<i32>) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<::std::collections::BTreeSet<i32>>> + Send;
+  fn handle_test_set(&self, thing: ::std::collections::BTreeSet<i32>) -> impl ::std::future::Future<Output = ::std::result::Result<::std::collections::BTreeSet<i32>, ::baseplate::thrift::Error>> + Send;
   /// `testList`.
-  fn handle_test_list(&self, thing: Vec<i32>) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<Vec<i32>>> + Send;
+  fn handle_test_list(&self, thing: Vec<i32>) -> impl ::std::future::Future<Output = ::std::result::Result<Vec<i32>, ::baseplate::thrift::Error>> + Send;
   /// `testEnum`.
-  fn handle_test_enum(&self, thing: Numberz) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<Numberz>> + Send;
+  fn handle_test_enum(&self, thing: Numberz) -> impl ::std::future::Future<Output = ::std::result::Result<Numberz, ::baseplate::thrift::Error>> + Send;
   /// `testTypedef`.
-  fn handle_test_typedef(&self, thing: UserId) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<UserId>> + Send;
+  fn handle_test_typedef(&self, thing: UserId) -> impl ::std::future::Future<Output = ::std::result::Result<UserId, ::baseplate::thrift::Error>> + Send;
   /// `testMapMap`.
-  fn handle_test_map_map(&self, hello: i32) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<::std::collections::BTreeMap<i32, ::std::collections::BTreeMap<i32, i32>>>> + Send;
+  fn handle_test_map_map(&self, hello: i32) -> impl ::std::future::Future<Output = ::std::result::Result<::std::collections::BTreeMap<i32, ::std::collections::BTreeMap<i32, i32>>, ::baseplate::thrift::Error>> + Send;
   /// `testInsanity`.
-  fn handle_test_insanity(&self, argument: Insanity) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<::std::collections::BTreeMap<UserId, ::std::collections::BTreeMap<Numberz, Insanity>>>> + Send;
+  fn handle_test_insanity(&self, argument: Insanity) -> impl ::std::future::Future<Output = ::std::result::Result<::std::collections::BTreeMap<UserId, ::std::collections::BTreeMap<Numberz, Insanity>>, ::baseplate::thrift::Error>> + Send;
   /// `testMulti`.
-  fn handle_test_multi(&self, arg0: i8, arg1: i32, arg2: i64, arg3: ::std::collections::BTreeMap<i16, String>, arg4: Numberz, arg5: UserId) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<Xtruct>> + Send;
+  fn handle_test_multi(&self, arg0: i8, arg1: i32, arg2: i64, arg3: ::std::collections::BTreeMap<i16, String>, arg4: Numberz, arg5: UserId) -> impl ::std::future::Future<Output = ::std::result::Result<Xtruct, ::baseplate::thrift::Error>> + Send;
   /// `testException`.
-  fn handle_test_exception(&self, arg: String) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<()>> + Send;
+  fn handle_test_exception(&self, arg: String) -> impl ::std::future::Future<Output = ::std::result::Result<(), ThriftTestTestExceptionError>> + Send;
   /// `testMultiException`.
-  fn handle_test_multi_exception(&self, arg0: String, arg1: String) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<Xtruct>> + Send;
+  fn handle_test_multi_exception(&self, arg0: String, arg1: String) -> impl ::std::future::Future<Output = ::std::result::Result<Xtruct, ThriftTestTestMultiExceptionError>> + Send;
   /// `testOneway`.
-  fn handle_test_oneway(&self, seconds_to_sleep: i32) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<()>> + Send;
+  fn handle_test_oneway(&self, seconds_to_sleep: i32) -> impl ::std::future::Future<Output = ::std::result::Result<(), ::baseplate::thrift::Error>> + Send;
 }
 
 /// Serves a [`ThriftTestAsyncHandler`]: a tower service over Thrift calls, for
@@ -7748,14 +7864,8 @@ impl<H: ThriftTestAsyncHandler> ::baseplate::tower::Service<::baseplate::server:
               let _ = &value;
               request.reply(|o| ThriftTestTestExceptionResult { err1: None }.write_to_out_protocol(o)).map_err(Into::into)
             }
-            Err(::baseplate::thrift::Error::User(e)) => {
-              let e = match e.downcast::<Xception>() {
-                Ok(declared) => return request.reply(|o| ThriftTestTestExceptionResult { err1: Some(*declared) }.write_to_out_protocol(o)).map_err(Into::into),
-                Err(e) => e,
-              };
-              Ok(request.error_reply(::baseplate::thrift::Error::User(e)))
-            }
-            Err(e) => Ok(request.error_reply(e)),
+            Err(ThriftTestTestExceptionError::Err1(declared)) => request.reply(|o| ThriftTestTestExceptionResult { err1: Some(declared) }.write_to_out_protocol(o)).map_err(Into::into),
+            Err(ThriftTestTestExceptionError::Other(e)) => Ok(request.error_reply(e)),
           }
         }
         20 => {
@@ -7769,18 +7879,9 @@ impl<H: ThriftTestAsyncHandler> ::baseplate::tower::Service<::baseplate::server:
               let _ = &value;
               request.reply(|o| ThriftTestTestMultiExceptionResult { result_value: Some(value), err1: None, err2: None }.write_to_out_protocol(o)).map_err(Into::into)
             }
-            Err(::baseplate::thrift::Error::User(e)) => {
-              let e = match e.downcast::<Xception>() {
-                Ok(declared) => return request.reply(|o| ThriftTestTestMultiExceptionResult { result_value: None, err1: Some(*declared), err2: None }.write_to_out_protocol(o)).map_err(Into::into),
-                Err(e) => e,
-              };
-              let e = match e.downcast::<Xception2>() {
-                Ok(declared) => return request.reply(|o| ThriftTestTestMultiExceptionResult { result_value: None, err1: None, err2: Some(*declared) }.write_to_out_protocol(o)).map_err(Into::into),
-                Err(e) => e,
-              };
-              Ok(request.error_reply(::baseplate::thrift::Error::User(e)))
-            }
-            Err(e) => Ok(request.error_reply(e)),
+            Err(ThriftTestTestMultiExceptionError::Err1(declared)) => request.reply(|o| ThriftTestTestMultiExceptionResult { result_value: None, err1: Some(declared), err2: None }.write_to_out_protocol(o)).map_err(Into::into),
+            Err(ThriftTestTestMultiExceptionError::Err2(declared)) => request.reply(|o| ThriftTestTestMultiExceptionResult { result_value: None, err1: None, err2: Some(declared) }.write_to_out_protocol(o)).map_err(Into::into),
+            Err(ThriftTestTestMultiExceptionError::Other(e)) => Ok(request.error_reply(e)),
           }
         }
         21 => {
@@ -7804,9 +7905,9 @@ impl<H: ThriftTestAsyncHandler> ::baseplate::tower::Service<::baseplate::server:
 /// with `async fn`, and serve them with [`SecondServiceAsyncProcessor`].
 pub trait SecondServiceAsyncHandler: Send + Sync + 'static {
   /// `blahBlah`.
-  fn handle_blah_blah(&self) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<()>> + Send;
+  fn handle_blah_blah(&self) -> impl ::std::future::Future<Output = ::std::result::Result<(), ::baseplate::thrift::Error>> + Send;
   /// `secondtestString`.
-  fn handle_secondtest_string(&self, thing: String) -> impl ::std::future::Future<Output = ::baseplate::thrift::Result<String>> + Send;
+  fn handle_secondtest_string(&self, thing: String) -> impl ::std::future::Future<Output = ::std::result::Result<String, ::baseplate::thrift::Error>> + Send;
 }
 
 /// Serves a [`SecondServiceAsyncHandler`]: a tower service over Thrift calls, for

@@ -14,13 +14,13 @@ use std::convert::Infallible;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use baseplate::AppConfig;
+use baseplate::{thrift, AppConfig};
 use downstream::baseplate::{BaseplateServiceV2SyncHandler, IsHealthyProbe, IsHealthyRequest};
-use downstream::example::{ExampleSyncHandler, Oops};
+use downstream::example::{ExampleFailError, ExampleSyncHandler, Oops};
 use downstream::identity::Identity;
 use downstream::{
     DownstreamAsyncHandler, DownstreamAsyncProcessor, DownstreamSyncHandler,
-    DownstreamSyncProcessor,
+    DownstreamSyncProcessor, DownstreamWhoamiError,
 };
 
 /// Sync handlers: `sleep` blocks its thread. As `thrift --gen rs` shapes
@@ -77,7 +77,7 @@ impl DownstreamAsyncHandler for Awaiting {
     async fn handle_is_healthy(&self, request: IsHealthyRequest) -> thrift::Result<bool> {
         Ok(app_health(&request))
     }
-    async fn handle_whoami(&self, name: String) -> thrift::Result<Identity> {
+    async fn handle_whoami(&self, name: String) -> Result<Identity, DownstreamWhoamiError> {
         Ok(Identity::new(name, i64::from(std::process::id())))
     }
     async fn handle_echo(&self, message: String) -> thrift::Result<String> {
@@ -91,8 +91,9 @@ impl DownstreamAsyncHandler for Awaiting {
     async fn handle_add(&self, a: i32, b: i32) -> thrift::Result<i32> {
         Ok(a.wrapping_add(b))
     }
-    async fn handle_fail(&self, message: String) -> thrift::Result<()> {
-        Err(thrift::Error::User(Box::new(Oops::new(message))))
+    /// A declared exception is a value of its own type.
+    async fn handle_fail(&self, message: String) -> Result<(), ExampleFailError> {
+        Err(Oops::new(message).into())
     }
     async fn handle_fire(&self, _note: String) -> thrift::Result<()> {
         Ok(())

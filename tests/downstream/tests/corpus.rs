@@ -14,11 +14,11 @@ use std::io::{Read, Write};
 use std::rc::Rc;
 
 use baseplate::server::thrift::{Protocol, ThriftRequest, ThriftResponse};
+use baseplate::thrift::protocol::{TBinaryInputProtocol, TBinaryOutputProtocol};
+use baseplate::thrift::server::TProcessor;
+use baseplate::thrift::{self, OrderedFloat};
 use baseplate::tower::ServiceExt;
 use baseplate::BoxError;
-use thrift::protocol::{TBinaryInputProtocol, TBinaryOutputProtocol};
-use thrift::server::TProcessor;
-use thrift::OrderedFloat;
 
 mod services {
     include!(concat!(env!("OUT_DIR"), "/services.rs"));
@@ -247,18 +247,28 @@ impl services::AdminAsyncHandler for Same {
     async fn handle_echo_containers(&self, value: Containers) -> thrift::Result<Containers> {
         Ok(value)
     }
-    async fn handle_area(&self, shape: Shape, scale: OrderedFloat<f64>) -> thrift::Result<Shape> {
-        area(shape, scale)
+    // The shared sync code's thrift::Error becomes the typed error: a
+    // declared exception in Error::User is found and made its variant.
+    async fn handle_area(
+        &self,
+        shape: Shape,
+        scale: OrderedFloat<f64>,
+    ) -> Result<Shape, services::StoreAreaError> {
+        area(shape, scale).map_err(Into::into)
     }
     async fn handle_lookup(
         &self,
         owner: i64,
         filter: BTreeMap<String, BTreeSet<Color>>,
-    ) -> thrift::Result<Requiredness> {
-        lookup(owner, filter)
+    ) -> Result<Requiredness, services::StoreLookupError> {
+        lookup(owner, filter).map_err(Into::into)
     }
-    async fn handle_keywords(&self, match_: String, ref_: i32) -> thrift::Result<Keywords> {
-        keywords(match_, ref_)
+    async fn handle_keywords(
+        &self,
+        match_: String,
+        ref_: i32,
+    ) -> Result<Keywords, services::StoreKeywordsError> {
+        keywords(match_, ref_).map_err(Into::into)
     }
     async fn handle_bytes(
         &self,
@@ -275,8 +285,8 @@ impl services::AdminAsyncHandler for Same {
     async fn handle_nothing(&self) -> thrift::Result<()> {
         Ok(())
     }
-    async fn handle_reset(&self, hard: bool) -> thrift::Result<bool> {
-        reset(hard)
+    async fn handle_reset(&self, hard: bool) -> Result<bool, services::AdminResetError> {
+        reset(hard).map_err(Into::into)
     }
 }
 
@@ -436,8 +446,8 @@ impl a::AAsyncHandler for Same {
     async fn handle_leaf(&self, value: i64) -> thrift::Result<a::d::Leaf> {
         Ok(leaf(value))
     }
-    async fn handle_item(&self, label: String) -> thrift::Result<Item> {
-        item(label)
+    async fn handle_item(&self, label: String) -> Result<Item, a::c::CItemError> {
+        item(label).map_err(Into::into)
     }
     async fn handle_items(&self, count: i32) -> thrift::Result<Vec<Item>> {
         Ok(items(count))

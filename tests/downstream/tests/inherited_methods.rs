@@ -8,15 +8,17 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use thrift::protocol::{TBinaryInputProtocol, TBinaryOutputProtocol};
-use thrift::transport::{TFramedReadTransport, TFramedWriteTransport, TIoChannel, TTcpChannel};
+use baseplate::thrift::protocol::{TBinaryInputProtocol, TBinaryOutputProtocol};
+use baseplate::thrift::transport::{
+    TFramedReadTransport, TFramedWriteTransport, TIoChannel, TTcpChannel,
+};
 
 mod downstream {
     include!(concat!(env!("OUT_DIR"), "/downstream.rs"));
 }
 
 use downstream::baseplate::{IsHealthyProbe, IsHealthyRequest, TBaseplateServiceV2SyncClient};
-use downstream::example::{Oops, TExampleSyncClient};
+use downstream::example::{ExampleFailError, TExampleSyncClient};
 use downstream::{DownstreamSyncClient, TDownstreamSyncClient};
 
 /// The running binary, killed when dropped.
@@ -86,10 +88,13 @@ fn own_inherited_and_base_methods_answer_through_sync_and_async_handlers() {
             42,
             "{factory}: inherited from Example"
         );
-        match client.fail("declared".to_string()) {
-            Err(thrift::Error::User(e)) => {
-                let oops = e.downcast::<Oops>().expect("the declared exception");
-                assert_eq!(oops.message.as_deref(), Some("declared"), "{factory}");
+        // The declared exception, typed: no downcast.
+        match client
+            .fail("declared".to_string())
+            .map_err(ExampleFailError::from)
+        {
+            Err(ExampleFailError::Oops(oops)) => {
+                assert_eq!(oops.message.as_deref(), Some("declared"), "{factory}")
             }
             other => panic!("{factory}: expected Oops, got {other:?}"),
         }

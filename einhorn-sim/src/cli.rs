@@ -187,20 +187,52 @@ pub struct Options {
     #[arg(long = "events", value_name = "FILE")]
     pub events: Option<PathBuf>,
 
-    /// The worker command
+    /// Einhorn's `-p`: Ruby code loaded into the master. Parsed only to be
+    /// refused with a message that says so (see [`Options::refusal`]).
+    #[arg(short = 'p', long = "preload", value_name = "PATH", hide = true)]
+    pub preload: Option<String>,
+
+    /// Einhorn's internal `--upgrade-check`: says what runs and exits 0,
+    /// so a master about to re-exec can check that the new one starts.
+    #[arg(long = "upgrade-check", hide = true)]
+    pub upgrade_check: bool,
+
+    /// The worker command. Options end at its first word (or at `--`), as
+    /// in Einhorn: everything after it is the program's own.
     #[arg(
         value_name = "PROGRAM",
         trailing_var_arg = true,
-        allow_hyphen_values = true,
-        required = true
+        required_unless_present = "upgrade_check"
     )]
     pub command: Vec<String>,
 }
+
+/// Einhorn's short usage, printed on stdout when no PROGRAM is given (as
+/// Einhorn prints its `## Usage`, which its own suite checks for).
+pub const SHORT_USAGE: &str = "## Usage
+
+einhorn-sim is an Einhorn master written in Rust: it opens shared
+sockets and runs copies of your program on them. Run `einhorn-sim -h`
+to see every option.
+
+    einhorn-sim [options] [--] PROGRAM [ARGS...]
+";
 
 /// `--ack-timeout` under `--watch` when none is given.
 pub const WATCH_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Options {
+    /// Why this command line cannot run although it parsed: Einhorn's
+    /// options that need Ruby.
+    pub fn refusal(&self) -> Option<String> {
+        self.preload.as_ref().map(|path| {
+            format!(
+                "-p/--preload {path:?} loads Ruby code into an Einhorn master, and einhorn-sim runs no \
+                 Ruby: give your program itself as PROGRAM (einhorn-sim [options] -- PROGRAM [ARGS...])"
+            )
+        })
+    }
+
     /// The ACK mode; Einhorn's default is a timer of (integer) 1 second.
     pub fn ack_mode(&self) -> AckMode {
         self.ack_mode.clone().unwrap_or(AckMode::Timer {
@@ -239,6 +271,17 @@ impl Options {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_end_where_the_program_starts() {
+        let o =
+            Options::try_parse_from(["einhorn-sim", "-n", "2", "prog", "-n", "3", "--x"]).unwrap();
+        assert_eq!(o.number, 2);
+        assert_eq!(o.command, ["prog", "-n", "3", "--x"]);
+        let unknown =
+            Options::try_parse_from(["einhorn-sim", "--nubmer", "3", "prog"]).unwrap_err();
+        assert_eq!(unknown.kind(), clap::error::ErrorKind::UnknownArgument);
+    }
 
     #[test]
     fn parses_einhorn_style_command_lines() {

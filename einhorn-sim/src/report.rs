@@ -48,9 +48,17 @@ impl Log {
             _ => Level::Error,
         };
         if level >= threshold {
-            eprintln!("[MASTER {}] {}: {msg}", self.pid, level.name());
+            line(&format!("[MASTER {}] {}: {msg}", self.pid, level.name()));
         }
     }
+}
+
+/// Writes `text` and a newline to stderr. Unlike `eprintln!`, a closed
+/// stderr (`einhorn-sim ... 2>&1 | head`) is no panic: the master runs on
+/// without its log, as Einhorn does.
+pub fn line(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
 /// Seconds since the epoch, as a float.

@@ -350,7 +350,7 @@ impl Master {
             "Incrementing number of workers from {old} -> {}",
             self.settings.number
         );
-        eprintln!("{message}");
+        crate::report::line(&message);
         message
     }
 
@@ -367,7 +367,7 @@ impl Master {
             "Decrementing number of workers from {old} -> {}",
             self.settings.number
         );
-        eprintln!("{message}");
+        crate::report::line(&message);
         message
     }
 
@@ -391,7 +391,7 @@ impl Master {
         } else {
             format!("Altering worker count, {old} -> {new}. Will gracefully terminate workers.")
         };
-        eprintln!("{message}");
+        crate::report::line(&message);
         message
     }
 

@@ -237,10 +237,10 @@ impl Master {
             &format!("===> Launched {pid} (index: {index})"),
         );
         if self.log.verbosity <= 1 {
-            eprintln!(
+            crate::report::line(&format!(
                 "[WORKER {pid}] INFO: About to exec {}",
                 inspect_argv(&self.program, &self.config.options.command[1..])
-            );
+            ));
         }
         self.pool.workers.push(Worker {
             pid,

@@ -140,10 +140,9 @@ pub struct Options {
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// Base respawn interval in seconds
-    #[arg(short = 's', long = "seconds", value_name = "N", value_parser = parse_positive_seconds,
-          default_value = "1")]
-    pub seconds: f64,
+    /// Base respawn interval in seconds [default: 1]
+    #[arg(short = 's', long = "seconds", value_name = "N", value_parser = parse_positive_seconds)]
+    pub seconds: Option<f64>,
 
     /// Escalate to SIGKILL T seconds after a graceful signal
     #[arg(short = 't', long = "signal-timeout", value_name = "T", value_parser = parse_count)]

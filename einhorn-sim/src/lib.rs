@@ -19,6 +19,7 @@ mod master;
 mod private_file;
 pub mod protocol;
 mod report;
+mod ruby_yaml;
 mod spawn;
 mod watch;
 pub mod worker_report;

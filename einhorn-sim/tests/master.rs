@@ -328,13 +328,9 @@ fn ack_timeout_abandons_a_bad_upgrade_and_keeps_the_old_workers() {
         old.iter().collect::<BTreeSet<_>>()
     );
     sim.wait_log(&["did not ACK within 0.4s; killing it."]);
-    let state = sim.command("state", &[]).join("");
-    let state: serde_norway::Value = serde_norway::from_str(&state).unwrap();
-    assert_eq!(state["state"]["version"], serde_norway::Value::from(0));
-    assert_eq!(
-        state["state"]["upgrading"],
-        serde_norway::Value::from(false)
-    );
+    let state = sim.state();
+    assert_eq!(state["version"], serde_norway::Value::from(0));
+    assert_eq!(state["upgrading"], serde_norway::Value::from(false));
 }
 
 #[test]
@@ -473,14 +469,11 @@ fn command_replies_match_einhorn() {
         sim.command("config", &["{seconds: 2}"]),
         vec!["Successfully merged in config: {\"seconds\"=>2}"]
     );
-    let state = sim.command("state", &[]).join("");
-    let state: serde_norway::Value = serde_norway::from_str(&state).unwrap();
-    assert_eq!(state["state"]["generation"], serde_norway::Value::from(1));
-    assert_eq!(
-        state["state"]["config"]["seconds"],
-        serde_norway::Value::from(2.0)
-    );
-    assert_eq!(state["state"]["children"].as_mapping().unwrap().len(), 1);
+    let state = sim.state();
+    assert_eq!(state["generation"], serde_norway::Value::from(1));
+    // A whole number is an Integer to Ruby, as Einhorn's default 1 is.
+    assert_eq!(state["config"]["seconds"], serde_norway::Value::from(2));
+    assert_eq!(state["children"].as_mapping().unwrap().len(), 1);
 }
 
 #[test]
@@ -782,9 +775,8 @@ fn worker_ping_is_recorded_in_state() {
     let mut rest = String::new();
     stream.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "", "worker:ping gets no reply");
-    let state = sim.command("state", &[]).join("");
-    let state: serde_norway::Value = serde_norway::from_str(&state).unwrap();
-    let child = &state["state"]["children"][&serde_norway::Value::from(pid)];
+    let state = sim.state();
+    let child = &state["children"][&serde_norway::Value::from(pid)];
     assert_eq!(
         child["pinged_request_id"],
         serde_norway::Value::from("id-1")
@@ -882,4 +874,129 @@ fn no_zombies_after_kills_crashes_and_upgrades() {
         .map(|pid| pid.to_string())
         .collect();
     assert!(zombies.is_empty(), "zombie children: {zombies:?}");
+}
+
+/// The `state` reply has Einhorn's keys, in Einhorn's shape: a worker
+/// that ignores USR2 after an upgrade is a child with `:signaled` a Set
+/// holding `USR2`, `-b` is `[host, port, [flags]]`, the default `seconds`
+/// an Integer, and every key of Einhorn's state is there.
+#[test]
+fn the_state_reply_has_einhorns_keys_and_types() {
+    let sim = Sim::start(
+        &["-n", "1", "-m", "manual", "-b", "127.0.0.1:0,r"],
+        &[("TEST_WORKER_IGNORE_USR2", "1")],
+    );
+    let old = pid_of(&sim.wait_count(is_ack, 1)[0]);
+    sim.command("upgrade", &[]);
+    sim.wait_for(|events| {
+        events
+            .iter()
+            .any(|r| matches!(&r.event, Event::Signal { pid, signal } if i64::from(*pid) == old && signal == "SIGUSR2"))
+            .then_some(())
+    });
+    let state = sim.state();
+    let old_child = &state["children"][&serde_norway::Value::from(old)];
+    assert_eq!(old_child["type"], serde_norway::Value::from(":worker"));
+    assert_eq!(
+        old_child["signaled"],
+        serde_norway::Value::from(vec!["USR2"])
+    );
+    assert_eq!(state["config"]["seconds"], serde_norway::Value::from(1));
+    assert_eq!(
+        state["bind"],
+        serde_norway::Value::from(vec![serde_norway::Value::from(vec![
+            serde_norway::Value::from("127.0.0.1"),
+            serde_norway::Value::from(0),
+            serde_norway::Value::from(vec!["r"]),
+        ])])
+    );
+    for key in [
+        "children",
+        "config",
+        "versions",
+        "version",
+        "sockets",
+        "orig_cmd",
+        "bind",
+        "bind_fds",
+        "bound_ports",
+        "cmd",
+        "script_name",
+        "respawn",
+        "upgrading",
+        "smooth_upgrade",
+        "reloading_for_upgrade",
+        "path",
+        "cmd_name",
+        "verbosity",
+        "generation",
+        "last_spinup",
+        "ack_mode",
+        "kill_children_on_exit",
+        "command_socket_as_fd",
+        "socket_path",
+        "pidfile",
+        "lockfile",
+        "consecutive_deaths_before_ack",
+        "last_upgraded",
+        "nice",
+        "reexec_commandline",
+        "drop_environment_variables",
+        "signal_timeout",
+        "preloaded",
+    ] {
+        assert!(
+            state.as_mapping().unwrap().contains_key(key),
+            "no {key} in {state:?}"
+        );
+    }
+    assert_eq!(
+        state["ack_mode"]["type"],
+        serde_norway::Value::from(":manual")
+    );
+
+    // Einhorn's own clients load it with Einhorn::SafeYAML.load and index
+    // it with symbols: Ruby's Psych, called as Einhorn calls it.
+    let text = sim.command("state", &[]).join("");
+    let script = format!(
+        "require 'yaml'; require 'set'\n\
+         d = YAML.safe_load(STDIN.read, permitted_classes: [Set, Symbol, Time], aliases: true)\n\
+         c = d[:state][:children][{old}]\n\
+         puts [c[:type].inspect, c[:signaled].to_a.inspect, c[:spinup_time].class, \
+         d[:state][:config][:seconds].class, d[:state][:ack_mode][:type].inspect, \
+         d[:state][:bind].inspect].join(' | ')"
+    );
+    match run_with_stdin("ruby", &["-e", &script], &text) {
+        Some(out) => assert_eq!(
+            out.trim(),
+            ":worker | [\"USR2\"] | Time | Integer | :manual | [[\"127.0.0.1\", 0, [\"r\"]]]",
+            "{text}"
+        ),
+        None => println!("SKIPPED the Ruby reader: no ruby on PATH"),
+    }
+}
+
+/// Runs `program args` with `input` on stdin: its stdout, or `None` when
+/// the program is not installed.
+fn run_with_stdin(program: &str, args: &[&str], input: &str) -> Option<String> {
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{program}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(String::from_utf8(output.stdout).unwrap())
 }

@@ -471,7 +471,10 @@ impl Master {
                 ("number", Some(n)) if (1.0..=1000.0).contains(&n) => {
                     self.settings.number = n as u32
                 }
-                ("seconds", Some(s)) if s > 0.0 && s.is_finite() => self.settings.seconds = s,
+                ("seconds", Some(s)) if s > 0.0 && s.is_finite() => {
+                    self.settings.seconds = s;
+                    self.settings.seconds_integer = value.is_i64();
+                }
                 ("verbosity", Some(v)) if (0.0..=2.0).contains(&v) => self.log.verbosity = v as u8,
                 ("max_unacked", Some(n)) if n >= 1.0 => self.settings.max_unacked = n as u32,
                 ("max_upgrade_additional", Some(n)) if n >= 0.0 => {

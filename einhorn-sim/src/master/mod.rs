@@ -150,6 +150,9 @@ struct Settings {
     number: u32,
     /// `-s`: the base spawn interval, in seconds.
     seconds: f64,
+    /// Whether Ruby would hold `seconds` as an Integer (Einhorn's default,
+    /// or a whole number given to `config`), not a Float (`-s`).
+    seconds_integer: bool,
     /// `--max-unacked`.
     max_unacked: u32,
     /// `--max-upgrade-additional`.
@@ -234,7 +237,8 @@ impl Master {
             pid: std::process::id(),
             settings: Settings {
                 number: options.number,
-                seconds: options.seconds,
+                seconds: options.seconds.unwrap_or(1.0),
+                seconds_integer: options.seconds.is_none(),
                 max_unacked,
                 max_upgrade_additional: options.max_upgrade_additional,
                 ack_mode: options.ack_mode(),

@@ -1,165 +1,210 @@
-//! The `state` reply: the pool and settings as a YAML document, with the
-//! structure and key names of Einhorn's state dump (docs/einhorn-sim.md
-//! says how its values differ).
+//! The `state` reply: what Einhorn 1.1.1's `state` dumps, key for key and
+//! in its order, written as Ruby's Psych writes it (symbol keys, `Set`s,
+//! `Time`s; see [`crate::ruby_yaml`]), so that Einhorn's clients read
+//! `[:state][:children]` and get what Einhorn would give them. Keys of
+//! einhorn-sim's own (`config`'s `max_unacked` when not given,
+//! `pinged_*`) sit where Einhorn's clients ignore them.
 
 use std::time::SystemTime;
 
-use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
-use serde_norway::Value;
-
 use super::pool::Worker;
 use super::Master;
+use crate::bind::{BindAddress, BoundSocket};
 use crate::cli::AckMode;
 use crate::report::format_time;
+use crate::ruby_yaml::{document, Key, Ruby};
 
-#[derive(Serialize)]
-struct Root<'a> {
-    state: State<'a>,
+fn time(t: Option<SystemTime>) -> Ruby {
+    Ruby::option(t, |t| Ruby::Time(format_time(t)))
 }
 
-#[derive(Serialize)]
-struct State<'a> {
-    children: Children<'a>,
-    config: Settings,
-    version: u64,
-    orig_cmd: &'a [String],
-    cmd: Vec<String>,
-    bind: Vec<String>,
-    bind_fds: Vec<i32>,
-    bound_ports: Vec<u16>,
-    respawn: bool,
-    upgrading: bool,
-    smooth_upgrade: bool,
-    cmd_name: Option<&'a str>,
-    verbosity: u8,
-    generation: u64,
-    last_spinup: Option<String>,
-    ack_mode: AckModeState,
-    kill_children_on_exit: bool,
-    socket_path: String,
-    pidfile: String,
-    lockfile: String,
-    consecutive_deaths_before_ack: u32,
-    last_upgraded: Option<String>,
-    drop_environment_variables: &'a [String],
-    signal_timeout: Option<u32>,
+fn strings(items: &[String]) -> Ruby {
+    Ruby::List(items.iter().cloned().map(Ruby::Str).collect())
 }
 
-/// The workers by pid, in spawn order.
-struct Children<'a>(&'a [Worker]);
+fn path(p: &std::path::Path) -> Ruby {
+    Ruby::Str(p.display().to_string())
+}
 
-impl Serialize for Children<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for w in self.0 {
-            map.serialize_entry(&w.pid, &Child::from(w))?;
-        }
-        map.end()
+/// One worker, as Einhorn's child spec.
+fn child(w: &Worker) -> Ruby {
+    let mut spec = vec![
+        (Key::Sym("type"), Ruby::Sym("worker")),
+        (Key::Sym("version"), Ruby::Int(w.version as i64)),
+        (Key::Sym("acked"), Ruby::Bool(w.acked)),
+        (
+            Key::Sym("signaled"),
+            Ruby::Set(w.signaled.iter().cloned().collect()),
+        ),
+        (Key::Sym("last_signaled_at"), time(w.last_signaled_wall)),
+        (Key::Sym("index"), Ruby::Int(i64::from(w.index))),
+        (
+            Key::Sym("spinup_time"),
+            Ruby::Time(format_time(w.spinup_wall)),
+        ),
+    ];
+    // Einhorn adds these with the first ping.
+    if let Some(at) = w.pinged_at {
+        spec.push((Key::Sym("pinged_at"), Ruby::Time(format_time(at))));
+        let id = w
+            .pinged_request_id
+            .as_ref()
+            .and_then(|id| serde_json::to_value(id).ok())
+            .map_or(Ruby::Nil, Ruby::Json);
+        spec.push((Key::Sym("pinged_request_id"), id));
     }
+    Ruby::Map(spec)
 }
 
-#[derive(Serialize)]
-struct Child<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    version: u64,
-    acked: bool,
-    signaled: Vec<&'a str>,
-    last_signaled_at: Option<String>,
-    index: u32,
-    spinup_time: String,
-    pinged_at: Option<String>,
-    pinged_request_id: Option<&'a Value>,
-}
-
-impl<'a> From<&'a Worker> for Child<'a> {
-    fn from(w: &'a Worker) -> Child<'a> {
-        Child {
-            kind: "worker",
-            version: w.version,
-            acked: w.acked,
-            signaled: w.signaled.iter().map(String::as_str).collect(),
-            last_signaled_at: w.last_signaled_wall.map(format_time),
-            index: w.index,
-            spinup_time: format_time(w.spinup_wall),
-            pinged_at: w.pinged_at.map(format_time),
-            pinged_request_id: w.pinged_request_id.as_ref(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct Settings {
-    number: u32,
-    backlog: i32,
-    seconds: f64,
-    max_unacked: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    max_upgrade_additional: Option<u32>,
-}
-
-#[derive(Serialize)]
-struct AckModeState {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timeout: Option<f64>,
-}
-
-fn time(t: Option<SystemTime>) -> Option<String> {
-    t.map(format_time)
+/// A `-b` spec as Einhorn keeps it: `[host, port as given, [flags]]`.
+fn bind(socket: &BoundSocket) -> Ruby {
+    let (host, port) = match &socket.spec.address {
+        BindAddress::Tcp(host, port) => (host.clone(), i64::from(*port)),
+        BindAddress::Unix(path) => (format!("unix:{}", path.display()), 0),
+    };
+    Ruby::List(vec![
+        Ruby::Str(host),
+        Ruby::Int(port),
+        strings(&socket.spec.flags),
+    ])
 }
 
 impl Master {
     /// The `state` reply.
     pub(super) fn state(&self) -> String {
+        let state = Ruby::Map(vec![(Key::Sym("state"), Ruby::Map(self.state_entries()))]);
+        document(&state)
+    }
+
+    fn state_entries(&self) -> Vec<(Key, Ruby)> {
         let options = &self.config.options;
         let mut cmd = vec![self.program.display().to_string()];
         cmd.extend(options.command[1..].iter().cloned());
-        let state = State {
-            children: Children(&self.pool.workers),
-            config: Settings {
-                number: self.settings.number,
-                backlog: options.backlog,
-                seconds: self.settings.seconds,
-                max_unacked: self.settings.max_unacked,
-                max_upgrade_additional: self.settings.max_upgrade_additional,
-            },
-            version: self.version,
-            orig_cmd: &options.command,
-            cmd,
-            bind: self
-                .sockets
-                .iter()
-                .map(|s| s.spec.address.to_string())
-                .collect(),
-            bind_fds: self.sockets.iter().map(|s| s.raw_fd()).collect(),
-            bound_ports: self.sockets.iter().map(|s| s.port).collect(),
-            respawn: self.respawn,
-            upgrading: self.upgrade_state.current.is_some(),
-            smooth_upgrade: self.upgrade_state.last_smooth,
-            cmd_name: options.command_name.as_deref(),
-            verbosity: self.log.verbosity,
-            generation: self.upgrade_state.generation,
-            last_spinup: time(self.spinup.last_wall),
-            ack_mode: AckModeState {
-                kind: self.settings.ack_mode.name(),
-                timeout: match &self.settings.ack_mode {
-                    AckMode::Timer { timeout, .. } => Some(timeout.as_secs_f64()),
-                    AckMode::Manual => None,
-                },
-            },
-            kill_children_on_exit: options.kill_children_on_exit,
-            socket_path: self.config.sock_path.display().to_string(),
-            pidfile: self.config.pidfile.display().to_string(),
-            lockfile: self.config.lockfile.display().to_string(),
-            consecutive_deaths_before_ack: self.spinup.deaths_before_ack,
-            last_upgraded: time(self.upgrade_state.last_upgraded),
-            drop_environment_variables: &options.drop_env_var,
-            signal_timeout: options.signal_timeout,
+        let socket = |f: fn(&BoundSocket) -> Ruby| Ruby::List(self.sockets.iter().map(f).collect());
+        vec![
+            (
+                Key::Sym("children"),
+                Ruby::Map(
+                    self.pool
+                        .workers
+                        .iter()
+                        .map(|w| (Key::Int(i64::from(w.pid)), child(w)))
+                        .collect(),
+                ),
+            ),
+            (Key::Sym("config"), self.config_entries()),
+            (Key::Sym("versions"), Ruby::Map(vec![])),
+            (Key::Sym("version"), Ruby::Int(self.version as i64)),
+            (Key::Sym("sockets"), Ruby::Map(vec![])),
+            (Key::Sym("orig_cmd"), strings(&options.command)),
+            (Key::Sym("bind"), socket(bind)),
+            (
+                Key::Sym("bind_fds"),
+                socket(|s| Ruby::Int(i64::from(s.raw_fd()))),
+            ),
+            (
+                Key::Sym("bound_ports"),
+                socket(|s| Ruby::Int(i64::from(s.port))),
+            ),
+            (Key::Sym("cmd"), strings(&cmd)),
+            (Key::Sym("script_name"), Ruby::Nil),
+            (Key::Sym("respawn"), Ruby::Bool(self.respawn)),
+            (
+                Key::Sym("upgrading"),
+                Ruby::Bool(self.upgrade_state.current.is_some()),
+            ),
+            (
+                Key::Sym("smooth_upgrade"),
+                Ruby::Bool(self.upgrade_state.last_smooth),
+            ),
+            (Key::Sym("reloading_for_upgrade"), Ruby::Bool(false)),
+            (Key::Sym("path"), Ruby::Nil),
+            (
+                Key::Sym("cmd_name"),
+                Ruby::option(options.command_name.clone(), Ruby::Str),
+            ),
+            (
+                Key::Sym("verbosity"),
+                Ruby::Int(i64::from(self.log.verbosity)),
+            ),
+            (
+                Key::Sym("generation"),
+                Ruby::Int(self.upgrade_state.generation as i64),
+            ),
+            (Key::Sym("last_spinup"), time(self.spinup.last_wall)),
+            (Key::Sym("ack_mode"), self.ack_mode_entries()),
+            (
+                Key::Sym("kill_children_on_exit"),
+                Ruby::Bool(options.kill_children_on_exit),
+            ),
+            (Key::Sym("command_socket_as_fd"), Ruby::Bool(false)),
+            (Key::Sym("socket_path"), path(&self.config.sock_path)),
+            (Key::Sym("pidfile"), path(&self.config.pidfile)),
+            (Key::Sym("lockfile"), path(&self.config.lockfile)),
+            (
+                Key::Sym("consecutive_deaths_before_ack"),
+                Ruby::Int(i64::from(self.spinup.deaths_before_ack)),
+            ),
+            (
+                Key::Sym("last_upgraded"),
+                time(self.upgrade_state.last_upgraded),
+            ),
+            (
+                Key::Sym("nice"),
+                Ruby::Map(vec![
+                    (Key::Sym("master"), Ruby::Nil),
+                    (Key::Sym("worker"), Ruby::Nil),
+                    (Key::Sym("renice_cmd"), Ruby::Str("/usr/bin/renice".into())),
+                ]),
+            ),
+            (Key::Sym("reexec_commandline"), Ruby::Nil),
+            (
+                Key::Sym("drop_environment_variables"),
+                strings(&options.drop_env_var),
+            ),
+            (
+                Key::Sym("signal_timeout"),
+                Ruby::option(options.signal_timeout, |t| Ruby::Int(i64::from(t))),
+            ),
+            (Key::Sym("preloaded"), Ruby::Bool(false)),
+        ]
+    }
+
+    /// `config`: Einhorn's `number`, `backlog` and `seconds` (an Integer
+    /// unless given as a Float), then the pacing limits.
+    fn config_entries(&self) -> Ruby {
+        let settings = &self.settings;
+        let seconds = if settings.seconds_integer {
+            Ruby::Int(settings.seconds as i64)
+        } else {
+            Ruby::float(settings.seconds)
         };
-        let yaml = serde_norway::to_string(&Root { state }).unwrap_or_default();
-        format!("---\n{yaml}")
+        let mut config = vec![
+            (Key::Sym("number"), Ruby::Int(i64::from(settings.number))),
+            (
+                Key::Sym("backlog"),
+                Ruby::Int(i64::from(self.config.options.backlog)),
+            ),
+            (Key::Sym("seconds"), seconds),
+            (
+                Key::Sym("max_unacked"),
+                Ruby::Int(i64::from(settings.max_unacked)),
+            ),
+        ];
+        if let Some(n) = settings.max_upgrade_additional {
+            config.push((Key::Sym("max_upgrade_additional"), Ruby::Int(i64::from(n))));
+        }
+        Ruby::Map(config)
+    }
+
+    /// `{type: :timer, timeout: 1}` or `{type: :manual}`.
+    fn ack_mode_entries(&self) -> Ruby {
+        match &self.settings.ack_mode {
+            AckMode::Timer { text, .. } => Ruby::Map(vec![
+                (Key::Sym("type"), Ruby::Sym("timer")),
+                (Key::Sym("timeout"), Ruby::Float(text.clone())),
+            ]),
+            AckMode::Manual => Ruby::Map(vec![(Key::Sym("type"), Ruby::Sym("manual"))]),
+        }
     }
 }

@@ -220,6 +220,15 @@ impl Sim {
         messages
     }
 
+    /// The `state` reply's `:state:`, read as a Rust client would: symbol
+    /// keys without their `:`, a Ruby `Set` as the list of its members.
+    pub fn state(&self) -> serde_norway::Value {
+        let text = self.command("state", &[]).join("");
+        let document: serde_norway::Value = serde_norway::from_str(&text)
+            .unwrap_or_else(|e| panic!("the state reply is not YAML ({e}):\n{text}"));
+        plain(document)["state"].clone()
+    }
+
     pub fn signal(&self, signal: Signal) {
         kill(self.pid(), signal).unwrap();
     }
@@ -264,6 +273,34 @@ impl Drop for Sim {
 }
 
 /// The pid of a record's worker (panics for events about no worker).
+/// `value` with Ruby's symbol keys (`:state`) as plain ones and each
+/// `!ruby/object:Set` as a list of its members.
+fn plain(value: serde_norway::Value) -> serde_norway::Value {
+    use serde_norway::Value;
+    match value {
+        Value::Mapping(map) => Value::Mapping(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let k = match k {
+                        Value::String(s) => Value::String(s.trim_start_matches(':').to_string()),
+                        other => other,
+                    };
+                    (k, plain(v))
+                })
+                .collect(),
+        ),
+        Value::Sequence(items) => Value::Sequence(items.into_iter().map(plain).collect()),
+        Value::Tagged(tagged) if tagged.tag == "!ruby/object:Set" => {
+            let members = match &tagged.value["hash"] {
+                Value::Mapping(hash) => hash.keys().cloned().collect(),
+                _ => Vec::new(),
+            };
+            Value::Sequence(members)
+        }
+        other => other,
+    }
+}
+
 pub fn pid_of(record: &Record) -> i64 {
     i64::from(record.event.pid().expect("an event about a worker"))
 }

@@ -513,18 +513,27 @@ fn garbage_on_the_command_socket_leaves_the_master_serving() {
     assert!(sim.child.id() > 0);
 }
 
+/// Runs einhorn-sim with `args` to its end: its status, stdout and stderr.
+fn run_sim(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(sim_binary())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn startup_errors_are_one_line_and_exit_1() {
     for args in [
         vec!["--", "no-such-program-anywhere"],
         vec!["--watch", "/no/such/dir/file", "--", "true"],
     ] {
-        let output = std::process::Command::new(sim_binary())
-            .args(&args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        let (code, _, stderr) = run_sim(&args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"));
@@ -564,17 +573,13 @@ fn usage_errors_say_what_is_wrong_and_exit_2() {
         ),
         (vec!["-p", "server.rb", "true"], "einhorn-sim runs no Ruby"),
     ] {
-        let output = std::process::Command::new(sim_binary())
-            .args(&args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        let (code, stdout, stderr) = run_sim(&args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
         assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
         assert!(stderr.contains(said), "{args:?}: {stderr}");
         assert!(!stderr.contains("in PATH"), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"));
-        assert!(output.stdout.is_empty(), "{args:?}");
+        assert!(stdout.is_empty(), "{args:?}");
     }
 }
 
@@ -583,15 +588,8 @@ fn usage_errors_say_what_is_wrong_and_exit_2() {
 #[test]
 fn no_program_prints_the_usage_and_exits_1() {
     for args in [vec![], vec!["-n", "2"]] {
-        let output = std::process::Command::new(sim_binary())
-            .args(&args)
-            .output()
-            .unwrap();
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-        );
-        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        let (code, stdout, stderr) = run_sim(&args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
         assert!(stdout.starts_with("## Usage\n"), "{args:?}: {stdout}");
         assert!(stdout.contains("einhorn-sim [options] [--] PROGRAM [ARGS...]"));
         assert!(stderr.contains("<PROGRAM>"), "{args:?}: {stderr}");
@@ -602,12 +600,8 @@ fn no_program_prints_the_usage_and_exits_1() {
 /// needs no PROGRAM, says what runs and exits 0.
 #[test]
 fn upgrade_check_exits_0() {
-    let output = std::process::Command::new(sim_binary())
-        .arg("--upgrade-check")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let (code, _, stderr) = run_sim(&["--upgrade-check"]);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("INFO: Running einhorn-sim "), "{stderr}");
 }
 

@@ -133,6 +133,17 @@ impl Master {
             ),
             (Key::Sym("last_spinup"), time(self.spinup.last_wall)),
             (Key::Sym("ack_mode"), self.ack_mode_entries()),
+        ]
+        .into_iter()
+        .chain(self.process_entries())
+        .collect()
+    }
+
+    /// The keys from `kill_children_on_exit` on: the master's files,
+    /// options and upgrade times.
+    fn process_entries(&self) -> Vec<(Key, Ruby)> {
+        let options = &self.config.options;
+        vec![
             (
                 Key::Sym("kill_children_on_exit"),
                 Ruby::Bool(options.kill_children_on_exit),

@@ -68,6 +68,20 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     parse_positive_seconds(text).map(Duration::from_secs_f64)
 }
 
+/// A command line in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Words(pub Vec<String>);
+
+/// `--reexec-as`'s command line in words, split as Einhorn splits it
+/// (Ruby's `Shellwords`: quotes group, a backslash escapes).
+pub fn parse_words(text: &str) -> Result<Words, String> {
+    match crate::client::shell_words(text) {
+        None => Err(format!("{text:?} has an unterminated quote")),
+        Some(words) if words.is_empty() => Err("an empty command line".to_string()),
+        Some(words) => Ok(Words(words)),
+    }
+}
+
 fn parse_count(text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
         Ok(n) if n >= 1 => Ok(n),
@@ -191,6 +205,17 @@ pub struct Options {
     #[arg(short = 'p', long = "preload", value_name = "PATH", hide = true)]
     pub preload: Option<String>,
 
+    /// What to exec when the master re-execs itself (each `upgrade` and
+    /// `reload`), instead of einhorn-sim's own executable: a command line,
+    /// split into words as a shell would (a wrapper that sets the
+    /// environment, say)
+    #[arg(long = "reexec-as", value_name = "CMDLINE", value_parser = parse_words)]
+    pub reexec_as: Option<Words>,
+
+    /// Internal: the re-exec'd master's state comes from this descriptor.
+    #[arg(long = "with-state-fd", value_name = "FD", hide = true)]
+    pub with_state_fd: Option<i32>,
+
     /// Einhorn's internal `--upgrade-check`: says what runs and exits 0,
     /// so a master about to re-exec can check that the new one starts.
     #[arg(long = "upgrade-check", hide = true)]
@@ -201,7 +226,7 @@ pub struct Options {
     #[arg(
         value_name = "PROGRAM",
         trailing_var_arg = true,
-        required_unless_present = "upgrade_check"
+        required_unless_present_any = ["upgrade_check", "with_state_fd"]
     )]
     pub command: Vec<String>,
 }
@@ -270,6 +295,18 @@ impl Options {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reexec_as_is_split_as_a_shell_splits_it() {
+        assert_eq!(
+            parse_words(r#"env VAR='a b' X="q\"q" y\ z einhorn-sim"#)
+                .unwrap()
+                .0,
+            ["env", "VAR=a b", "X=q\"q", "y z", "einhorn-sim"]
+        );
+        assert!(parse_words("'open").is_err());
+        assert!(parse_words("   ").is_err());
+    }
 
     #[test]
     fn options_end_where_the_program_starts() {

@@ -4,9 +4,10 @@
 //! replies back.
 
 use std::io::ErrorKind;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,9 +99,46 @@ pub fn open(
         .map_err(|e| format!("cannot use the command socket: {e}"))
 }
 
-/// Accepts connections for the master's whole life.
-pub async fn serve(listener: UnixListener, master: UnboundedSender<Input>) {
-    let mut next: ConnId = 0;
+/// The inode of the socket at descriptor `fd`, if it is open.
+pub(crate) fn inode(fd: RawFd) -> Option<u64> {
+    // SAFETY: fstat only reads; a number that is not open fails.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    nix::sys::stat::fstat(fd).ok().map(|st| st.st_ino)
+}
+
+/// Serves a connection a master before an exec accepted, as connection
+/// `id`: the master's handle for it.
+pub fn adopt(
+    id: ConnId,
+    fd: OwnedFd,
+    master: UnboundedSender<Input>,
+) -> std::io::Result<ClientHandle> {
+    let stream = std::os::unix::net::UnixStream::from(fd);
+    stream.set_nonblocking(true)?;
+    let stream = UnixStream::from_std(stream)?;
+    let (client, rx) = handle(&stream);
+    tokio::spawn(connection(id, stream, master, rx, client.clone()));
+    Ok(client)
+}
+
+/// A connection's handle, and the receiving end of its replies.
+fn handle(stream: &UnixStream) -> (ClientHandle, UnboundedReceiver<Outgoing>) {
+    let (tx, rx) = unbounded_channel();
+    let fd = stream.as_raw_fd();
+    let client = ClientHandle {
+        fd,
+        inode: inode(fd).unwrap_or_default(),
+        tx,
+        pending: Arc::new(AtomicUsize::new(0)),
+        abort: Arc::new(Notify::new()),
+        handled: Arc::new(Notify::new()),
+    };
+    (client, rx)
+}
+
+/// Accepts connections for the master's whole life, numbering them from
+/// `next` (shared with the master, which hands it to a re-exec'd one).
+pub async fn serve(listener: UnixListener, master: UnboundedSender<Input>, next: Arc<AtomicU64>) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -111,14 +149,8 @@ pub async fn serve(listener: UnixListener, master: UnboundedSender<Input>) {
                 continue;
             }
         };
-        next += 1;
-        let (tx, rx) = unbounded_channel();
-        let client = ClientHandle {
-            tx,
-            pending: Arc::new(AtomicUsize::new(0)),
-            abort: Arc::new(Notify::new()),
-            handled: Arc::new(Notify::new()),
-        };
+        let id = next.fetch_add(1, Ordering::Relaxed) + 1;
+        let (client, rx) = handle(&stream);
         // Who is on the other end, for the log of commands that change the pool.
         let peer = stream
             .peer_cred()
@@ -132,12 +164,12 @@ pub async fn serve(listener: UnixListener, master: UnboundedSender<Input>) {
             })
             .unwrap_or_else(|_| "an unknown peer".to_string());
         if master
-            .send(Input::Connected(next, client.clone(), peer))
+            .send(Input::Connected(id, client.clone(), peer))
             .is_err()
         {
             return;
         }
-        tokio::spawn(connection(next, stream, master.clone(), rx, client));
+        tokio::spawn(connection(id, stream, master.clone(), rx, client));
     }
 }
 

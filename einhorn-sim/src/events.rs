@@ -133,6 +133,11 @@ pub enum Event {
         /// The version still serving.
         kept_version: u64,
     },
+    /// A master re-exec'd by the last one carries on (same pid).
+    Reexec {
+        /// Reloads so far.
+        generation: u64,
+    },
     /// The master is exiting.
     MasterExit {},
 }
@@ -165,6 +170,7 @@ impl Event {
             Event::UpgradeDone { .. } => "upgrade_done",
             Event::UpgradeAbandoned { .. } => "upgrade_abandoned",
             Event::Rebuilt { .. } => "rebuilt",
+            Event::Reexec { .. } => "reexec",
             Event::MasterExit {} => "master_exit",
         }
     }

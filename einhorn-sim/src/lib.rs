@@ -24,25 +24,44 @@ mod spawn;
 mod watch;
 pub mod worker_report;
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
+use clap::Parser;
 use tokio::sync::mpsc::UnboundedSender;
 
 use cli::Options;
 use events::{Bound, Event, Events};
 use master::signals::MasterSignals;
-use master::{Config, Input, Master};
+use master::{Config, Handover, Input, Master};
 use report::{Level, Log};
 
 /// Runs the master until it exits; returns the exit status, or the one-line
-/// reason it could not start.
+/// reason it could not start. With `--with-state-fd`, this process is a
+/// master that an earlier one re-exec'd: it carries on from its state.
 pub fn run(options: Options) -> Result<u8, String> {
-    run_with(options, None, MasterSignals::install)
+    match options.with_state_fd {
+        Some(fd) => resume(fd),
+        None => run_with(options, None, MasterSignals::install),
+    }
+}
+
+/// A current-thread runtime whose helper threads block the master's
+/// signals (see [`master::signals::block`]).
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_start(master::signals::block)
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
 /// Runs a master embedded in another program: events also go to `events`,
 /// and `signals` chooses which signals it handles
 /// ([`MasterSignals::children_only`] leaves the host's own handlers alone).
+/// Only a master of its own process (no `events`) re-execs itself.
 pub(crate) fn run_with(
     options: Options,
     events: Option<std::sync::mpsc::Sender<events::Record>>,
@@ -51,12 +70,9 @@ pub(crate) fn run_with(
     close_inherited_fds_on_exec();
     let program = spawn::resolve_program(&options.command[0])?;
     let (sock_path, pidfile, lockfile) = master_files(&options);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let can_reexec = events.is_none();
     let events_channel = events;
-    runtime.block_on(async move {
+    runtime()?.block_on(async move {
         let signals = signals().map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let log = Log::new(options.verbosity());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -86,18 +102,121 @@ pub(crate) fn run_with(
             return Err(e);
         }
         events.emit(ready(&sockets, &sock_path));
-        tokio::spawn(command_server::serve(listener, tx));
+        let next_conn = Arc::new(AtomicU64::new(0));
         let config = Config {
-            options,
             sock_path,
             pidfile,
             lockfile,
+            argv: std::env::args().skip(1).collect(),
+            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("einhorn-sim")),
+            command_fd: listener.as_raw_fd(),
+            next_conn: Arc::clone(&next_conn),
+            can_reexec,
+            options,
         };
+        tokio::spawn(command_server::serve(listener, tx, next_conn));
         let status = Master::new(config, sockets, program, events)
             .run(rx, signals)
             .await;
         Ok(status as u8)
     })
+}
+
+/// Carries on as the master an earlier one re-exec'd (Einhorn's
+/// `--with-state-fd`): its sockets, command socket, clients and workers.
+fn resume(state_fd: i32) -> Result<u8, String> {
+    let handover = Handover::read(state_fd)?;
+    let options = Options::try_parse_from(
+        std::iter::once("einhorn-sim".to_string()).chain(handover.argv.iter().cloned()),
+    )
+    .map_err(|e| {
+        format!(
+            "cannot read the first master's command line again: {}",
+            e.kind()
+        )
+    })?;
+    close_inherited_fds_on_exec();
+    let program = spawn::resolve_program(&options.command[0])?;
+    let (sock_path, pidfile, lockfile) = master_files(&options);
+    runtime()?.block_on(async move {
+        let signals =
+            MasterSignals::install().map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        // Signals sent while the last master exec'd this one were blocked,
+        // and are pending: they arrive now.
+        master::signals::unblock();
+        let log = Log::new(options.verbosity());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let _watch = match &options.watch {
+            Some(paths) => Some(start_watch(paths, &program, tx.clone(), &log)?),
+            None => None,
+        };
+        let sockets = adopt_sockets(&options, &handover)?;
+        let listener = adopt_listener(handover.command_fd)?;
+        let events = Events::open(options.events.as_deref())?;
+        let next_conn = Arc::new(AtomicU64::new(handover.next_conn));
+        let config = Config {
+            sock_path,
+            pidfile,
+            lockfile,
+            argv: handover.argv.clone(),
+            exe: handover.exe.clone(),
+            command_fd: listener.as_raw_fd(),
+            next_conn: Arc::clone(&next_conn),
+            can_reexec: true,
+            options,
+        };
+        let mut clients = Vec::new();
+        for client in &handover.clients {
+            // SAFETY: the last master kept this descriptor open for this one,
+            // and nothing else here refers to it.
+            let fd = unsafe { OwnedFd::from_raw_fd(client.fd) };
+            if let Ok(handle) = command_server::adopt(client.id, fd, tx.clone()) {
+                clients.push((client.id, handle, client.peer.clone()));
+            }
+        }
+        tokio::spawn(command_server::serve(listener, tx, next_conn));
+        let master = Master::resume(config, sockets, program, events, &handover, clients);
+        Ok(master.run(rx, signals).await as u8)
+    })
+}
+
+/// The `-b` sockets the last master kept open, in `-b` order.
+fn adopt_sockets(options: &Options, handover: &Handover) -> Result<Vec<bind::BoundSocket>, String> {
+    if handover.sockets.len() != options.bind.len() {
+        return Err(format!(
+            "the last master passed {} sockets for {} -b options",
+            handover.sockets.len(),
+            options.bind.len()
+        ));
+    }
+    Ok(options
+        .bind
+        .iter()
+        .zip(&handover.sockets)
+        .map(|(spec, kept)| bind::BoundSocket {
+            spec: spec.clone(),
+            // SAFETY: the last master kept this listening socket open for
+            // this one; nothing else here refers to it.
+            fd: unsafe { OwnedFd::from_raw_fd(kept.fd) },
+            port: kept.port,
+            family: match kept.family.as_str() {
+                "AF_INET6" => "AF_INET6",
+                "AF_UNIX" => "AF_UNIX",
+                _ => "AF_INET",
+            },
+        })
+        .collect())
+}
+
+/// The command socket's listener the last master kept open.
+fn adopt_listener(fd: i32) -> Result<tokio::net::UnixListener, String> {
+    // SAFETY: the last master kept its command socket open for this one;
+    // nothing else here refers to it.
+    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+    listener
+        .set_nonblocking(true)
+        .and_then(|_| tokio::net::UnixListener::from_std(listener))
+        .map_err(|e| format!("cannot use the command socket passed on: {e}"))
 }
 
 /// The command socket, pidfile and lockfile paths. With `-d`, the pidfile
@@ -132,7 +251,11 @@ fn start_watch(
 ) -> Result<watch::Watch, String> {
     let mut paths = paths.to_vec();
     paths.insert(0, program.to_path_buf());
-    let watch = watch::start(&paths, inputs)?;
+    // The watcher's threads start with the master's signals blocked.
+    master::signals::block();
+    let watch = watch::start(&paths, inputs);
+    master::signals::unblock();
+    let watch = watch?;
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     log.write(
         Level::Info,

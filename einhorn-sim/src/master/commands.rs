@@ -7,7 +7,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_norway::Value;
 
-use super::{ConnId, Master, EINHORN_VERSION};
+use super::{ConnId, Master, Reexec, EINHORN_VERSION};
 use crate::cli::AckMode;
 use crate::protocol::{self, Request};
 use crate::report::Level;
@@ -104,7 +104,7 @@ const COMMANDS: &[Command] = &[
         logged: true,
         run: |m, conn, r| {
             m.respond(conn, r, "Reloading, as commanded");
-            m.reload();
+            m.reload_for(Reexec::Reload);
             Outcome::Answered
         },
     },

@@ -4,7 +4,9 @@
 
 mod clients;
 mod commands;
+mod handover;
 pub mod pool;
+mod reexec;
 pub mod signals;
 mod spawning;
 mod state;
@@ -30,7 +32,9 @@ use crate::events::{Event, Events};
 use crate::protocol::{self, Request};
 use crate::report::{Level, Log};
 use crate::spawn::{inspect_argv, resolve_program, Spawn};
+pub use handover::Handover;
 use pool::{Pool, Worker};
+use reexec::Reexec;
 use signals::{MasterSignal, MasterSignals};
 
 /// The Einhorn version whose behaviour this master reproduces.
@@ -66,6 +70,11 @@ pub const MAX_PENDING_OUTPUT: usize = 8 << 20;
 /// The master's side of a client connection.
 #[derive(Debug, Clone)]
 pub struct ClientHandle {
+    /// The connection's descriptor, kept across a re-exec.
+    pub fd: std::os::fd::RawFd,
+    /// Its socket's inode: the descriptor is still this connection's only
+    /// while they match.
+    pub inode: u64,
     /// Replies to write.
     pub tx: UnboundedSender<Outgoing>,
     /// Bytes sent to `tx` and not yet written.
@@ -110,6 +119,16 @@ pub struct Config {
     pub pidfile: PathBuf,
     /// The lockfile path.
     pub lockfile: PathBuf,
+    /// einhorn-sim's own arguments as first given, for a re-exec.
+    pub argv: Vec<String>,
+    /// The executable to re-exec, as resolved when the first master started.
+    pub exe: PathBuf,
+    /// The command socket's listening descriptor.
+    pub command_fd: std::os::fd::RawFd,
+    /// The next command-socket connection id (shared with the accept loop).
+    pub next_conn: Arc<std::sync::atomic::AtomicU64>,
+    /// Whether the master may re-exec its process (not when embedded).
+    pub can_reexec: bool,
 }
 
 /// The master's state, by concern.
@@ -141,6 +160,10 @@ pub struct Master {
     timers: Vec<(Instant, Timer)>,
     /// The command-socket connections.
     clients: Clients,
+    /// A re-exec asked for, run at the top of the next loop pass.
+    pending_reexec: Option<Reexec>,
+    /// Command lines read while a re-exec was under way, for the new master.
+    deferred_lines: Vec<(ConnId, Option<Request>)>,
 }
 
 /// The settings the command socket can change (`config`, `inc`, `dec`,
@@ -254,8 +277,53 @@ impl Master {
             spinup: Spinup::default(),
             timers: Vec::new(),
             clients: Clients::default(),
+            pending_reexec: None,
+            deferred_lines: Vec::new(),
             config,
         }
+    }
+
+    /// The master an earlier one re-exec'd: made as [`Master::new`] makes
+    /// one, then given the state and the client connections it handed
+    /// over. Workers that died during the exec are reaped on the first
+    /// pass; an upgrade the exec was for starts now.
+    pub fn resume(
+        config: Config,
+        sockets: Vec<BoundSocket>,
+        program: PathBuf,
+        events: Events,
+        handover: &Handover,
+        clients: Vec<(ConnId, ClientHandle, String)>,
+    ) -> Master {
+        let mut master = Master::new(config, sockets, program, events);
+        handover.restore(&mut master);
+        master.forget_lost_workers();
+        for (id, handle, peer) in clients {
+            master.clients.connections.insert(id, handle);
+            master.clients.peers.insert(id, peer);
+        }
+        // Subscriptions of clients that did not come along end here.
+        let connections = &master.clients.connections;
+        master
+            .clients
+            .subscribers
+            .retain(|(conn, _)| connections.contains_key(conn));
+        master.info(&format!(
+            "Using loaded state: {} workers, version {}, generation {}",
+            master.pool.workers.len(),
+            master.version,
+            master.upgrade_state.generation
+        ));
+        master.events.emit(Event::Reexec {
+            generation: master.upgrade_state.generation,
+        });
+        if let Some(smooth) = handover.upgrade_after {
+            master.upgrade_workers(smooth);
+        }
+        for (conn, request) in handover.lines() {
+            master.on_input(Input::Line(conn, request));
+        }
+        master
     }
 
     /// Runs until every worker is gone after a shutdown (exit status 0) or
@@ -266,6 +334,10 @@ impl Master {
         mut signals: MasterSignals,
     ) -> i32 {
         let status = loop {
+            if let Some(why) = self.pending_reexec.take() {
+                self.reexec(why, &mut inputs).await;
+                continue;
+            }
             self.reap();
             self.replenish();
             self.cull();

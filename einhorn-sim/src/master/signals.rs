@@ -21,6 +21,38 @@ pub enum MasterSignal {
     Chld,
 }
 
+/// The signals the master handles, as a set for the signal mask.
+fn handled_set() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::Signal as S;
+    let mut set = nix::sys::signal::SigSet::empty();
+    for signal in [
+        S::SIGCHLD,
+        S::SIGHUP,
+        S::SIGUSR2,
+        S::SIGINT,
+        S::SIGTERM,
+        S::SIGQUIT,
+        S::SIGUSR1,
+    ] {
+        set.add(signal);
+    }
+    set
+}
+
+/// Blocks the master's signals in the calling thread. Threads inherit the
+/// mask they start with, and a blocked signal stays pending, also across
+/// `exec`: so the helper threads the master starts (the runtime's
+/// blocking pool, `--watch`) never take one, and a signal sent while the
+/// master re-execs itself waits for the new master.
+pub fn block() {
+    let _ = handled_set().thread_block();
+}
+
+/// Unblocks them again, once their handlers are installed.
+pub fn unblock() {
+    let _ = handled_set().thread_unblock();
+}
+
 /// The installed handlers.
 pub struct MasterSignals {
     streams: Vec<(MasterSignal, Signal)>,

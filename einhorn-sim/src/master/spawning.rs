@@ -10,50 +10,72 @@ impl Master {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(status) => status,
             };
-            let (pid, code, signal) = match status {
-                WaitStatus::Exited(pid, code) => (pid, Some(code), None),
-                WaitStatus::Signaled(pid, signal, _) => (pid, None, Some(signal.as_str())),
+            match status {
+                WaitStatus::Exited(pid, code) => self.worker_exited(pid.as_raw(), Some(code), None),
+                WaitStatus::Signaled(pid, signal, _) => {
+                    self.worker_exited(pid.as_raw(), None, Some(signal.as_str()))
+                }
                 _ => continue,
-            };
-            let pid = pid.as_raw();
-            let Some(worker) = self.pool.remove(pid) else {
-                self.error(&format!(
-                    "Could not find any config for exited child {pid}! This probably indicates a bug in Einhorn."
+            }
+        }
+    }
+
+    /// After a re-exec: workers that are no longer this process's children
+    /// (something in between reaped them, such as a `--reexec-as` shell)
+    /// are gone, their status unknown.
+    pub(super) fn forget_lost_workers(&mut self) {
+        for pid in self.pool.pids() {
+            // A look that leaves a zombie for reap().
+            let look = nix::sys::wait::waitid(
+                nix::sys::wait::Id::Pid(Pid::from_raw(pid)),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+            );
+            if let Err(nix::errno::Errno::ECHILD) = look {
+                self.info(&format!(
+                    "Worker {pid} exited during the re-exec, and its status was lost"
                 ));
-                continue;
-            };
-            let quick =
-                worker.spinup_time.elapsed() < Duration::from_secs_f64(self.settings.seconds);
-            if worker.acked && worker.unsignaled() && quick {
-                self.spinup.last_quick_exit = Some(Instant::now());
+                self.worker_exited(pid, None, None);
             }
-            let suffix = if worker.acked {
-                ""
-            } else {
-                self.spinup.deaths_before_ack += 1;
-                " before it was ACKed"
-            };
-            self.upgrade_log(Level::Info, &format!("===> Exited worker {pid}{suffix}"));
-            self.events.emit(Event::Exit {
-                pid,
-                status: code,
-                signal: signal.map(str::to_string),
-                acked: worker.acked,
-                version: worker.version,
-                index: worker.index,
-            });
-            let deaths = self.spinup.deaths_before_ack;
-            if self.config.options.watch.is_some()
-                && self.upgrade_state.current.is_some()
-                && worker.version == self.version
-                && deaths >= WATCH_CRASH_LIMIT
-            {
-                let version = self.version;
-                self.abandon_upgrade(
-                    version,
-                    &format!("{deaths} workers of version {version} died before their ACK"),
-                );
-            }
+        }
+    }
+
+    fn worker_exited(&mut self, pid: i32, code: Option<i32>, signal: Option<&str>) {
+        let Some(worker) = self.pool.remove(pid) else {
+            self.error(&format!(
+                "Could not find any config for exited child {pid}! This probably indicates a bug in Einhorn."
+            ));
+            return;
+        };
+        let quick = worker.spinup_time.elapsed() < Duration::from_secs_f64(self.settings.seconds);
+        if worker.acked && worker.unsignaled() && quick {
+            self.spinup.last_quick_exit = Some(Instant::now());
+        }
+        let suffix = if worker.acked {
+            ""
+        } else {
+            self.spinup.deaths_before_ack += 1;
+            " before it was ACKed"
+        };
+        self.upgrade_log(Level::Info, &format!("===> Exited worker {pid}{suffix}"));
+        self.events.emit(Event::Exit {
+            pid,
+            status: code,
+            signal: signal.map(str::to_string),
+            acked: worker.acked,
+            version: worker.version,
+            index: worker.index,
+        });
+        let deaths = self.spinup.deaths_before_ack;
+        if self.config.options.watch.is_some()
+            && self.upgrade_state.current.is_some()
+            && worker.version == self.version
+            && deaths >= WATCH_CRASH_LIMIT
+        {
+            let version = self.version;
+            self.abandon_upgrade(
+                version,
+                &format!("{deaths} workers of version {version} died before their ACK"),
+            );
         }
     }
 

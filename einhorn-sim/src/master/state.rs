@@ -168,7 +168,10 @@ impl Master {
                     (Key::Sym("renice_cmd"), Ruby::Str("/usr/bin/renice".into())),
                 ]),
             ),
-            (Key::Sym("reexec_commandline"), Ruby::Nil),
+            (
+                Key::Sym("reexec_commandline"),
+                Ruby::option(options.reexec_as.as_ref(), |words| strings(&words.0)),
+            ),
             (
                 Key::Sym("drop_environment_variables"),
                 strings(&options.drop_env_var),

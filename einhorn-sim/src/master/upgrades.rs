@@ -91,11 +91,17 @@ impl Master {
         }
     }
 
-    /// Starts a smooth or fleet upgrade: new workers of a new version, the
-    /// old ones told to go as the new ones ACK. PROGRAM is looked up again,
-    /// so a rebuilt binary is picked up.
+    /// Starts a smooth or fleet upgrade: the master re-execs itself (see
+    /// [`super::reexec`]), and the new one upgrades the workers.
     pub(super) fn upgrade(&mut self, smooth: bool) {
-        self.reload();
+        self.reload_for(Reexec::Upgrade(smooth));
+    }
+
+    /// New workers of a new version, the old ones told to go as the new
+    /// ones ACK. PROGRAM is looked up again, so a rebuilt binary is picked
+    /// up.
+    pub(super) fn upgrade_workers(&mut self, smooth: bool) {
+        self.refresh_program();
         self.upgrade_state.last_smooth = smooth;
         self.upgrade_state.drop_env_active = true;
         let from = if let Some(upgrade) = &mut self.upgrade_state.current {
@@ -140,10 +146,19 @@ impl Master {
         }
     }
 
-    /// Einhorn re-execs itself here; this master keeps running and only
-    /// re-resolves PROGRAM and counts the generation.
+    /// A reload in place, for a master embedded in another program, which
+    /// cannot re-exec its process: only the generation is counted.
     pub(super) fn reload(&mut self) {
         self.upgrade_state.generation += 1;
+        self.info(&format!(
+            "Reloaded in place (generation {}): an embedded master does not re-exec its process",
+            self.upgrade_state.generation
+        ));
+    }
+
+    /// Looks PROGRAM up again, so a rebuilt binary or a changed `PATH` is
+    /// picked up.
+    fn refresh_program(&mut self) {
         match resolve_program(&self.config.options.command[0]) {
             Ok(program) => self.program = program,
             Err(e) => self.error(&format!(
@@ -151,10 +166,6 @@ impl Master {
                 self.program.display()
             )),
         }
-        self.info(&format!(
-            "Reloaded (generation {}); einhorn-sim does not re-exec itself",
-            self.upgrade_state.generation
-        ));
     }
 
     pub(super) fn finish_upgrade_streams(&mut self, message: &str) {

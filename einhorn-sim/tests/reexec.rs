@@ -1,0 +1,314 @@
+//! The master re-execs itself on each upgrade and on `reload`, as Einhorn
+//! does (its own integration suite's upgrade scenarios, in Rust): the same
+//! pid carries on with its sockets, command socket, clients and workers.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+
+use common::*;
+use einhorn_sim::client::Client;
+use einhorn_sim::events::Event;
+use einhorn_sim::worker_report::WorkerEvent;
+
+fn reexecs(events: &[einhorn_sim::events::Record]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::Reexec { generation } => Some(generation),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Who answers on the master's `-b` socket: `PID TAG`.
+fn answer(port: u16) -> String {
+    let mut reply = String::new();
+    std::net::TcpStream::connect(("127.0.0.1", port))
+        .unwrap()
+        .read_to_string(&mut reply)
+        .unwrap();
+    reply
+}
+
+#[test]
+fn an_upgrade_reexecs_the_master_keeping_its_pid_sockets_clients_and_workers() {
+    let sim = Sim::start(&["-n", "2", "-m", "manual", "-b", "127.0.0.1:0,r"], &[]);
+    let port = sim.ready()[0];
+    let old: BTreeSet<i64> = sim.wait_count(is_ack, 2).iter().map(pid_of).collect();
+    // A client that connected before the exec, idle through it.
+    let mut idle = Client::connect(&sim.socket()).unwrap();
+    let replies = sim.command("upgrade", &[]);
+    assert_eq!(
+        replies.first().map(String::as_str),
+        Some("Upgrading smoothly, as commanded")
+    );
+    assert_eq!(
+        replies.last().map(String::as_str),
+        Some("Upgrade done"),
+        "{replies:?}"
+    );
+    assert_eq!(reexecs(&sim.events()), [1]);
+    let log = sim.wait_log(&[
+        "About to re-exec einhorn master as",
+        "Using loaded state: 2 workers",
+    ]);
+    assert!(log.contains("--with-state-fd"), "{log}");
+    // The same process: it answers the client it had before the exec.
+    let mut said = Vec::new();
+    idle.run("ehlo", &[], |reply| {
+        said.push(reply["message"].as_str().unwrap_or_default().to_string())
+    })
+    .unwrap();
+    assert!(
+        said[0].contains(&format!("Einhorn Master Process {}", sim.child.id())),
+        "{said:?}"
+    );
+    // Its socket, now served by the new workers; the old ones are gone.
+    let new: BTreeSet<i64> = sim.wait_for(|events| {
+        let live: BTreeSet<i64> = live_acked(events).into_iter().collect();
+        (live.len() == 2 && live.is_disjoint(&old)).then_some(live)
+    });
+    let server: i64 = answer(port)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(new.contains(&server), "{server} is not one of {new:?}");
+    let state = sim.state();
+    assert_eq!(state["generation"], serde_norway::Value::from(1));
+    assert_eq!(state["version"], serde_norway::Value::from(1));
+    // A second upgrade re-execs the re-exec'd master.
+    assert_eq!(
+        sim.command("upgrade", &[]).last().map(String::as_str),
+        Some("Upgrade done")
+    );
+    assert_eq!(reexecs(&sim.events()), [1, 2]);
+}
+
+/// `reload` re-execs too, and changes nothing else.
+#[test]
+fn reload_reexecs_the_master_and_keeps_the_workers() {
+    let sim = Sim::start(&["-n", "2", "-m", "manual"], &[]);
+    let workers: BTreeSet<i64> = sim.wait_count(is_ack, 2).iter().map(pid_of).collect();
+    assert_eq!(sim.command("reload", &[]), ["Reloading, as commanded"]);
+    sim.wait_for(|events| (!reexecs(events).is_empty()).then_some(()));
+    let state = sim.state();
+    let children: BTreeSet<i64> = state["children"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_i64().unwrap())
+        .collect();
+    assert_eq!(children, workers);
+    assert_eq!(state["version"], serde_norway::Value::from(0));
+    assert_eq!(state["generation"], serde_norway::Value::from(1));
+}
+
+/// `--reexec-as` names what to exec: here a wrapper that sets a variable,
+/// which the new master, and so its new workers, have (Einhorn's "can
+/// update environment variables when the reexec command line says to").
+#[test]
+fn reexec_as_runs_a_wrapper_whose_environment_reaches_new_workers() {
+    let wrapper = format!("env REEXEC_VAR=b {}", sim_binary().display());
+    let sim = Sim::start(
+        &["-n", "1", "-m", "manual", "--reexec-as", &wrapper],
+        &[("TEST_WORKER_WATCH", "REEXEC_VAR"), ("REEXEC_VAR", "a")],
+    );
+    sim.wait_count(is_ack, 1);
+    assert_eq!(
+        sim.command("upgrade", &[]).last().map(String::as_str),
+        Some("Upgrade done")
+    );
+    let seen: Vec<Option<String>> = sim
+        .reports()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            WorkerEvent::Start { mut watched, .. } => watched.remove("REEXEC_VAR"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seen, [Some("a".to_string()), Some("b".to_string())]);
+}
+
+/// A re-exec that cannot start (the wrapper fails `--upgrade-check`)
+/// leaves the master as it was, and the upgrade's client hears why,
+/// instead of hanging as Einhorn's does.
+#[test]
+fn a_reexec_that_cannot_start_leaves_the_master_serving() {
+    let sim = Sim::start(
+        &["-n", "2", "-m", "manual", "--reexec-as", "/bin/false"],
+        &[],
+    );
+    let workers: BTreeSet<i64> = sim.wait_count(is_ack, 2).iter().map(pid_of).collect();
+    let replies = sim.command("upgrade", &[]);
+    let last = replies.last().cloned().unwrap_or_default();
+    assert!(
+        last.starts_with("ERROR: not upgrading: the new master failed --upgrade-check"),
+        "{replies:?}"
+    );
+    sim.wait_log(&["Can not initiate einhorn master reload safely, aborting"]);
+    assert!(reexecs(&sim.events()).is_empty());
+    let state = sim.state();
+    assert_eq!(state["version"], serde_norway::Value::from(0));
+    assert_eq!(state["generation"], serde_norway::Value::from(0));
+    assert_eq!(
+        sim.live_workers().into_iter().collect::<BTreeSet<_>>(),
+        workers
+    );
+    // It still serves commands and upgrades nothing.
+    assert!(sim.command("ehlo", &[])[0].starts_with("Welcome"));
+}
+
+/// A worker that exits while the master is between processes (here, while
+/// a `--reexec-as` shell sleeps before it execs einhorn-sim) is not lost:
+/// the new master finds it gone and the pool is whole again (Einhorn's
+/// "cleans up if a child dies during the reexec").
+#[test]
+fn a_worker_that_exits_during_the_reexec_is_cleaned_up() {
+    let script = format!(
+        "if [ \"$1\" = --with-state-fd ]; then sleep 1; fi; exec {} \"$@\"",
+        sim_binary().display()
+    );
+    let wrapper = format!("sh -c '{script}' sh");
+    let sim = Sim::start(
+        &["-n", "1", "-m", "manual", "--reexec-as", &wrapper],
+        &[("TEST_WORKER_DRAIN_MS", "300")],
+    );
+    let first = pid_of(&sim.wait_count(is_ack, 1)[0]);
+    // It exits 300 ms from now, while the wrapper sleeps.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first as i32),
+        nix::sys::signal::Signal::SIGUSR2,
+    )
+    .unwrap();
+    assert_eq!(
+        sim.command("upgrade", &[]).last().map(String::as_str),
+        Some("Upgrade done")
+    );
+    sim.wait_for(|events| {
+        events
+            .iter()
+            .any(|r| matches!(r.event, Event::Exit { pid, .. } if i64::from(pid) == first))
+            .then_some(())
+    });
+    let children = sim.state()["children"].as_mapping().unwrap().len();
+    assert_eq!(children, 1);
+    assert!(!sim.live_workers().contains(&first));
+}
+
+/// Five upgrades in a row, each a re-exec of the master, while two clients
+/// send requests on fresh connections to the `-b` socket as fast as they
+/// can, to workers that drain gracefully: not one request fails, since
+/// the socket stays open in the master (and the workers) across every
+/// exec.
+#[test]
+fn reexecs_under_steady_load_fail_no_request() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let sim = Sim::start(
+        &["-n", "2", "-m", "manual", "-b", "127.0.0.1:0,r"],
+        &[("TEST_WORKER_HTTP", "1")],
+    );
+    let port = sim.ready()[0];
+    sim.wait_count(is_ack, 2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let (mut answered, mut failed) = (0u64, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    let mut reply = String::new();
+                    let result =
+                        std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+                            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+                            s.read_to_string(&mut reply)
+                        });
+                    match result {
+                        Ok(_) if reply.starts_with("HTTP/1.1 200") => answered += 1,
+                        Ok(_) => failed.push(format!("answered {reply:?}")),
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+                (answered, failed)
+            })
+        })
+        .collect();
+    for generation in 1..=5 {
+        let replies = sim.command("upgrade", &[]);
+        assert_eq!(
+            replies.last().map(String::as_str),
+            Some("Upgrade done"),
+            "{replies:?}"
+        );
+        sim.wait_for(|events| reexecs(events).contains(&generation).then_some(()));
+    }
+    // The load goes on until every old worker has drained and exited.
+    sim.wait_for(|events| (live_workers(events).len() == 2).then_some(()));
+    stop.store(true, Ordering::Relaxed);
+    let (mut answered, mut failed) = (0, Vec::new());
+    for client in clients {
+        let (a, f) = client.join().unwrap();
+        answered += a;
+        failed.extend(f);
+    }
+    eprintln!(
+        "5 re-execs under load: {answered} connections answered, {} failed",
+        failed.len()
+    );
+    assert!(answered > 0);
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        answered + failed.len() as u64,
+        &failed[..failed.len().min(5)]
+    );
+}
+
+/// A SIGTERM sent while the master is between processes (here while a
+/// `--reexec-as` wrapper that leaves the signal mask alone sleeps) stays
+/// blocked and pending across the exec and reaches the new master, which
+/// shuts down gracefully: its workers get SIGTERM and it exits 0. Without
+/// the block, the signal's default action would kill the master and
+/// orphan its workers.
+#[test]
+fn a_sigterm_during_the_reexec_reaches_the_new_master() {
+    let dir = TempDir::new();
+    let wrapper = dir.0.join("wrapper.py");
+    let sim_path = sim_binary().display().to_string();
+    std::fs::write(
+        &wrapper,
+        format!(
+            "import os, sys, time\n\
+             if sys.argv[1:2] == ['--with-state-fd']:\n    time.sleep(1)\n\
+             os.execv({sim_path:?}, [{sim_path:?}] + sys.argv[1:])\n"
+        ),
+    )
+    .unwrap();
+    let reexec_as = format!("python3 {}", wrapper.display());
+    let mut sim = Sim::start(&["-n", "1", "-m", "manual", "--reexec-as", &reexec_as], &[]);
+    let worker = pid_of(&sim.wait_count(is_ack, 1)[0]);
+    let socket = sim.socket();
+    // The upgrade's client, on a thread: its stream ends with the master.
+    let upgrade = std::thread::spawn(move || {
+        let mut client = Client::connect(&socket).unwrap();
+        let _ = client.run("upgrade", &[], |_| {});
+    });
+    sim.wait_log(&["About to re-exec einhorn master as"]);
+    sim.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = sim.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{}", sim.log());
+    let events = sim.events();
+    assert_eq!(reexecs(&events), [1], "{events:?}");
+    assert!(
+        events.iter().any(|r| matches!(&r.event,
+            Event::Signal { pid, signal } if i64::from(*pid) == worker && signal == "SIGTERM")),
+        "{events:?}"
+    );
+    upgrade.join().unwrap();
+}

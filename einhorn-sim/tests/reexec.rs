@@ -312,3 +312,54 @@ fn a_sigterm_during_the_reexec_reaches_the_new_master() {
     );
     upgrade.join().unwrap();
 }
+
+/// `--drop-env-var` takes its names out of the environment the master
+/// re-execs itself with, so a `--reexec-as` wrapper may set one again and
+/// the new workers see the wrapper's value (Einhorn's "causes an upgrade
+/// with --reexec-as to not clobber the new environment").
+#[test]
+fn drop_env_var_leaves_what_a_reexec_as_wrapper_sets() {
+    let wrapper = format!("env VAR2=b {}", sim_binary().display());
+    let sim = Sim::start(
+        &[
+            "-n",
+            "1",
+            "-m",
+            "manual",
+            "--drop-env-var",
+            "VAR1",
+            "--drop-env-var",
+            "VAR2",
+            "--reexec-as",
+            &wrapper,
+        ],
+        &[
+            ("TEST_WORKER_WATCH", "VAR1,VAR2"),
+            ("VAR1", "a"),
+            ("VAR2", "a"),
+        ],
+    );
+    sim.wait_count(is_ack, 1);
+    assert_eq!(
+        sim.command("upgrade", &[]).last().map(String::as_str),
+        Some("Upgrade done")
+    );
+    let seen: Vec<(Option<String>, Option<String>)> = sim
+        .reports()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            WorkerEvent::Start { mut watched, .. } => Some((
+                watched.remove("VAR1").flatten(),
+                watched.remove("VAR2").flatten(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("a".to_string()), Some("a".to_string())),
+            (None, Some("b".to_string()))
+        ]
+    );
+}

@@ -103,7 +103,12 @@ impl Master {
     pub(super) fn upgrade_workers(&mut self, smooth: bool) {
         self.refresh_program();
         self.upgrade_state.last_smooth = smooth;
-        self.upgrade_state.drop_env_active = true;
+        // A re-exec'd master already lacks --drop-env-var's names (a
+        // --reexec-as wrapper may set them again, as in Einhorn); one that
+        // reloads in place drops them from the workers it spawns.
+        if !self.config.can_reexec {
+            self.upgrade_state.drop_env_active = true;
+        }
         let from = if let Some(upgrade) = &mut self.upgrade_state.current {
             upgrade.smooth = smooth;
             let from = upgrade.from;

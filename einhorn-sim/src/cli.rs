@@ -68,6 +68,43 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     parse_positive_seconds(text).map(Duration::from_secs_f64)
 }
 
+/// `--nice`: the master's and the workers' nice levels, and the command
+/// that renices the master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nice {
+    /// The master's level, if given.
+    pub master: Option<i32>,
+    /// The workers' level, if given.
+    pub worker: Option<i32>,
+    /// What renices the master: `/usr/bin/renice` by default.
+    pub renice_cmd: String,
+}
+
+impl Nice {
+    /// Einhorn's `MASTER[:WORKER][:RENICE_CMD]`: whole numbers (empty
+    /// parts are not given).
+    pub fn parse(text: &str) -> Result<Nice, String> {
+        let mut parts = text.splitn(3, ':');
+        let level = |part: Option<&str>| -> Result<Option<i32>, String> {
+            match part.map(str::trim) {
+                None | Some("") => Ok(None),
+                Some(n) => n.parse().map(Some).map_err(|_| {
+                    format!("{n:?} is not a nice level (a whole number, as in MASTER[:WORKER][:RENICE_CMD])")
+                }),
+            }
+        };
+        Ok(Nice {
+            master: level(parts.next())?,
+            worker: level(parts.next())?,
+            renice_cmd: parts
+                .next()
+                .filter(|c| !c.is_empty())
+                .unwrap_or("/usr/bin/renice")
+                .to_string(),
+        })
+    }
+}
+
 /// A command line in words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Words(pub Vec<String>);
@@ -123,6 +160,22 @@ pub struct Options {
     /// Where to keep the lockfile
     #[arg(short = 'f', long = "lockfile", value_name = "LOCKFILE")]
     pub lockfile: Option<PathBuf>,
+
+    /// Give each worker a connection to the command socket, its descriptor
+    /// in EINHORN_SOCK_FD, so it can ACK without knowing the socket's path
+    #[arg(short = 'g', long = "command-socket-as-fd")]
+    pub command_socket_as_fd: bool,
+
+    /// Nice levels: MASTER[:WORKER][:RENICE_CMD]. The master runs RENICE_CMD
+    /// (default /usr/bin/renice) on itself at start; each worker gets its
+    /// level before it execs
+    #[arg(long = "nice", value_name = "MASTER[:WORKER][:RENICE_CMD]", value_parser = Nice::parse)]
+    pub nice: Option<Nice>,
+
+    /// Accepted as Einhorn accepts it: it matters only for Ruby code
+    /// preloaded into the master, which einhorn-sim never has
+    #[arg(long = "gc-before-fork")]
+    pub gc_before_fork: bool,
 
     /// Send USR2 to the workers when the master exits (and if it dies: PDEATHSIG)
     #[arg(short = 'k', long = "kill-children-on-exit")]
@@ -306,6 +359,22 @@ mod tests {
         );
         assert!(parse_words("'open").is_err());
         assert!(parse_words("   ").is_err());
+    }
+
+    #[test]
+    fn nice_levels_are_read_as_einhorn_reads_them() {
+        let nice = Nice::parse("5:10:/bin/renice").unwrap();
+        assert_eq!(
+            (nice.master, nice.worker, nice.renice_cmd.as_str()),
+            (Some(5), Some(10), "/bin/renice")
+        );
+        let nice = Nice::parse("3").unwrap();
+        assert_eq!(
+            (nice.master, nice.worker, nice.renice_cmd.as_str()),
+            (Some(3), None, "/usr/bin/renice")
+        );
+        assert_eq!(Nice::parse(":7").unwrap().worker, Some(7));
+        assert!(Nice::parse("high").is_err());
     }
 
     #[test]

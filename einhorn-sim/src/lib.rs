@@ -83,6 +83,9 @@ pub(crate) fn run_with(
             None => None,
         };
         let sockets = bind_sockets(&options, &log)?;
+        if let Some(nice) = &options.nice {
+            renice_master(nice, &log);
+        }
         let mut events = Events::open(options.events.as_deref())?;
         if let Some(channel) = events_channel {
             events = events.with_channel(channel);
@@ -178,6 +181,42 @@ fn resume(state_fd: i32) -> Result<u8, String> {
         let master = Master::resume(config, sockets, program, events, &handover, clients);
         Ok(master.run(rx, signals).await as u8)
     })
+}
+
+/// `--nice`: runs `RENICE_CMD LEVEL -p PID` on the master, as Einhorn
+/// does; a failure is logged and the master runs on.
+fn renice_master(nice: &cli::Nice, log: &Log) {
+    let Some(level) = nice.master else {
+        return;
+    };
+    let words = client::shell_words(&nice.renice_cmd).unwrap_or_default();
+    let Some((program, args)) = words.split_first() else {
+        return;
+    };
+    let ran = std::process::Command::new(program)
+        .args(args)
+        .arg(level.to_string())
+        .arg("-p")
+        .arg(std::process::id().to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status();
+    match ran {
+        Ok(status) if status.success() => {
+            log.write(Level::Info, &format!("Reniced the master to {level}"))
+        }
+        Ok(status) => log.write(
+            Level::Error,
+            &format!(
+                "Could not renice the master to {level}: {} {status}",
+                nice.renice_cmd
+            ),
+        ),
+        Err(e) => log.write(
+            Level::Error,
+            &format!("Could not renice the master to {level}: cannot run {program}: {e}"),
+        ),
+    }
 }
 
 /// The `-b` sockets the last master kept open, in `-b` order.

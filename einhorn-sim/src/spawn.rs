@@ -63,6 +63,11 @@ pub struct Spawn<'a> {
     pub kill_on_master_death: Option<Signal>,
     /// Variables removed from the worker's environment (`--drop-env-var` after an upgrade).
     pub dropped_env: &'a [String],
+    /// `-g`: the worker's own connection to the command socket
+    /// (`EINHORN_SOCK_FD`).
+    pub command_connection: Option<RawFd>,
+    /// `--nice`'s worker level, set before the exec.
+    pub nice: Option<i32>,
 }
 
 impl Spawn<'_> {
@@ -90,11 +95,21 @@ impl Spawn<'_> {
                 command.env(format!("EINHORN_FD_FAMILY_{i}"), socket.family);
             }
         }
-        let fds: Vec<RawFd> = self.sockets.iter().map(BoundSocket::raw_fd).collect();
+        if let Some(fd) = self.command_connection {
+            command.env("EINHORN_SOCK_FD", fd.to_string());
+        }
+        let fds: Vec<RawFd> = self
+            .sockets
+            .iter()
+            .map(BoundSocket::raw_fd)
+            .chain(self.command_connection)
+            .collect();
+        let nice = self.nice;
         let kill_on_master_death = self.kill_on_master_death;
         let master = Pid::from_raw(self.master_pid as i32);
         // SAFETY: between fork and exec only async-signal-safe calls are made
-        // (setpgid, sigprocmask, sigaction, fcntl, prctl, getppid), and
+        // (setpgid, sigprocmask, sigaction, fcntl, setpriority, prctl,
+        // getppid), and
         // nothing allocates: the master may be embedded in a threaded
         // program (the conformance kit), where a child that allocates can
         // deadlock on an allocator lock another thread held at the fork.
@@ -119,6 +134,12 @@ impl Spawn<'_> {
                         BorrowedFd::borrow_raw(fd),
                         FcntlArg::F_SETFD(FdFlag::empty()),
                     )?;
+                }
+                if let Some(level) = nice {
+                    // What `renice LEVEL -p PID` does, without a command.
+                    if nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, level) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 if let Some(signal) = kill_on_master_death {
                     nix::sys::prctl::set_pdeathsig(signal)?;

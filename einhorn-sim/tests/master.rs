@@ -994,3 +994,61 @@ fn run_with_stdin(program: &str, args: &[&str], input: &str) -> Option<String> {
     );
     Some(String::from_utf8(output.stdout).unwrap())
 }
+
+/// `-g`: each worker gets its own connection to the command socket in
+/// `EINHORN_SOCK_FD` (open in the worker, unlike Einhorn's, whose exec'd
+/// workers find it closed), and ACKs on it.
+#[test]
+fn command_socket_as_fd_gives_each_worker_a_connection_to_ack_on() {
+    let sim = Sim::start(&["-n", "2", "-m", "manual", "-g"], &[]);
+    sim.wait_count(is_ack, 2);
+    let started = starts(&sim);
+    assert_eq!(started.len(), 2);
+    for worker in &started {
+        let fd: i32 = worker.env["EINHORN_SOCK_FD"].parse().unwrap();
+        assert!(
+            worker.fds.contains(&fd),
+            "{fd} is not open in {}",
+            worker.pid
+        );
+    }
+    assert_eq!(
+        sim.state()["command_socket_as_fd"],
+        serde_norway::Value::from(true)
+    );
+}
+
+/// `--nice MASTER:WORKER:RENICE_CMD`: the master reniced with RENICE_CMD,
+/// each worker at its level before it execs; `--gc-before-fork` is
+/// accepted (it only matters for preloaded Ruby).
+#[test]
+fn nice_levels_reach_the_master_and_the_workers() {
+    let sim = Sim::start(
+        &[
+            "-n",
+            "1",
+            "-m",
+            "manual",
+            "--nice",
+            "3:7:/usr/bin/renice",
+            "--gc-before-fork",
+        ],
+        &[],
+    );
+    let worker = pid_of(&sim.wait_count(is_ack, 1)[0]);
+    let nice = |pid: i64| -> i64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // The 19th field, counted after the command name's parenthesis.
+        stat[stat.rfind(')').unwrap() + 2..]
+            .split(' ')
+            .nth(16)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(nice(worker), 7);
+    sim.wait_log(&["Reniced the master to 3"]);
+    assert_eq!(nice(i64::from(sim.child.id())), 3);
+    let state = sim.state();
+    assert_eq!(state["nice"]["worker"], serde_norway::Value::from(7));
+}

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `TEST_WORKER_REPORT=FILE` | append JSON lines: start (pid, ppid, EINHORN_* env, open fds), signals, exit |
 //! | `TEST_WORKER_ACK_DELAY_MS=N` | wait N ms before the ACK |
+//! | (with `-g`) | ACKs on `EINHORN_SOCK_FD`, not by connecting to `EINHORN_SOCK_PATH` |
 //! | `TEST_WORKER_ACK=never` | never ACK; `yaml` ACKs in escaped YAML instead of JSON |
 //! | `TEST_WORKER_CRASH_BEFORE_ACK=1` | exit with status 3 instead of ACKing |
 //! | `TEST_WORKER_IGNORE_USR2=1` | ignore SIGUSR2 |
@@ -92,6 +93,17 @@ fn open_fds() -> Vec<RawFd> {
 
 fn ack() {
     let pid = std::process::id();
+    // -g: the master's connection, as Einhorn's worker library prefers it.
+    if let Some(fd) = env("EINHORN_SOCK_FD").and_then(|fd| fd.parse::<RawFd>().ok()) {
+        // SAFETY: the master passed this connection to this process alone.
+        let mut stream = unsafe { UnixStream::from_raw_fd(fd) };
+        let line = format!("{{\"command\": \"worker:ack\", \"pid\": {pid}}}\n");
+        if let Err(e) = stream.write_all(line.as_bytes()) {
+            eprintln!("einhorn-test-worker: cannot ACK on EINHORN_SOCK_FD {fd}: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let Some(path) = env("EINHORN_SOCK_PATH") else {
         eprintln!("einhorn-test-worker: EINHORN_SOCK_PATH is not set");
         std::process::exit(2);

@@ -219,6 +219,21 @@ impl Master {
             &[]
         };
         let args = &self.config.options.command[1..];
+        // -g: a connection of the worker's own; the master's copy closes
+        // after the fork, and the master serves the other end as a client.
+        let connection = if self.config.options.command_socket_as_fd {
+            match std::os::unix::net::UnixStream::connect(&self.config.sock_path) {
+                Ok(stream) => Some(stream),
+                Err(e) => {
+                    self.error(&format!(
+                        "-g: cannot connect to the command socket for a worker: {e}"
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let spawned = Spawn {
             program: &self.program,
             args,
@@ -232,8 +247,14 @@ impl Master {
                 .kill_children_on_exit
                 .then_some(self.config.options.master_death_signal),
             dropped_env: dropped,
+            command_connection: connection.as_ref().map(|c| {
+                use std::os::fd::AsRawFd;
+                c.as_raw_fd()
+            }),
+            nice: self.config.options.nice.as_ref().and_then(|n| n.worker),
         }
         .run();
+        drop(connection);
         let now = Instant::now();
         self.spinup.last = Some(now);
         self.spinup.last_wall = Some(SystemTime::now());

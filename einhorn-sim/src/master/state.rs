@@ -56,6 +56,19 @@ fn child(w: &Worker) -> Ruby {
     Ruby::Map(spec)
 }
 
+/// `--nice` as Einhorn keeps it.
+fn nice_entries(nice: Option<&crate::cli::Nice>) -> Ruby {
+    let level = |n: Option<i32>| Ruby::option(n, |n| Ruby::Int(i64::from(n)));
+    Ruby::Map(vec![
+        (Key::Sym("master"), level(nice.and_then(|n| n.master))),
+        (Key::Sym("worker"), level(nice.and_then(|n| n.worker))),
+        (
+            Key::Sym("renice_cmd"),
+            Ruby::Str(nice.map_or("/usr/bin/renice".to_string(), |n| n.renice_cmd.clone())),
+        ),
+    ])
+}
+
 /// A `-b` spec as Einhorn keeps it: `[host, port as given, [flags]]`.
 fn bind(socket: &BoundSocket) -> Ruby {
     let (host, port) = match &socket.spec.address {
@@ -148,7 +161,10 @@ impl Master {
                 Key::Sym("kill_children_on_exit"),
                 Ruby::Bool(options.kill_children_on_exit),
             ),
-            (Key::Sym("command_socket_as_fd"), Ruby::Bool(false)),
+            (
+                Key::Sym("command_socket_as_fd"),
+                Ruby::Bool(options.command_socket_as_fd),
+            ),
             (Key::Sym("socket_path"), path(&self.config.sock_path)),
             (Key::Sym("pidfile"), path(&self.config.pidfile)),
             (Key::Sym("lockfile"), path(&self.config.lockfile)),
@@ -160,14 +176,7 @@ impl Master {
                 Key::Sym("last_upgraded"),
                 time(self.upgrade_state.last_upgraded),
             ),
-            (
-                Key::Sym("nice"),
-                Ruby::Map(vec![
-                    (Key::Sym("master"), Ruby::Nil),
-                    (Key::Sym("worker"), Ruby::Nil),
-                    (Key::Sym("renice_cmd"), Ruby::Str("/usr/bin/renice".into())),
-                ]),
-            ),
+            (Key::Sym("nice"), nice_entries(options.nice.as_ref())),
             (
                 Key::Sym("reexec_commandline"),
                 Ruby::option(options.reexec_as.as_ref(), |words| strings(&words.0)),

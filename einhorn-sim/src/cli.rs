@@ -166,10 +166,15 @@ pub struct Options {
     #[arg(short = 'g', long = "command-socket-as-fd")]
     pub command_socket_as_fd: bool,
 
-    /// Nice levels: MASTER[:WORKER][:RENICE_CMD]. The master runs RENICE_CMD
-    /// (default /usr/bin/renice) on itself at start; each worker gets its
-    /// level before it execs
-    #[arg(long = "nice", value_name = "MASTER[:WORKER][:RENICE_CMD]", value_parser = Nice::parse)]
+    /// Nice levels, `MASTER[:WORKER][:RENICE_CMD]`: the master runs
+    /// `RENICE_CMD` (default `/usr/bin/renice`) on itself at start; each
+    /// worker gets its level before it execs.
+    #[arg(
+        long = "nice",
+        value_name = "MASTER[:WORKER][:RENICE_CMD]",
+        value_parser = Nice::parse,
+        help = "Nice levels: the master runs RENICE_CMD (default /usr/bin/renice) on itself at start; each worker gets its level before it execs"
+    )]
     pub nice: Option<Nice>,
 
     /// Accepted as Einhorn accepts it: it matters only for Ruby code

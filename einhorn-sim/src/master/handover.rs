@@ -43,7 +43,7 @@ pub struct Handover {
     /// The version new workers get.
     pub version: u64,
     /// Upgrades.
-    pub upgrade: UpgradeHandover,
+    upgrade: UpgradeState,
     /// Spawn pacing.
     pub spinup: SpinupState,
     /// Timers, with the time left.
@@ -102,18 +102,6 @@ pub struct SettingsState {
     max_unacked: u32,
     max_upgrade_additional: Option<u32>,
     verbosity: u8,
-}
-
-/// [`UpgradeState`].
-#[derive(Debug, Serialize, Deserialize)]
-pub struct UpgradeHandover {
-    current: Option<(bool, u64)>,
-    last_smooth: bool,
-    newest_version: u64,
-    generation: u64,
-    last_upgraded: Option<SystemTime>,
-    drop_env_active: bool,
-    queued: bool,
 }
 
 /// [`Spinup`].
@@ -202,7 +190,6 @@ impl Handover {
         upgrade_after: Option<bool>,
     ) -> Handover {
         let now = Instant::now();
-        let u = &master.upgrade_state;
         Handover {
             argv: master.config.argv.clone(),
             exe: master.config.exe.clone(),
@@ -239,15 +226,7 @@ impl Handover {
                 verbosity: master.log.verbosity,
             },
             version: master.version,
-            upgrade: UpgradeHandover {
-                current: u.current.as_ref().map(|c| (c.smooth, c.from)),
-                last_smooth: u.last_smooth,
-                newest_version: u.newest_version,
-                generation: u.generation,
-                last_upgraded: u.last_upgraded,
-                drop_env_active: u.drop_env_active,
-                queued: u.queued,
-            },
+            upgrade: master.upgrade_state.clone(),
             spinup: SpinupState {
                 last_ago: master.spinup.last.map(|t| ago(now, t)),
                 last_wall: master.spinup.last_wall,
@@ -365,16 +344,7 @@ impl Handover {
         master.settings.max_upgrade_additional = s.max_upgrade_additional;
         master.log.verbosity = s.verbosity;
         master.version = self.version;
-        let u = &self.upgrade;
-        master.upgrade_state = UpgradeState {
-            current: u.current.map(|(smooth, from)| Upgrade { smooth, from }),
-            last_smooth: u.last_smooth,
-            newest_version: u.newest_version,
-            generation: u.generation,
-            last_upgraded: u.last_upgraded,
-            drop_env_active: u.drop_env_active,
-            queued: u.queued,
-        };
+        master.upgrade_state = self.upgrade.clone();
         let p = &self.spinup;
         master.spinup = Spinup {
             last: p.last_ago.map(|s| since(now, s)),

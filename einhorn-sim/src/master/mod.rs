@@ -185,6 +185,7 @@ struct Settings {
 }
 
 /// An upgrade in progress.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Upgrade {
     /// It is smooth (one old worker goes per new ACK), not a fleet one.
     smooth: bool,
@@ -192,8 +193,9 @@ struct Upgrade {
     from: u64,
 }
 
-/// Upgrades: the one in progress, and the counters that outlive it.
-#[derive(Default)]
+/// Upgrades: the one in progress, and the counters that outlive it (a
+/// re-exec'd master gets them as they are).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct UpgradeState {
     /// The upgrade in progress, if any.
     current: Option<Upgrade>,

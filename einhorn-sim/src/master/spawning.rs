@@ -210,6 +210,56 @@ impl Master {
         None
     }
 
+    /// `-g`: a connection of the worker's own to the command socket. The
+    /// master's copy closes after the fork, and the master serves the
+    /// other end as any client.
+    fn worker_connection(&self) -> Option<std::os::unix::net::UnixStream> {
+        if !self.config.options.command_socket_as_fd {
+            return None;
+        }
+        std::os::unix::net::UnixStream::connect(&self.config.sock_path)
+            .map_err(|e| {
+                self.error(&format!(
+                    "-g: cannot connect to the command socket for a worker: {e}"
+                ))
+            })
+            .ok()
+    }
+
+    /// Records a worker just spawned, and its ACK timer and event.
+    fn record_spawn(&mut self, pid: i32, index: u32, now: Instant) {
+        self.upgrade_log(
+            Level::Info,
+            &format!("===> Launched {pid} (index: {index})"),
+        );
+        if self.log.verbosity <= 1 {
+            crate::report::line(&format!(
+                "[WORKER {pid}] INFO: About to exec {}",
+                inspect_argv(&self.program, &self.config.options.command[1..])
+            ));
+        }
+        self.pool.workers.push(Worker {
+            pid,
+            version: self.version,
+            acked: false,
+            signaled: Default::default(),
+            last_signaled_at: None,
+            last_signaled_wall: None,
+            index,
+            spinup_time: now,
+            spinup_wall: SystemTime::now(),
+            pinged_at: None,
+            pinged_request_id: None,
+        });
+        self.start_ack_timer(pid, now);
+        self.events.emit(Event::Spawn {
+            pid,
+            index,
+            version: self.version,
+            program: self.program.display().to_string(),
+        });
+    }
+
     /// Spawns one worker at the current version.
     pub(super) fn spawn_worker(&mut self) {
         let index = self.pool.free_index();
@@ -219,21 +269,7 @@ impl Master {
             &[]
         };
         let args = &self.config.options.command[1..];
-        // -g: a connection of the worker's own; the master's copy closes
-        // after the fork, and the master serves the other end as a client.
-        let connection = if self.config.options.command_socket_as_fd {
-            match std::os::unix::net::UnixStream::connect(&self.config.sock_path) {
-                Ok(stream) => Some(stream),
-                Err(e) => {
-                    self.error(&format!(
-                        "-g: cannot connect to the command socket for a worker: {e}"
-                    ));
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        let connection = self.worker_connection();
         let spawned = Spawn {
             program: &self.program,
             args,
@@ -275,36 +311,7 @@ impl Master {
                 return;
             }
         };
-        self.upgrade_log(
-            Level::Info,
-            &format!("===> Launched {pid} (index: {index})"),
-        );
-        if self.log.verbosity <= 1 {
-            crate::report::line(&format!(
-                "[WORKER {pid}] INFO: About to exec {}",
-                inspect_argv(&self.program, &self.config.options.command[1..])
-            ));
-        }
-        self.pool.workers.push(Worker {
-            pid,
-            version: self.version,
-            acked: false,
-            signaled: Default::default(),
-            last_signaled_at: None,
-            last_signaled_wall: None,
-            index,
-            spinup_time: now,
-            spinup_wall: SystemTime::now(),
-            pinged_at: None,
-            pinged_request_id: None,
-        });
-        self.start_ack_timer(pid, now);
-        self.events.emit(Event::Spawn {
-            pid,
-            index,
-            version: self.version,
-            program: self.program.display().to_string(),
-        });
+        self.record_spawn(pid, index, now);
     }
 
     /// The timer that ACKs a worker (`--ack-timer`), or gives up waiting

@@ -78,10 +78,7 @@ pub(crate) fn run_with(
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         // --watch: PROGRAM's executable and the PATHs given, watched before
         // anything is bound or written, so a bad PATH leaves nothing behind.
-        let _watch = match &options.watch {
-            Some(paths) => Some(start_watch(paths, &program, tx.clone(), &log)?),
-            None => None,
-        };
+        let watch = start_watch(&options, &program, &tx, None, &log)?;
         let sockets = bind_sockets(&options, &log)?;
         if let Some(nice) = &options.nice {
             renice_master(nice, &log);
@@ -115,6 +112,7 @@ pub(crate) fn run_with(
             command_fd: listener.as_raw_fd(),
             next_conn: Arc::clone(&next_conn),
             can_reexec,
+            watch,
             options,
         };
         tokio::spawn(command_server::serve(listener, tx, next_conn));
@@ -149,10 +147,7 @@ fn resume(state_fd: i32) -> Result<u8, String> {
         master::signals::unblock();
         let log = Log::new(options.verbosity());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let _watch = match &options.watch {
-            Some(paths) => Some(start_watch(paths, &program, tx.clone(), &log)?),
-            None => None,
-        };
+        let watch = start_watch(&options, &program, &tx, handover.watch.clone(), &log)?;
         let sockets = adopt_sockets(&options, &handover)?;
         let listener = adopt_listener(handover.command_fd)?;
         let events = Events::open(options.events.as_deref())?;
@@ -166,6 +161,7 @@ fn resume(state_fd: i32) -> Result<u8, String> {
             command_fd: listener.as_raw_fd(),
             next_conn: Arc::clone(&next_conn),
             can_reexec: true,
+            watch,
             options,
         };
         let mut clients = Vec::new();
@@ -281,18 +277,26 @@ fn master_files(options: &Options) -> (PathBuf, PathBuf, PathBuf) {
     (sock_path, pidfile, lockfile)
 }
 
-/// `--watch`: watches `program` and `paths` for rebuilds.
+/// `--watch`: watches `program` and `paths` for rebuilds; `carried` is
+/// what the master that re-exec'd this one had seen.
 fn start_watch(
-    paths: &[PathBuf],
+    options: &Options,
     program: &Path,
-    inputs: UnboundedSender<Input>,
+    inputs: &UnboundedSender<Input>,
+    carried: Option<watch::Carried>,
     log: &Log,
-) -> Result<watch::Watch, String> {
-    let mut paths = paths.to_vec();
+) -> Result<Option<watch::Watch>, String> {
+    let Some(paths) = &options.watch else {
+        return Ok(None);
+    };
+    let mut paths = paths.clone();
     paths.insert(0, program.to_path_buf());
+    let inputs = inputs.clone();
+    let changed_to: watch::Changed =
+        Box::new(move |paths| inputs.send(Input::Rebuilt(paths)).is_ok());
     // The watcher's threads start with the master's signals blocked.
     master::signals::block();
-    let watch = watch::start(&paths, inputs);
+    let watch = watch::start(&paths, changed_to, carried);
     master::signals::unblock();
     let watch = watch?;
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
@@ -303,7 +307,7 @@ fn start_watch(
             names.join(", ")
         ),
     );
-    Ok(watch)
+    Ok(Some(watch))
 }
 
 /// Binds every `-b` socket, which the master holds and passes to workers.

@@ -363,3 +363,77 @@ fn drop_env_var_leaves_what_a_reexec_as_wrapper_sets() {
         ]
     );
 }
+
+/// `--watch` stops while the master execs itself: a file changed in that
+/// window (here, while a `--reexec-as` wrapper waits before it execs
+/// einhorn-sim) is found by the new master, which upgrades once more.
+#[test]
+fn a_change_while_the_master_reexecs_still_upgrades_under_watch() {
+    let dir = TempDir::new();
+    let (in_exec, go, watched) = (
+        dir.0.join("in-exec"),
+        dir.0.join("go"),
+        dir.0.join("build.txt"),
+    );
+    std::fs::write(&watched, "build 1\n").unwrap();
+    let script = format!(
+        "if [ \"$1\" = --with-state-fd ]; then touch {in}; \
+         while [ ! -e {go} ]; do sleep 0.01; done; fi; exec {sim} \"$@\"",
+        in = in_exec.display(),
+        go = go.display(),
+        sim = sim_binary().display()
+    );
+    let wrapper = format!("sh -c '{script}' sh");
+    let sim = Sim::start(
+        &[
+            "-n",
+            "1",
+            "-m",
+            "manual",
+            "--reexec-as",
+            &wrapper,
+            "--watch",
+            watched.to_str().unwrap(),
+        ],
+        &[],
+    );
+    sim.wait_count(is_ack, 1);
+    let socket = sim.socket();
+    let upgrade = std::thread::spawn(move || {
+        let mut client = Client::connect(&socket).unwrap();
+        let _ = client.run("upgrade", &[], |_| {});
+    });
+    // No master runs now: the old one has exec'd, the new one waits for `go`.
+    wait_until_exists(&in_exec);
+    std::fs::write(&watched, "build 2, a longer one\n").unwrap();
+    std::fs::write(&go, "").unwrap();
+    upgrade.join().unwrap();
+    let rebuilt = sim.wait_for(|events| {
+        events.iter().find_map(|r| match &r.event {
+            Event::Rebuilt { paths, .. } => Some(paths.clone()),
+            _ => None,
+        })
+    });
+    assert_eq!(rebuilt, [watched.display().to_string()]);
+    // The rebuild's upgrade: a second re-exec, and version 2 serving.
+    sim.wait_for(|events| (reexecs(events) == [1, 2]).then_some(()));
+    sim.wait_for(|events| {
+        events
+            .iter()
+            .any(|r| matches!(r.event, Event::UpgradeDone { version: 2 }))
+            .then_some(())
+    });
+}
+
+/// Waits for a file another process creates.
+fn wait_until_exists(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

@@ -53,6 +53,10 @@ pub struct Handover {
     /// Command lines read during the re-exec, for the new master to run:
     /// each request as YAML (`None`: it could not be parsed).
     pub lines: Vec<(ConnId, Option<String>)>,
+    /// `--watch`: what the watcher had seen, so that a change made while
+    /// no master watches still counts.
+    #[serde(default)]
+    pub watch: Option<crate::watch::Carried>,
 }
 
 /// A `-b` socket.
@@ -188,6 +192,7 @@ impl Handover {
         master: &Master,
         clients: Vec<ClientState>,
         upgrade_after: Option<bool>,
+        watch: Option<crate::watch::Carried>,
     ) -> Handover {
         let now = Instant::now();
         Handover {
@@ -244,6 +249,7 @@ impl Handover {
                 .iter()
                 .map(|(conn, request)| (*conn, request.as_ref().and_then(request_yaml)))
                 .collect(),
+            watch,
         }
     }
 

@@ -129,6 +129,8 @@ pub struct Config {
     pub next_conn: Arc<std::sync::atomic::AtomicU64>,
     /// Whether the master may re-exec its process (not when embedded).
     pub can_reexec: bool,
+    /// `--watch`'s watcher, whose view a re-exec carries on.
+    pub watch: Option<crate::watch::Watch>,
 }
 
 /// The master's state, by concern.

@@ -88,7 +88,11 @@ impl Master {
             Reexec::Upgrade(smooth) => Some(smooth),
             Reexec::Reload => None,
         };
-        let handover = Handover::of(self, self.kept_clients(), upgrade_after);
+        // What the watcher saw, then the rebuilds it sent before that: a
+        // change after this point is one the new master finds.
+        let watch = self.config.watch.as_ref().map(crate::watch::Watch::carry);
+        self.take_inputs(inputs);
+        let handover = Handover::of(self, self.kept_clients(), upgrade_after, watch);
         let error = match handover.to_memfd() {
             Ok(state) => {
                 command.push("--with-state-fd".into());
@@ -165,17 +169,23 @@ impl Master {
     /// clients cannot hold the re-exec off.
     async fn settle_clients(&mut self, inputs: &mut UnboundedReceiver<Input>) {
         for _ in 0..SETTLE_ROUNDS {
-            while let Ok(input) = inputs.try_recv() {
-                match input {
-                    // Commands sent after the one that asked for the exec
-                    // are the new master's, as in Einhorn.
-                    Input::Line(conn, request) => self.deferred_lines.push((conn, request)),
-                    other => self.on_input(other),
-                }
-            }
+            self.take_inputs(inputs);
             self.flush_clients().await;
             if inputs.is_empty() {
                 return;
+            }
+        }
+    }
+
+    /// Handles the inputs queued so far; command lines wait for the new
+    /// master.
+    fn take_inputs(&mut self, inputs: &mut UnboundedReceiver<Input>) {
+        while let Ok(input) = inputs.try_recv() {
+            match input {
+                // Commands sent after the one that asked for the exec are
+                // the new master's, as in Einhorn.
+                Input::Line(conn, request) => self.deferred_lines.push((conn, request)),
+                other => self.on_input(other),
             }
         }
     }

@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use nix::sys::stat::{umask, Mode};
@@ -107,16 +107,19 @@ pub(crate) fn inode(fd: RawFd) -> Option<u64> {
 }
 
 /// Serves a connection a master before an exec accepted, as connection
-/// `id`: the master's handle for it.
+/// `id`, starting with the bytes it had read and not run (`unread`): the
+/// master's handle for it.
 pub fn adopt(
     id: ConnId,
     fd: OwnedFd,
+    unread: Vec<u8>,
     master: UnboundedSender<Input>,
 ) -> std::io::Result<ClientHandle> {
     let stream = std::os::unix::net::UnixStream::from(fd);
     stream.set_nonblocking(true)?;
     let stream = UnixStream::from_std(stream)?;
     let (client, rx) = handle(&stream);
+    *locked(&client.unread) = LineReader::with_unread(unread);
     tokio::spawn(connection(id, stream, master, rx, client.clone()));
     Ok(client)
 }
@@ -132,8 +135,13 @@ fn handle(stream: &UnixStream) -> (ClientHandle, UnboundedReceiver<Outgoing>) {
         pending: Arc::new(AtomicUsize::new(0)),
         abort: Arc::new(Notify::new()),
         handled: Arc::new(Notify::new()),
+        unread: Arc::default(),
     };
     (client, rx)
+}
+
+fn locked(reader: &Mutex<LineReader>) -> MutexGuard<'_, LineReader> {
+    reader.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Accepts connections for the master's whole life, numbering them from
@@ -203,25 +211,29 @@ async fn connection(
 ) {
     let (mut read, mut write) = stream.into_split();
     let reader = async {
-        let mut lines = LineReader::default();
         let mut buffer = vec![0u8; 64 * 1024];
         let last = 'reading: loop {
-            let n = match read.read(&mut buffer).await {
-                Ok(0) | Err(_) => break 'reading Input::ReadDone(id),
-                Ok(n) => n,
-            };
-            lines.push(&buffer[..n]);
-            while let Some(line) = lines.next_line() {
+            // Lines are taken out of `unread` in the same step as they are
+            // sent (no await between): a re-exec finds each one either
+            // still unread or in the master's queue.
+            loop {
+                let line = locked(&client.unread).peek_line();
                 match line {
-                    Line::Complete(bytes) => {
+                    None => break,
+                    Some(Line::Complete(bytes)) => {
                         let request = decode_line(bytes).await;
                         let _ = master.send(Input::Line(id, request));
+                        locked(&client.unread).consume_line();
                         // One line in the master's queue per client: a
                         // client that floods commands waits its turn.
                         client.handled.notified().await;
                     }
-                    Line::TooLong => break 'reading Input::TooLong(id),
+                    Some(Line::TooLong) => break 'reading Input::TooLong(id),
                 }
+            }
+            match read.read(&mut buffer).await {
+                Ok(0) | Err(_) => break 'reading Input::ReadDone(id),
+                Ok(n) => locked(&client.unread).push(&buffer[..n]),
             }
         };
         // Replies to what was read still go out; the master closes after them.

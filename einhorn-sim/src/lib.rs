@@ -169,7 +169,8 @@ fn resume(state_fd: i32) -> Result<u8, String> {
             // SAFETY: the last master kept this descriptor open for this one,
             // and nothing else here refers to it.
             let fd = unsafe { OwnedFd::from_raw_fd(client.fd) };
-            if let Ok(handle) = command_server::adopt(client.id, fd, tx.clone()) {
+            let unread = client.unread.clone();
+            if let Ok(handle) = command_server::adopt(client.id, fd, unread, tx.clone()) {
                 clients.push((client.id, handle, client.peer.clone()));
             }
         }

@@ -178,23 +178,46 @@ pub enum Line {
 }
 
 impl LineReader {
+    /// A reader holding `bytes` not yet split (what a master read before it
+    /// re-exec'd this one).
+    pub fn with_unread(bytes: Vec<u8>) -> LineReader {
+        LineReader { buffer: bytes }
+    }
+
     /// Adds received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buffer.extend_from_slice(bytes);
     }
 
-    /// The next complete line, if any.
-    pub fn next_line(&mut self) -> Option<Line> {
+    /// The next complete line, left in place until [`Self::consume_line`].
+    pub fn peek_line(&self) -> Option<Line> {
         match self.buffer.iter().position(|&b| b == b'\n') {
-            Some(i) if i <= MAX_LINE => {
-                let line = self.buffer[..i].to_vec();
-                self.buffer.drain(..=i);
-                Some(Line::Complete(line))
-            }
+            Some(i) if i <= MAX_LINE => Some(Line::Complete(self.buffer[..i].to_vec())),
             Some(_) => Some(Line::TooLong),
             None if self.buffer.len() > MAX_LINE => Some(Line::TooLong),
             None => None,
         }
+    }
+
+    /// Drops the first complete line and its LF, if there is one.
+    pub fn consume_line(&mut self) {
+        if let Some(i) = self.buffer.iter().position(|&b| b == b'\n') {
+            self.buffer.drain(..=i);
+        }
+    }
+
+    /// The next complete line, taken out.
+    pub fn next_line(&mut self) -> Option<Line> {
+        let line = self.peek_line();
+        if let Some(Line::Complete(_)) = line {
+            self.consume_line();
+        }
+        line
+    }
+
+    /// What was received and not taken out as a line yet.
+    pub fn unread(&self) -> &[u8] {
+        &self.buffer
     }
 }
 
@@ -245,6 +268,19 @@ mod tests {
         assert_eq!(back["message"], Value::from("two\nlines 100%"));
         assert_eq!(back["request_id"], Value::from(7));
         assert_eq!(back["wait"], Value::from(true));
+    }
+
+    #[test]
+    fn a_peeked_line_stays_until_consumed_and_the_tail_stays_unread() {
+        let mut r = LineReader::with_unread(b"a\nb".to_vec());
+        assert_eq!(r.peek_line(), Some(Line::Complete(b"a".to_vec())));
+        assert_eq!(r.peek_line(), Some(Line::Complete(b"a".to_vec())));
+        r.consume_line();
+        assert_eq!(r.peek_line(), None);
+        assert_eq!(r.unread(), b"b");
+        r.push(b"c\n");
+        assert_eq!(r.next_line(), Some(Line::Complete(b"bc".to_vec())));
+        assert_eq!(r.unread(), b"");
     }
 
     #[test]

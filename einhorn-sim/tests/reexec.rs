@@ -370,20 +370,9 @@ fn drop_env_var_leaves_what_a_reexec_as_wrapper_sets() {
 #[test]
 fn a_change_while_the_master_reexecs_still_upgrades_under_watch() {
     let dir = TempDir::new();
-    let (in_exec, go, watched) = (
-        dir.0.join("in-exec"),
-        dir.0.join("go"),
-        dir.0.join("build.txt"),
-    );
+    let gate = Gate::new(&dir);
+    let watched = dir.0.join("build.txt");
     std::fs::write(&watched, "build 1\n").unwrap();
-    let script = format!(
-        "if [ \"$1\" = --with-state-fd ]; then touch {in}; \
-         while [ ! -e {go} ]; do sleep 0.01; done; fi; exec {sim} \"$@\"",
-        in = in_exec.display(),
-        go = go.display(),
-        sim = sim_binary().display()
-    );
-    let wrapper = format!("sh -c '{script}' sh");
     let sim = Sim::start(
         &[
             "-n",
@@ -391,7 +380,7 @@ fn a_change_while_the_master_reexecs_still_upgrades_under_watch() {
             "-m",
             "manual",
             "--reexec-as",
-            &wrapper,
+            &gate.wrapper,
             "--watch",
             watched.to_str().unwrap(),
         ],
@@ -403,10 +392,10 @@ fn a_change_while_the_master_reexecs_still_upgrades_under_watch() {
         let mut client = Client::connect(&socket).unwrap();
         let _ = client.run("upgrade", &[], |_| {});
     });
-    // No master runs now: the old one has exec'd, the new one waits for `go`.
-    wait_until_exists(&in_exec);
+    // No master runs now: the old one has exec'd, the new one waits.
+    gate.wait_closed();
     std::fs::write(&watched, "build 2, a longer one\n").unwrap();
-    std::fs::write(&go, "").unwrap();
+    gate.open();
     upgrade.join().unwrap();
     let rebuilt = sim.wait_for(|events| {
         events.iter().find_map(|r| match &r.event {
@@ -425,15 +414,122 @@ fn a_change_while_the_master_reexecs_still_upgrades_under_watch() {
     });
 }
 
-/// Waits for a file another process creates.
-fn wait_until_exists(path: &std::path::Path) {
-    let deadline = std::time::Instant::now() + WAIT;
-    while !path.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
+/// A `--reexec-as` wrapper that holds the re-exec between the old master
+/// and the new one until the test opens it.
+struct Gate {
+    wrapper: String,
+    closed: std::path::PathBuf,
+    go: std::path::PathBuf,
+}
+
+impl Gate {
+    fn new(dir: &TempDir) -> Gate {
+        let (closed, go) = (dir.0.join("in-exec"), dir.0.join("go"));
+        let script = format!(
+            "if [ \"$1\" = --with-state-fd ]; then touch {closed}; \
+             while [ ! -e {go} ]; do sleep 0.01; done; fi; exec {sim} \"$@\"",
+            closed = closed.display(),
+            go = go.display(),
+            sim = sim_binary().display()
         );
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        Gate {
+            wrapper: format!("sh -c '{script}' sh"),
+            closed,
+            go,
+        }
     }
+
+    /// Waits until the old master has exec'd the wrapper.
+    fn wait_closed(&self) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while !self.closed.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the master never re-exec'd"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Lets the wrapper exec the new master.
+    fn open(&self) {
+        std::fs::write(&self.go, "").unwrap();
+    }
+}
+
+/// A client that sent several commands at once, the last one unfinished,
+/// loses none of them to the exec (Einhorn keeps its connection buffers
+/// across its own): the new master runs the rest of them in order,
+/// including the line finished while no master ran.
+#[test]
+fn pipelined_and_unfinished_commands_survive_the_reexec() {
+    use std::io::Write;
+    let dir = TempDir::new();
+    let gate = Gate::new(&dir);
+    let sim = Sim::start(
+        &["-n", "1", "-m", "manual", "--reexec-as", &gate.wrapper],
+        &[],
+    );
+    sim.wait_count(is_ack, 1);
+    let mut stream = std::os::unix::net::UnixStream::connect(sim.socket()).unwrap();
+    let line = |id: u32| format!("{{\"command\":\"ehlo\",\"user\":\"u{id}\"}}\n");
+    let first = format!(
+        "{{\"command\":\"reload\"}}\n{}{}{}",
+        line(1),
+        line(2),
+        &line(3)[..10]
+    );
+    stream.write_all(first.as_bytes()).unwrap();
+    gate.wait_closed();
+    stream.write_all(&line(3).as_bytes()[10..]).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    gate.open();
+    let mut replies = String::new();
+    stream
+        .set_read_timeout(Some(WAIT))
+        .and_then(|_| stream.read_to_string(&mut replies))
+        .unwrap();
+    let ehlos: Vec<&str> = replies.lines().filter(|l| l.contains("Welcome")).collect();
+    assert_eq!(ehlos.len(), 3, "{replies}");
+    for (ehlo, id) in ehlos.iter().zip(1..) {
+        assert!(ehlo.contains(&format!("Welcome, u{id}!")), "{replies}");
+    }
+    assert_eq!(reexecs(&sim.events()), [1]);
+}
+
+/// An unfinished line of nearly the 1 MiB a line may have is passed on
+/// whole: finished after the exec, it runs.
+#[test]
+fn a_long_unfinished_line_survives_the_reexec() {
+    use std::io::Write;
+    let dir = TempDir::new();
+    let gate = Gate::new(&dir);
+    let sim = Sim::start(
+        &["-n", "1", "-m", "manual", "--reexec-as", &gate.wrapper],
+        &[],
+    );
+    sim.wait_count(is_ack, 1);
+    let user = "u".repeat(1_000_000);
+    let line = format!("{{\"command\":\"ehlo\",\"user\":\"{user}\"}}\n");
+    let mut stream = std::os::unix::net::UnixStream::connect(sim.socket()).unwrap();
+    stream.write_all(&line.as_bytes()[..999_000]).unwrap();
+    let socket = sim.socket();
+    let reload =
+        std::thread::spawn(move || Client::connect(&socket).unwrap().run("reload", &[], |_| {}));
+    gate.wait_closed();
+    stream.write_all(&line.as_bytes()[999_000..]).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    gate.open();
+    let mut replies = String::new();
+    stream
+        .set_read_timeout(Some(WAIT))
+        .and_then(|_| stream.read_to_string(&mut replies))
+        .unwrap();
+    assert!(
+        replies.contains(&format!("Welcome, {user}!")),
+        "{}",
+        &replies[..replies.len().min(200)]
+    );
+    let _ = reload.join();
+    assert_eq!(reexecs(&sim.events()), [1]);
 }

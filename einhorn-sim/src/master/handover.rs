@@ -79,6 +79,10 @@ pub struct ClientState {
     pub fd: RawFd,
     /// Who it is.
     pub peer: String,
+    /// What it sent that was read and not run yet: the rest of its
+    /// pipelined commands, and a line it was halfway through.
+    #[serde(default)]
+    pub unread: Vec<u8>,
 }
 
 /// A worker.

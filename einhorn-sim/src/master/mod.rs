@@ -83,6 +83,9 @@ pub struct ClientHandle {
     pub abort: Arc<Notify>,
     /// Signalled after each line is handled: the connection's next may come.
     pub handled: Arc<Notify>,
+    /// What was read and not yet sent to the master as a line: a re-exec
+    /// passes it on. A line leaves it in the same step as it is sent.
+    pub unread: Arc<std::sync::Mutex<protocol::LineReader>>,
 }
 
 /// What the master tells a connection task.

@@ -32,6 +32,11 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// How many times the clients are settled before an exec at most.
 const SETTLE_ROUNDS: usize = 50;
 
+/// The most unread command bytes passed to the new master, all clients
+/// together (a line may be up to 1 MiB): the clients holding the most are
+/// left out past it, and lose their connection with the exec.
+const MAX_UNREAD_PASSED: usize = 8 << 20;
+
 /// What a re-exec is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reexec {
@@ -206,9 +211,12 @@ impl Master {
     }
 
     /// The client connections to keep: those whose descriptor is still the
-    /// socket accepted (a connection closing meanwhile frees its number).
+    /// socket accepted (a connection closing meanwhile frees its number),
+    /// with what they sent that was not run yet, within
+    /// [`MAX_UNREAD_PASSED`].
     fn kept_clients(&self) -> Vec<ClientState> {
-        self.clients
+        let kept: Vec<ClientState> = self
+            .clients
             .connections
             .iter()
             .filter(|(_, c)| crate::command_server::inode(c.fd) == Some(c.inode))
@@ -216,8 +224,13 @@ impl Master {
                 id: *id,
                 fd: c.fd,
                 peer: self.clients.peers.get(id).cloned().unwrap_or_default(),
+                unread: c.unread.lock().map_or_else(
+                    |e| e.into_inner().unread().to_vec(),
+                    |r| r.unread().to_vec(),
+                ),
             })
-            .collect()
+            .collect();
+        within_budget(kept, MAX_UNREAD_PASSED)
     }
 
     /// Execs `command`, keeping `kept` open; returns why it failed.
@@ -258,6 +271,19 @@ impl Master {
     }
 }
 
+/// The clients whose unread bytes fit in `budget` together, those holding
+/// the least first; in connection order.
+fn within_budget(mut clients: Vec<ClientState>, mut budget: usize) -> Vec<ClientState> {
+    clients.sort_by_key(|c| c.unread.len());
+    clients.retain(|c| {
+        let fits = c.unread.len() <= budget;
+        budget -= c.unread.len().min(budget);
+        fits
+    });
+    clients.sort_by_key(|c| c.id);
+    clients
+}
+
 fn set_close_on_exec(fds: &[RawFd], on: bool) {
     for &fd in fds {
         // SAFETY: only the descriptor's flags change; each is open and owned
@@ -269,5 +295,31 @@ fn set_close_on_exec(fds: &[RawFd], on: bool) {
             FdFlag::empty()
         };
         let _ = fcntl(fd, FcntlArg::F_SETFD(flag));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(id: ConnId, unread: usize) -> ClientState {
+        ClientState {
+            id,
+            fd: 0,
+            peer: String::new(),
+            unread: vec![b'x'; unread],
+        }
+    }
+
+    #[test]
+    fn the_clients_holding_the_most_unread_bytes_are_left_out_past_the_budget() {
+        let clients = vec![client(1, 600), client(2, 0), client(3, 500), client(4, 100)];
+        let kept: Vec<ConnId> = within_budget(clients, 1000).iter().map(|c| c.id).collect();
+        assert_eq!(kept, [2, 3, 4]);
+        let all: Vec<ConnId> = within_budget(vec![client(1, 5), client(2, 5)], 10)
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(all, [1, 2]);
     }
 }

@@ -18,8 +18,55 @@ const X_TRACE: HeaderName = HeaderName::from_static("x-trace");
 const X_PARENT: HeaderName = HeaderName::from_static("x-parent");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
-/// The name of the span every HTTP request runs in.
+/// The name of the span every HTTP request runs in: its SERVER span for a
+/// tracing layer of the program's (OpenTelemetry's), never on log lines.
 pub(crate) const REQUEST_SPAN: &str = "request";
+
+/// The target of [`REQUEST_SPAN`].
+pub(crate) const REQUEST_SPAN_TARGET: &str = "baseplate::server::http";
+
+/// The name of the span every Thrift call runs in: its fields (method,
+/// trace ids) are on every log line of the call.
+pub(crate) const RPC_SPAN: &str = "rpc";
+
+/// The target of [`RPC_SPAN`] and [`RPC_SERVER_SPAN`].
+pub(crate) const RPC_SPAN_TARGET: &str = "baseplate::server::thrift";
+
+/// The name of a Thrift call's SERVER span, made only while spans are
+/// exported, and never on log lines.
+pub(crate) const RPC_SERVER_SPAN: &str = "rpc.server";
+
+/// Whether a span is for tracing layers only, never on baseplate's log
+/// lines.
+pub(crate) fn is_export_only(meta: &tracing::Metadata<'_>) -> bool {
+    match meta.name() {
+        REQUEST_SPAN => meta.target() == REQUEST_SPAN_TARGET,
+        RPC_SERVER_SPAN => meta.target() == RPC_SPAN_TARGET,
+        _ => false,
+    }
+}
+
+/// Puts the current trace on an outgoing HTTP call, as W3C `traceparent`
+/// (and `tracestate`): made while a request or call is handled, the call
+/// is then a child of the span handling it, and the service called joins
+/// the same trace. Only while spans are exported (the `otel` feature, with
+/// an endpoint set); otherwise the headers are left as they are.
+///
+/// ```
+/// # fn outgoing() -> http::Request<()> {
+/// let mut request = http::Request::get("http://users.internal/users/42")
+///     .body(())
+///     .unwrap();
+/// baseplate::trace::inject_traceparent(request.headers_mut());
+/// # request
+/// # }
+/// ```
+pub fn inject_traceparent(headers: &mut HeaderMap) {
+    #[cfg(feature = "otel")]
+    crate::otel::inject_traceparent(headers);
+    #[cfg(not(feature = "otel"))]
+    let _ = headers;
+}
 
 /// A layer of the embedding program's (an OpenTelemetry layer, say), added
 /// to the subscriber baseplate installs with
@@ -97,6 +144,19 @@ pub fn is_valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `value` cut to at most `max` bytes, at a character boundary: what a
+/// client sent (a header, a path), made fit for a log line or a span.
+pub(crate) fn bounded(value: &str, max: usize) -> &str {
+    if value.len() <= max {
+        return value;
+    }
+    let mut end = max;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
 }
 
 /// The splitmix64 finalizer: a bijection on u64 that scatters its bits.

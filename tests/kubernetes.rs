@@ -2,7 +2,7 @@
 //! with their config, and the shutdown sequence a kubelet drives works
 //! against a real server: readiness fails at once on SIGTERM, requests keep
 //! succeeding while the listener drains, and the process exits 0 within
-//! `drain_time + stop_timeout`.
+//! `drain_time + stop_timeout` (+ `tracing.flush_timeout` with spans exported).
 
 mod common;
 
@@ -60,14 +60,22 @@ fn the_documented_manifests_parse_and_agree_with_their_config() {
     let config = ConfigFile::parse(Path::new("app.ini"), ini.as_bytes()).unwrap();
     let server = config.section("server", "main").unwrap();
     let timespan = |key: &str| parse_timespan(server.get(key).unwrap()).unwrap();
-    let needed = timespan("drain_time") + timespan("stop_timeout");
+    // With spans exported, the last flush comes after stop_timeout.
+    let app = config.section("app", "main").unwrap();
+    let flush = match app.get("tracing.endpoint") {
+        Some(_) => app
+            .get("tracing.flush_timeout")
+            .map_or(Duration::from_secs(5), |t| parse_timespan(t).unwrap()),
+        None => Duration::ZERO,
+    };
+    let needed = timespan("drain_time") + timespan("stop_timeout") + flush;
 
     let deployment = of_kind(&documents, "Deployment");
     let pod = &deployment["spec"]["template"]["spec"];
     let grace = Duration::from_secs(pod["terminationGracePeriodSeconds"].as_u64().unwrap());
     assert!(
         grace > needed && grace <= needed + Duration::from_secs(10),
-        "terminationGracePeriodSeconds {grace:?} should be a little over drain_time + stop_timeout ({needed:?})"
+        "terminationGracePeriodSeconds {grace:?} should be a little over drain_time + stop_timeout + tracing.flush_timeout ({needed:?})"
     );
     let container = &pod["containers"][0];
     for (probe, name) in [

@@ -457,6 +457,27 @@ impl Gate {
     }
 }
 
+/// A master of one ACKed worker whose re-exec waits for the gate.
+fn gated_master(dir: &TempDir) -> (Sim, Gate) {
+    let gate = Gate::new(dir);
+    let sim = Sim::start(
+        &["-n", "1", "-m", "manual", "--reexec-as", &gate.wrapper],
+        &[],
+    );
+    sim.wait_count(is_ack, 1);
+    (sim, gate)
+}
+
+/// Everything the master sends until it closes the connection.
+fn read_to_end(stream: &mut std::os::unix::net::UnixStream) -> String {
+    let mut replies = String::new();
+    stream
+        .set_read_timeout(Some(WAIT))
+        .and_then(|_| stream.read_to_string(&mut replies))
+        .unwrap();
+    replies
+}
+
 /// A client that sent several commands at once, the last one unfinished,
 /// loses none of them to the exec (Einhorn keeps its connection buffers
 /// across its own): the new master runs the rest of them in order,
@@ -465,12 +486,7 @@ impl Gate {
 fn pipelined_and_unfinished_commands_survive_the_reexec() {
     use std::io::Write;
     let dir = TempDir::new();
-    let gate = Gate::new(&dir);
-    let sim = Sim::start(
-        &["-n", "1", "-m", "manual", "--reexec-as", &gate.wrapper],
-        &[],
-    );
-    sim.wait_count(is_ack, 1);
+    let (sim, gate) = gated_master(&dir);
     let mut stream = std::os::unix::net::UnixStream::connect(sim.socket()).unwrap();
     let line = |id: u32| format!("{{\"command\":\"ehlo\",\"user\":\"u{id}\"}}\n");
     let first = format!(
@@ -484,11 +500,7 @@ fn pipelined_and_unfinished_commands_survive_the_reexec() {
     stream.write_all(&line(3).as_bytes()[10..]).unwrap();
     stream.shutdown(std::net::Shutdown::Write).unwrap();
     gate.open();
-    let mut replies = String::new();
-    stream
-        .set_read_timeout(Some(WAIT))
-        .and_then(|_| stream.read_to_string(&mut replies))
-        .unwrap();
+    let replies = read_to_end(&mut stream);
     let ehlos: Vec<&str> = replies.lines().filter(|l| l.contains("Welcome")).collect();
     assert_eq!(ehlos.len(), 3, "{replies}");
     for (ehlo, id) in ehlos.iter().zip(1..) {
@@ -503,12 +515,7 @@ fn pipelined_and_unfinished_commands_survive_the_reexec() {
 fn a_long_unfinished_line_survives_the_reexec() {
     use std::io::Write;
     let dir = TempDir::new();
-    let gate = Gate::new(&dir);
-    let sim = Sim::start(
-        &["-n", "1", "-m", "manual", "--reexec-as", &gate.wrapper],
-        &[],
-    );
-    sim.wait_count(is_ack, 1);
+    let (sim, gate) = gated_master(&dir);
     let user = "u".repeat(1_000_000);
     let line = format!("{{\"command\":\"ehlo\",\"user\":\"{user}\"}}\n");
     let mut stream = std::os::unix::net::UnixStream::connect(sim.socket()).unwrap();
@@ -520,11 +527,7 @@ fn a_long_unfinished_line_survives_the_reexec() {
     stream.write_all(&line.as_bytes()[999_000..]).unwrap();
     stream.shutdown(std::net::Shutdown::Write).unwrap();
     gate.open();
-    let mut replies = String::new();
-    stream
-        .set_read_timeout(Some(WAIT))
-        .and_then(|_| stream.read_to_string(&mut replies))
-        .unwrap();
+    let replies = read_to_end(&mut stream);
     assert!(
         replies.contains(&format!("Welcome, {user}!")),
         "{}",

@@ -176,6 +176,21 @@ impl ThriftRequest {
         split_service(&self.method).1
     }
 
+    /// Names the Thrift service handling this call on its exported span
+    /// (OpenTelemetry's `rpc.service`, and the span name
+    /// `{service}/{method}`). Processors `baseplate-thrift` generates call
+    /// it for their own methods; a hand-written app may. Without export
+    /// (the `otel` feature, an endpoint) it does nothing.
+    #[inline]
+    pub fn record_service_name(&self, service: &str) {
+        #[cfg(feature = "otel")]
+        if crate::otel::enabled() {
+            crate::otel::semconv::name_rpc_service(service, self.method_name());
+        }
+        #[cfg(not(feature = "otel"))]
+        let _ = service;
+    }
+
     /// The service a multiplexing client named (`Service:method`), if any.
     pub fn service_name(&self) -> Option<&str> {
         split_service(&self.method).0

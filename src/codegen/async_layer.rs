@@ -352,9 +352,11 @@ impl Emitter<'_> {
             self.out,
             "      _ => return {fallback},\n\
              \x20   }};\n\
+             \x20   request.record_service_name({:?});\n\
              \x20   let handler = ::std::sync::Arc::clone(&self.handler);\n\
              \x20   Box::pin(async move {{\n\
-             \x20     match own {{"
+             \x20     match own {{",
+            service.name
         );
         for (index, function) in service.functions.iter().enumerate() {
             self.dispatch(index, service, function, thrift);

@@ -1304,6 +1304,7 @@ impl<H: ExampleAsyncHandler> ::baseplate::tower::Service<::baseplate::server::th
       "crash" => 5,
       _ => return <self::baseplate::BaseplateServiceV2AsyncProcessor<ExampleAsParentHandler<H>> as ::baseplate::tower::Service<::baseplate::server::thrift::ThriftRequest>>::call(&mut self.parent, request),
     };
+    request.record_service_name("Example");
     let handler = ::std::sync::Arc::clone(&self.handler);
     Box::pin(async move {
       match own {
@@ -2357,6 +2358,7 @@ impl<H: BaseplateServiceAsyncHandler> ::baseplate::tower::Service<::baseplate::s
         )))
       }),
     };
+    request.record_service_name("BaseplateService");
     let handler = ::std::sync::Arc::clone(&self.handler);
     Box::pin(async move {
       match own {
@@ -2433,6 +2435,7 @@ impl<H: BaseplateServiceV2AsyncHandler> ::baseplate::tower::Service<::baseplate:
         )))
       }),
     };
+    request.record_service_name("BaseplateServiceV2");
     let handler = ::std::sync::Arc::clone(&self.handler);
     Box::pin(async move {
       match own {

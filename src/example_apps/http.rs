@@ -3,8 +3,9 @@
 //!
 //! Routes: `GET /`, `GET /health` (reached only with
 //! `health.answered_by = app`: the server answers probes by default),
-//! `GET /sleep?ms=N`, `POST /echo`, `GET /config`, and `GET /panic` to show
-//! what an app bug costs (one 500). With `maintenance_file = PATH`,
+//! `GET /sleep?ms=N`, `POST /echo`, `GET /config`, `GET /status?code=N`
+//! (answers with status N, to try dashboards and alerts), and `GET /panic`
+//! to show what an app bug costs (one 500). With `maintenance_file = PATH`,
 //! readiness fails while that file exists.
 
 use std::convert::Infallible;
@@ -155,7 +156,9 @@ impl Service<Request<RequestBody>> for ExampleApp {
 }
 
 /// The routes, for metrics' `http_endpoint` label.
-const ROUTES: &[&str] = &["/", "/health", "/sleep", "/echo", "/config", "/panic"];
+const ROUTES: &[&str] = &[
+    "/", "/health", "/sleep", "/echo", "/config", "/status", "/panic",
+];
 
 /// Names the route `path` matched for metrics, if metrics are on.
 fn set_endpoint(request: &Request<RequestBody>, path: &str) {
@@ -188,6 +191,7 @@ async fn route(request: Request<RequestBody>, config: &[u8]) -> Response<Full<By
         (&Method::GET, "/sleep") => sleep(request.uri().query()).await,
         (&Method::POST, "/echo") => echo(request.into_body()).await,
         (&Method::GET, "/config") => json(config.to_vec()),
+        (&Method::GET, "/status") => status(request.uri().query()),
         (&Method::GET, "/panic") => panic!("the example app panics on /panic, as asked"),
         (_, route) if ROUTES.contains(&route) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
@@ -212,6 +216,24 @@ async fn sleep(query: Option<&str>) -> Response<Full<Bytes>> {
     info!("sleeping for {ms} ms");
     tokio::time::sleep(Duration::from_millis(ms)).await;
     text(StatusCode::OK, format!("slept {ms} ms"))
+}
+
+/// `GET /status?code=N`: answers with status N (200 to 599).
+fn status(query: Option<&str>) -> Response<Full<Bytes>> {
+    let code = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("code="))
+        .and_then(|v| v.parse::<u16>().ok())
+        .filter(|code| (200..600).contains(code))
+        .and_then(|code| StatusCode::from_u16(code).ok());
+    match code {
+        Some(code) => text(code, format!("{code}\n")),
+        None => text(
+            StatusCode::BAD_REQUEST,
+            "expected ?code=N with N a status from 200 to 599\n",
+        ),
+    }
 }
 
 /// Answers with the request body; a body over the server's `max_body_size`

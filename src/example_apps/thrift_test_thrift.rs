@@ -7584,6 +7584,7 @@ impl<H: ThriftTestAsyncHandler> ::baseplate::tower::Service<::baseplate::server:
         )))
       }),
     };
+    request.record_service_name("ThriftTest");
     let handler = ::std::sync::Arc::clone(&self.handler);
     Box::pin(async move {
       match own {
@@ -7957,6 +7958,7 @@ impl<H: SecondServiceAsyncHandler> ::baseplate::tower::Service<::baseplate::serv
         )))
       }),
     };
+    request.record_service_name("SecondService");
     let handler = ::std::sync::Arc::clone(&self.handler);
     Box::pin(async move {
       match own {

@@ -99,7 +99,11 @@ fn subscriber(
         let ours = our_layer(levels(debug, file)?, format, writer, handler_level);
         Box::new(tracing_subscriber::registry().with(ours)) as Box<dyn Subscriber + Send + Sync>
     } else {
-        let theirs = user_layers.with_filter(levels(debug, file)?);
+        // The server's spans (an HTTP request's, a Thrift call's) reach the
+        // program's layers at any level: the levels choose log lines and
+        // the app's own spans, not what a tracing backend sees.
+        let theirs = user_layers
+            .with_filter(levels(debug, file)?.or(filter_fn(crate::trace::is_export_only)));
         let ours = our_layer(levels(debug, file)?, format, writer, handler_level);
         Box::new(tracing_subscriber::registry().with(theirs).with(ours))
     })
@@ -127,7 +131,8 @@ where
     SpanFields::layer()
         .and_then(output)
         .with_filter(levels.and(filter_fn(move |meta| {
-            !is_request_span(meta) && (meta.is_span() || *meta.level() <= handler_level)
+            !crate::trace::is_export_only(meta)
+                && (meta.is_span() || *meta.level() <= handler_level)
         })))
 }
 
@@ -215,12 +220,6 @@ impl SpanFields {
 }
 
 struct SpanFieldsLayer;
-
-/// Whether a span is an HTTP request's: its fields are for the program's
-/// layers, and log lines take only its trace id.
-fn is_request_span(meta: &tracing::Metadata<'_>) -> bool {
-    meta.name() == crate::trace::REQUEST_SPAN && meta.target() == "baseplate::server::http"
-}
 
 impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpanFieldsLayer {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {

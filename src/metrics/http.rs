@@ -167,11 +167,13 @@ impl Metrics {
 }
 
 /// The route an HTTP request matched, as the `http_endpoint` label of its
-/// metrics (baseplate.py's matched route name). Not to be confused with
+/// metrics (baseplate.py's matched route name) and the `http.route` of its
+/// exported span. Not to be confused with
 /// [`config::Endpoint`](crate::config::Endpoint), an address to listen on
-/// or connect to. With metrics on, the server puts
-/// one in every request's extensions; an app (or a layer that routes, like
-/// an axum `route_layer`) names the route on it:
+/// or connect to. With metrics on, or spans taken by a tracing layer
+/// (OpenTelemetry export), the server puts one in every request's
+/// extensions; an app (or a layer that routes, like an axum
+/// `route_layer`) names the route on it:
 ///
 /// ```
 /// use baseplate::metrics::RouteLabel;
@@ -186,7 +188,8 @@ impl Metrics {
 ///
 /// Use the route's pattern or name, never the raw path: every distinct
 /// value is a new series. A request whose endpoint was not named is
-/// labelled `404` when it got a 404, and `unknown` otherwise.
+/// labelled `404` when it got a 404, and `unknown` otherwise; its span
+/// has no `http.route`.
 #[derive(Clone)]
 pub struct RouteLabel {
     inner: Arc<Mutex<RouteLabelState>>,
@@ -194,49 +197,72 @@ pub struct RouteLabel {
 
 impl std::fmt::Debug for RouteLabel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        f.debug_tuple("RouteLabel")
-            .field(&state.named.then(|| &state.series.endpoint))
-            .finish()
+        f.debug_tuple("RouteLabel").field(&self.get()).finish()
     }
 }
 
 struct RouteLabelState {
+    /// Where the request is counted, with metrics on.
+    counted: Option<Counted>,
+    /// The name the app gave, if any.
+    name: Option<Arc<str>>,
+    /// Set when the request has been recorded: later names are ignored.
+    finished: bool,
+}
+
+/// A request's place in the metrics.
+struct Counted {
     metrics: Arc<Metrics>,
     /// The method's index in [`METHODS`].
     index: usize,
     /// Where the request is counted now: `unknown` until named. Its
     /// active-requests gauge counts this request.
     series: Arc<EndpointSeries>,
-    /// Whether the app named the endpoint.
-    named: bool,
-    /// Set when the request has been recorded: later names are ignored.
-    finished: bool,
 }
 
 impl RouteLabel {
+    /// A label for a request that is not counted (metrics off): only its
+    /// span takes the name.
+    pub(crate) fn uncounted() -> RouteLabel {
+        RouteLabel {
+            inner: Arc::new(Mutex::new(RouteLabelState {
+                counted: None,
+                name: None,
+                finished: false,
+            })),
+        }
+    }
+
     /// Names the endpoint; the last name given before the response wins.
     pub fn set(&self, name: &str) {
         let mut state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if state.finished || (state.named && &*state.series.endpoint == name) {
+        if state.finished || state.name.as_deref() == Some(name) {
             return;
         }
-        let series = state.metrics.named(state.series.method, state.index, name);
+        let Some(counted) = &mut state.counted else {
+            state.name = Some(Arc::from(name));
+            return;
+        };
+        let series = counted
+            .metrics
+            .named(counted.series.method, counted.index, name);
         // The request moves to its endpoint's active-requests gauge.
-        if let Some(old) = &state.series.active {
+        if let Some(old) = &counted.series.active {
             old.sub(0, 1);
         }
         if let Some(new) = &series.active {
             new.add(0, 1);
         }
-        state.series = series;
-        state.named = true;
+        state.name = Some(Arc::clone(&series.endpoint));
+        if let Some(counted) = &mut state.counted {
+            counted.series = series;
+        }
     }
 
     /// The name given, if any.
     pub fn get(&self) -> Option<Arc<str>> {
         let state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        state.named.then(|| Arc::clone(&state.series.endpoint))
+        state.name.clone()
     }
 }
 
@@ -264,10 +290,12 @@ impl HttpRequestMetrics {
         HttpRequestMetrics {
             endpoint: RouteLabel {
                 inner: Arc::new(Mutex::new(RouteLabelState {
-                    metrics: Arc::clone(metrics),
-                    index,
-                    series,
-                    named: false,
+                    counted: Some(Counted {
+                        metrics: Arc::clone(metrics),
+                        index,
+                        series,
+                    }),
+                    name: None,
                     finished: false,
                 })),
             },
@@ -287,11 +315,13 @@ impl HttpRequestMetrics {
     pub(crate) fn finish(mut self, status: u16, response_size: Option<u64>) -> Option<LateSize> {
         let latency = self.started.elapsed();
         let state = self.end();
-        let metrics = Arc::clone(&state.metrics);
-        let series = if !state.named && status == 404 {
-            Arc::clone(metrics.not_found(state.series.method, state.index))
+        let named = state.name.is_some();
+        let counted = state.counted.as_ref()?;
+        let metrics = Arc::clone(&counted.metrics);
+        let series = if !named && status == 404 {
+            Arc::clone(metrics.not_found(counted.series.method, counted.index))
         } else {
-            Arc::clone(&state.series)
+            Arc::clone(&counted.series)
         };
         drop(state);
         let success = is_success(status);
@@ -345,10 +375,12 @@ impl HttpRequestMetrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         state.finished = true;
-        if let Some(active) = &state.series.active {
-            active.sub(0, 1);
+        if let Some(counted) = &state.counted {
+            if let Some(active) = &counted.series.active {
+                active.sub(0, 1);
+            }
+            counted.metrics.in_flight(false);
         }
-        state.metrics.in_flight(false);
         state
     }
 }

@@ -14,7 +14,7 @@ pub(crate) mod counted_body;
 mod encode;
 pub(crate) mod exporter;
 mod file;
-mod http;
+pub(crate) mod http;
 pub(crate) mod names;
 mod process;
 mod scrape;

@@ -154,7 +154,7 @@ impl Serve {
         let (layers, export) = {
             let mut layers = layers;
             let export = match args.check {
-                true => None,
+                true => crate::otel::check(&config.app).map(|()| None)?,
                 false => crate::otel::start(&config.app)?.map(|(layer, export)| {
                     layers.push(layer);
                     export

@@ -15,14 +15,15 @@ use tracing::{debug, error, Instrument};
 
 use super::catch_unwind::CatchUnwind;
 use super::listener::Stream;
+use super::request_span::{record_response, request_span};
 use super::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
 use super::tracker::{Activity, ConnectionHandle, RequestInfo};
 use super::{ConnectionFuture, ConnectionServer, HttpOptions};
 use crate::app::{full_body, HttpRequest, HttpResponse, HttpService};
 use crate::body::RequestBody;
 use crate::health::http::HttpProbes;
-use crate::metrics::{HttpRequestMetrics, Metrics};
-use crate::trace::{self, TraceId, REQUEST_SPAN};
+use crate::metrics::{HttpRequestMetrics, Metrics, RouteLabel};
+use crate::trace::{self, TraceId};
 
 /// How often an HTTP/2 connection is pinged, and how long a ping may go
 /// unanswered before the connection is closed.
@@ -278,6 +279,15 @@ async fn dispatch(
         request.map(|body| RequestBody::new(body, limits.max_size, limits.timeout));
     let trace_id = TraceId::from_headers(request.headers());
     let span = request_span(&request, &trace_id);
+    // When a tracing layer takes the span: the method and the route the
+    // app names, for the response's attributes.
+    let traced = (!span.is_disabled()).then(|| {
+        let route = match &recording {
+            Some(recording) => recording.endpoint(),
+            None => RouteLabel::uncounted(),
+        };
+        (request.method().clone(), route, span.clone())
+    });
     let _in_flight = connection.begin_request(
         RequestInfo::Http(request.method().clone(), request.uri().clone()),
         trace_id.clone(),
@@ -286,7 +296,9 @@ async fn dispatch(
         request.extensions_mut().insert(connection.peer().clone());
     }
     request.extensions_mut().insert(trace_id.clone());
-    if let Some(recording) = &recording {
+    if let Some((_, route, _)) = &traced {
+        request.extensions_mut().insert(route.clone());
+    } else if let Some(recording) = &recording {
         request.extensions_mut().insert(recording.endpoint());
     }
     let probes = shared.probes.as_ref().filter(|p| p.is_probe(&request));
@@ -307,6 +319,9 @@ async fn dispatch(
     })
     .instrument(span)
     .await;
+    if let Some((method, route, span)) = traced {
+        record_response(&span, &method, response.status(), route.get().as_deref());
+    }
     let mut response = recorded(recording, response);
     if http1 && shared.shutdown.is_triggered() {
         // Shutting down: this connection takes no further request.
@@ -345,26 +360,6 @@ async fn refuse_too_large(
     *response.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
     close_after(&mut response);
     recorded(recording, response)
-}
-
-/// The request's span. Every layer of the subscriber sees it (an
-/// OpenTelemetry one, say); baseplate's own log lines take only its trace
-/// id. Field values are only computed when some layer wants the span.
-fn request_span(request: &HttpRequest, trace_id: &TraceId) -> tracing::Span {
-    let span = tracing::info_span!(
-        REQUEST_SPAN,
-        trace_id = %trace_id,
-        parent_id = trace::parent_id_from_headers(request.headers()).as_deref(),
-        method = %request.method(),
-        route = request.uri().path(),
-    );
-    #[cfg(feature = "otel")]
-    crate::otel::set_remote_parent(
-        &span,
-        |name| request.headers().get(name).and_then(|v| v.to_str().ok()),
-        "X-",
-    );
-    span
 }
 
 /// The app's call, with a panic in it as its error.

@@ -6,6 +6,7 @@ pub(crate) mod catch_unwind;
 pub(crate) mod http;
 pub(crate) mod lifecycle;
 pub(crate) mod listener;
+pub(crate) mod request_span;
 pub(crate) mod shutdown;
 pub(crate) mod socket_file;
 pub mod thrift;

@@ -22,6 +22,8 @@ use crate::app::thrift::{
 };
 use crate::health::thrift::ThriftProbes;
 use crate::metrics::Metrics;
+#[cfg(feature = "otel")]
+use crate::otel::semconv::RpcEnd;
 use crate::server::catch_unwind::{self, CatchUnwind};
 use crate::server::listener::Stream;
 use crate::server::shutdown::{Shutdown, FIRST_REQUEST_GRACE};
@@ -37,18 +39,6 @@ const MAX_LOGGED_HEADER: usize = 256;
 /// has longer ones; a call naming one closes its connection before the
 /// name is used anywhere (logs, metrics, the SIGUSR1 dump).
 pub(crate) const MAX_METHOD_NAME: usize = 256;
-
-/// `value` cut to at most `max` bytes, at a character boundary.
-fn truncate(value: &str, max: usize) -> &str {
-    if value.len() <= max {
-        return value;
-    }
-    let mut end = max;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    &value[..end]
-}
 
 /// The most calls of one connection that may hold handler threads at once
 /// (running, or still running after their timeout reply): past it, the
@@ -225,33 +215,65 @@ async fn answer(
 ) -> Result<Vec<u8>, String> {
     let wrap = unwrapped.wrap.clone();
     let protocol = unwrapped.protocol;
-    let (request, span) = context(unwrapped, settings, slots)?;
+    let (request, spans) = context(unwrapped, settings, slots)?;
     let _in_flight = connection.begin_request(
         RequestInfo::Thrift(Arc::clone(&request.method)),
         request.trace.trace_id.clone(),
     );
     let oneway = request.is_oneway();
-    let Some(metrics) = &settings.metrics else {
-        let (response, _) = run(request, span, service, settings).await?;
+    if settings.metrics.is_none() && spans.server.is_none() {
+        let (response, _) = run(request, &spans, service, settings).await?;
         if oneway {
             return Ok(Vec::new());
         }
         return Ok(frame::wrap(&wrap, protocol, response.into_message()));
-    };
+    }
     let started = Instant::now();
     let method = Arc::clone(&request.method);
-    let active = metrics.thrift_call_started(&method);
-    let result = run(request, span, service, settings).await;
+    let active = settings
+        .metrics
+        .as_ref()
+        .map(|metrics| metrics.thrift_call_started(&method));
+    let result = run(request, &spans, service, settings).await;
     let (response, answered_by) = match result {
         Ok(answered) => answered,
         Err(e) => {
             let outcome = CallOutcome::application_exception();
-            active.series().record(metrics, &outcome, started.elapsed());
+            if let (Some(metrics), Some(active)) = (&settings.metrics, &active) {
+                active.series().record(metrics, &outcome, started.elapsed());
+            }
+            #[cfg(feature = "otel")]
+            spans.end(RpcEnd::Failed {
+                error_type: "malformed",
+                message: &e,
+            });
             return Err(e);
         }
     };
     drop(active);
-    let outcome = match response.outcome() {
+    let outcome = call_outcome(protocol, &response);
+    if let Some(metrics) = &settings.metrics {
+        let knew = matches!(answered_by, AnsweredBy::App)
+            && !(outcome == CallOutcome::application_exception()
+                && is_unknown_method(protocol, response.message()));
+        metrics
+            .thrift_method_answered(&method, knew)
+            .record(metrics, &outcome, started.elapsed());
+    }
+    #[cfg(feature = "otel")]
+    spans.end(rpc_end(&answered_by, &outcome));
+    if oneway {
+        return Ok(Vec::new());
+    }
+    Ok(frame::wrap(&wrap, protocol, response.into_message()))
+}
+
+/// What a call's reply says of it: the exception it raised, if any.
+fn call_outcome(
+    protocol: crate::wire::dialect::Protocol,
+    response: &ThriftResponse,
+) -> CallOutcome {
+    match response.outcome() {
         Some(outcome) => outcome.clone(),
         // Encoded by hand: only its message type tells.
         None => match peek_message(protocol, response.message()) {
@@ -260,26 +282,55 @@ async fn answer(
             }
             _ => CallOutcome::default(),
         },
-    };
-    let knew = answered_by == AnsweredBy::App
-        && !(outcome == CallOutcome::application_exception()
-            && is_unknown_method(protocol, response.message()));
-    metrics
-        .thrift_method_answered(&method, knew)
-        .record(metrics, &outcome, started.elapsed());
-    if oneway {
-        return Ok(Vec::new());
     }
-    Ok(frame::wrap(&wrap, protocol, response.into_message()))
 }
 
-/// The call as the app sees it, and its span: method, trace ids and the
+/// How the call ended, for its exported span.
+#[cfg(feature = "otel")]
+fn rpc_end<'a>(answered_by: &'a AnsweredBy, outcome: &'a CallOutcome) -> RpcEnd<'a> {
+    if let AnsweredBy::Server(failure) = answered_by {
+        return RpcEnd::Failed {
+            error_type: failure.kind.as_str(),
+            message: &failure.message,
+        };
+    }
+    match &outcome.exception {
+        None => RpcEnd::Replied,
+        Some(raised) if raised.type_name == "TApplicationException" => RpcEnd::Failed {
+            error_type: "TApplicationException",
+            message: "the app answered with a TApplicationException",
+        },
+        Some(raised) => RpcEnd::Declared {
+            type_name: &raised.type_name,
+            code: raised.code,
+        },
+    }
+}
+
+/// A call's spans: the log span whose fields are on its log lines, and the
+/// SERVER span exported beside it (while spans are exported).
+struct CallSpans {
+    log: Span,
+    server: Option<Span>,
+}
+
+#[cfg(feature = "otel")]
+impl CallSpans {
+    /// Records how the call ended on its exported span.
+    fn end(&self, end: RpcEnd<'_>) {
+        if let Some(server) = &self.server {
+            crate::otel::semconv::rpc_end(server, end);
+        }
+    }
+}
+
+/// The call as the app sees it, and its spans: method, trace ids and the
 /// deadline, from the message header and the info headers.
 fn context(
     unwrapped: Unwrapped,
     settings: &ServerSettings,
     slots: &Arc<tokio::sync::Semaphore>,
-) -> Result<(ThriftRequest, Span), String> {
+) -> Result<(ThriftRequest, CallSpans), String> {
     let Unwrapped {
         protocol,
         message,
@@ -299,7 +350,7 @@ fn context(
     let deadline = settings
         .timeouts
         .deadline(&ident.name, budget, Instant::now());
-    let span = rpc_span(&ident.name, &trace, &headers);
+    let spans = call_spans(&ident.name, &trace, &headers);
     let request = ThriftRequest {
         method: Arc::from(ident.name.as_str()),
         seq_id: ident.sequence_number,
@@ -310,10 +361,10 @@ fn context(
         deadline,
         message,
         max_size: settings.max_frame_size,
-        record_outcome: settings.metrics.is_some(),
+        record_outcome: settings.metrics.is_some() || spans.server.is_some(),
         connection_slots: Some(Arc::clone(slots)),
     };
-    Ok((request, span))
+    Ok((request, spans))
 }
 
 /// The trace ids the caller sent in its headers. Ids from the wire are
@@ -333,10 +384,12 @@ fn trace_context(headers: &[(String, String)]) -> TraceContext {
     }
 }
 
-/// The call's `rpc` span, with the caller's ids and headers.
-fn rpc_span(method: &str, trace: &TraceContext, headers: &[(String, String)]) -> Span {
+/// The call's `rpc` span, with the caller's ids and headers, and its
+/// exported SERVER span.
+fn call_spans(method: &str, trace: &TraceContext, headers: &[(String, String)]) -> CallSpans {
     let span = tracing::info_span!(
-        "rpc",
+        target: trace::RPC_SPAN_TARGET,
+        trace::RPC_SPAN,
         method = %method,
         trace_id = %trace.trace_id,
         span_id = Empty,
@@ -362,22 +415,125 @@ fn rpc_span(method: &str, trace: &TraceContext, headers: &[(String, String)]) ->
         ("deadline_budget", "Deadline-Budget"),
     ] {
         if let Some(value) = header(headers, name) {
-            span.record(field, truncate(value, MAX_LOGGED_HEADER));
+            span.record(field, trace::bounded(value, MAX_LOGGED_HEADER));
         }
     }
-    #[cfg(feature = "otel")]
+    CallSpans {
+        server: server_span(&span, method, trace, headers),
+        log: span,
+    }
+}
+
+/// The call's exported SERVER span, while spans are exported: baseplate's
+/// fields under a `baseplate.` prefix, parented on the caller's span.
+#[cfg(feature = "otel")]
+fn server_span(
+    log: &Span,
+    method: &str,
+    trace: &TraceContext,
+    headers: &[(String, String)],
+) -> Option<Span> {
+    use crate::otel::semconv::{rpc_server_span, RpcCall};
+    if !crate::otel::enabled() {
+        return None;
+    }
+    let bounded = |name: &str| header(headers, name).map(|v| trace::bounded(v, MAX_LOGGED_HEADER));
+    let trace_id = trace.trace_id.to_string();
+    let baseplate = [
+        ("baseplate.trace_id", Some(trace_id.as_str())),
+        ("baseplate.span_id", trace.span_id.as_deref()),
+        ("baseplate.parent_id", trace.parent_id.as_deref()),
+        ("baseplate.flags", trace.flags.as_deref()),
+        ("baseplate.sampled", bounded("Sampled")),
+        ("baseplate.user_agent", bounded("User-Agent")),
+        ("baseplate.deadline_budget", bounded("Deadline-Budget")),
+    ];
+    let span = rpc_server_span(
+        log,
+        &RpcCall {
+            method,
+            baseplate: &baseplate,
+        },
+    )?;
     crate::otel::set_remote_parent(&span, |name| header(headers, name), "");
-    span
+    Some(span)
+}
+
+#[cfg(not(feature = "otel"))]
+fn server_span(_: &Span, _: &str, _: &TraceContext, _: &[(String, String)]) -> Option<Span> {
+    None
+}
+
+/// The app's future for a call.
+type CallFuture = <ThriftService as Service<ThriftRequest>>::Future;
+
+/// Runs `f` in the call's exported span, if there is one.
+fn in_server_span<T>(spans: &CallSpans, f: impl FnOnce() -> T) -> T {
+    match &spans.server {
+        Some(span) => span.in_scope(f),
+        None => f(),
+    }
+}
+
+/// The app's future, polled in the call's exported span if there is one
+/// (boxed once more only then).
+fn instrumented(spans: &CallSpans, future: CallFuture) -> CallFuture {
+    match &spans.server {
+        Some(span) => Box::pin(future.instrument(span.clone())),
+        None => future,
+    }
 }
 
 /// Who wrote a call's reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum AnsweredBy {
     /// The app (or the server's health probe, a method every app has).
     App,
     /// The server, for a call the app did not answer: it timed out,
     /// panicked, failed, or was never called.
-    Server,
+    Server(Box<Failure>),
+}
+
+/// Why the server answered a call itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Failure {
+    kind: FailureKind,
+    /// What the caller's exception says.
+    message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureKind {
+    /// The deadline passed, before the call or during it.
+    Timeout,
+    /// The handler panicked.
+    Panic,
+    /// The app returned an error.
+    InternalError,
+}
+
+impl FailureKind {
+    /// Its name as an exported span's `error.type`.
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Timeout => "timeout",
+            FailureKind::Panic => "panic",
+            FailureKind::InternalError => "internal_error",
+        }
+    }
+}
+
+/// The server's own answer to a call it could not get the app's for.
+fn failed(ident: &Ident, kind: FailureKind, message: String) -> (ThriftResponse, AnsweredBy) {
+    let failure = Failure {
+        kind,
+        message: message.clone(),
+    };
+    (
+        internal_error(ident, message),
+        AnsweredBy::Server(Box::new(failure)),
+    )
 }
 
 /// Calls the app within the call's deadline. Panics, timeouts and app
@@ -385,7 +541,7 @@ enum AnsweredBy {
 /// processor cannot read at all closes the connection.
 async fn run(
     request: ThriftRequest,
-    span: Span,
+    spans: &CallSpans,
     service: &mut ThriftService,
     settings: &ServerSettings,
 ) -> Result<(ThriftResponse, AnsweredBy), String> {
@@ -396,10 +552,12 @@ async fn run(
     // Captured before the request moves into the service.
     let ident = request_ident(&method, &request);
     if deadline.is_some_and(|d| d.at <= started) {
-        span.in_scope(|| warn!("{method}: the caller's deadline had passed; not called"));
+        spans
+            .log
+            .in_scope(|| warn!("{method}: the caller's deadline had passed; not called"));
         let message =
             format!("{method}: the caller's Deadline-Budget was spent before the call was read");
-        return Ok((internal_error(&ident, message), AnsweredBy::Server));
+        return Ok(failed(&ident, FailureKind::Timeout, message));
     }
     let headers = request.headers.clone();
     let debug_headers = debug_timeouts.then(|| headers.clone());
@@ -412,15 +570,17 @@ async fn run(
         }
         service.ready().await?;
         // `call` itself may run app code (an inline processor): catch its
-        // panics as well as the future's.
-        match catch_unwind::call(|| service.call(request)) {
-            Ok(future) => CatchUnwind(future)
+        // panics as well as the future's. Both run in the exported span,
+        // if any: spans the app opens are its children (and their log
+        // lines still carry the log span's fields).
+        match in_server_span(spans, || catch_unwind::call(|| service.call(request))) {
+            Ok(future) => CatchUnwind(instrumented(spans, future))
                 .await
                 .unwrap_or_else(|_| Err(HandlerPanicked.into())),
             Err(_) => Err(HandlerPanicked.into()),
         }
     };
-    let call = context::scope(headers, trace::scope(trace_id, call)).instrument(span.clone());
+    let call = context::scope(headers, trace::scope(trace_id, call)).instrument(spans.log.clone());
     let outcome = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline.at, call).await {
             Ok(outcome) => outcome,
@@ -430,29 +590,43 @@ async fn run(
                     deadline.timeout.as_millis(),
                     deadline.source
                 );
-                span.in_scope(|| {
+                spans.log.in_scope(|| {
                     if debug_timeouts {
                         warn!(headers = ?debug_headers, "{message}");
                     } else {
                         warn!("{message}");
                     }
                 });
-                return Ok((internal_error(&ident, message), AnsweredBy::Server));
+                return Ok(failed(&ident, FailureKind::Timeout, message));
             }
         },
         None => call.await,
     };
+    answered(outcome, &ident, spans)
+}
+
+/// The app's answer, or the server's for its error or panic (logged); a
+/// call the processor could not read at all is the connection's error.
+fn answered(
+    outcome: Result<ThriftResponse, crate::error::BoxError>,
+    ident: &Ident,
+    spans: &CallSpans,
+) -> Result<(ThriftResponse, AnsweredBy), String> {
+    let method = &ident.method;
     match outcome {
         Ok(response) => Ok((response, AnsweredBy::App)),
         Err(e) if e.is::<MalformedCall>() => Err(format!("cannot process {method}: {e}")),
         Err(e) => {
-            let message = if e.is::<HandlerPanicked>() {
-                format!("the handler of {method} panicked")
+            let (kind, message) = if e.is::<HandlerPanicked>() {
+                (
+                    FailureKind::Panic,
+                    format!("the handler of {method} panicked"),
+                )
             } else {
-                format!("{method} failed: {e}")
+                (FailureKind::InternalError, format!("{method} failed: {e}"))
             };
-            span.in_scope(|| error!("{message}"));
-            Ok((internal_error(&ident, message), AnsweredBy::Server))
+            spans.log.in_scope(|| error!("{message}"));
+            Ok(failed(ident, kind, message))
         }
     }
 }

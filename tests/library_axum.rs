@@ -161,7 +161,7 @@ fn a_user_layer_sees_the_request_span_with_the_callers_ids() {
         line,
         "span reporter: request otel.name=\"GET\" otel.kind=\"server\" \
          http.request.method=\"GET\" url.path=\"/\" url.scheme=\"http\" \
-         network.protocol.version=\"1.1\" \
+         server.address=\"test\" network.protocol.version=\"1.1\" \
          baseplate.trace_id=4bf92f3577b34da6a3ce929d0e0e4736 \
          baseplate.parent_id=\"00f067aa0ba902b7\""
     );

@@ -53,13 +53,12 @@ pub(crate) fn is_export_only(meta: &tracing::Metadata<'_>) -> bool {
 /// an endpoint set); otherwise the headers are left as they are.
 ///
 /// ```
-/// # fn outgoing() -> http::Request<()> {
-/// let mut request = http::Request::get("http://users.internal/users/42")
-///     .body(())
-///     .unwrap();
-/// baseplate::trace::inject_traceparent(request.headers_mut());
-/// # request
-/// # }
+/// fn outgoing() -> Result<http::Request<()>, http::Error> {
+///     let mut request = http::Request::get("http://users.internal/users/42").body(())?;
+///     baseplate::trace::inject_traceparent(request.headers_mut());
+///     Ok(request)
+/// }
+/// # outgoing().map(drop).map_err(|e| e.to_string()).unwrap_or_default();
 /// ```
 pub fn inject_traceparent(headers: &mut HeaderMap) {
     #[cfg(feature = "otel")]

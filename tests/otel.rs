@@ -403,6 +403,21 @@ fn http_spans_follow_the_conventions(receiver: &Receiver, protocol: &str) {
     assert!(unavailable.is_error(), "{unavailable:#?}");
     assert_eq!(unavailable.text("error.type"), Some("503"));
 
+    // What a client sends is bounded on the span: 1 KiB.
+    let (long_path, long_agent) = (format!("/{}", "p".repeat(5000)), "a".repeat(5000));
+    let (header, trace_id) = traceparent(6);
+    let r = request(
+        server.addr(),
+        "GET",
+        &long_path,
+        &[("traceparent", &header), ("User-Agent", &long_agent)],
+        b"",
+    );
+    assert_eq!(r.status, 404);
+    let long = receiver.server_span(&trace_id);
+    assert_eq!(long.text("url.path"), Some(&long_path[..1024]));
+    assert_eq!(long.text("user_agent.original"), Some(&long_agent[..1024]));
+
     // A method of the client's own making cannot name spans.
     let (_, brewed) = traced(&server, receiver, 5, "BREW", "/");
     assert_eq!(brewed.name, "HTTP");
@@ -492,6 +507,23 @@ fn thrift_spans_follow_the_rpc_conventions(receiver: &Receiver, protocol: &str) 
         )
     };
     let trace_of = |n: u32| format!("{n:032x}");
+
+    // Free-form headers are bounded on the span: 256 bytes.
+    let agent = "a".repeat(5000);
+    let mut long = header_client(
+        server.addr(),
+        false,
+        false,
+        &[
+            ("Trace", "9"),
+            ("Span", "109"),
+            ("Sampled", "1"),
+            ("User-Agent", &agent),
+        ],
+    );
+    assert_eq!(long.add(2, 2).unwrap(), 4);
+    let bounded = receiver.server_span(&trace_of(9));
+    assert_eq!(bounded.text("baseplate.user_agent"), Some(&agent[..256]));
 
     assert_eq!(call(1).echo("hi".into()).unwrap(), "hi");
     let echo = receiver.server_span(&trace_of(1));

@@ -478,9 +478,24 @@ fn otlp_json_carries_the_same_spans() {
 /// The async example Thrift app exporting to `receiver`, configured in
 /// its app section, with a 300 ms server timeout.
 fn thrift_app(receiver: &Receiver, protocol: &str, env: &[(&str, &str)]) -> Server {
+    thrift_app_of(
+        "baseplate.examples.thrift_async:make_service",
+        receiver,
+        protocol,
+        env,
+    )
+}
+
+/// The Thrift app `factory` makes, exporting as [`thrift_app`]'s does.
+fn thrift_app_of(
+    factory: &str,
+    receiver: &Receiver,
+    protocol: &str,
+    env: &[(&str, &str)],
+) -> Server {
     let config = format!(
         "[server:main]\nfactory = baseplate.server.thrift\n\n\
-         [app:main]\nfactory = baseplate.examples.thrift_async:make_service\n\
+         [app:main]\nfactory = {factory}\n\
          tracing.endpoint = {}\ntracing.protocol = {protocol}\n\
          tracing.service_name = thrift-otel\nserver_timeout.default = 300 milliseconds\n",
         receiver.endpoint
@@ -573,6 +588,27 @@ fn thrift_spans_over_otlp_http_follow_the_rpc_conventions() {
 #[test]
 fn thrift_spans_over_otlp_grpc_follow_the_rpc_conventions() {
     thrift_spans_follow_the_rpc_conventions(&Receiver::grpc(), "grpc");
+}
+
+/// A sync processor (`thrift --gen rs`'s shape) names its service too:
+/// from its type, `ExampleSyncProcessor`.
+#[test]
+fn a_sync_processors_spans_name_its_service() {
+    let receiver = Receiver::http();
+    let server = thrift_app_of(
+        "baseplate.examples.thrift:make_processor",
+        &receiver,
+        "http/protobuf",
+        &[],
+    );
+    let headers = [("Trace", "31"), ("Span", "1"), ("Sampled", "1")];
+    let mut client = header_client(server.addr(), false, false, &headers);
+    assert_eq!(client.add(2, 3).unwrap(), 5);
+    let call = receiver.server_span(&format!("{:032x}", 31));
+    assert_eq!(call.name, "Example/add");
+    assert_eq!(call.text("rpc.service"), Some("Example"));
+    assert_eq!(call.text("rpc.method"), Some("add"));
+    assert!(call.is_unset(), "{call:#?}");
 }
 
 /// Log levels choose log lines: the server's spans are exported at any.

@@ -178,8 +178,10 @@ impl ThriftRequest {
 
     /// Names the Thrift service handling this call on its exported span
     /// (OpenTelemetry's `rpc.service`, and the span name
-    /// `{service}/{method}`). Processors `baseplate-thrift` generates call
-    /// it for their own methods; a hand-written app may. Without export
+    /// `{service}/{method}`). Async processors `baseplate-thrift` generates
+    /// call it for their own methods, and the server for a sync processor
+    /// whose type names its service (`ExampleSyncProcessor`); a
+    /// hand-written app may. Without export
     /// (the `otel` feature, an endpoint) it does nothing.
     #[inline]
     pub fn record_service_name(&self, service: &str) {

@@ -105,7 +105,7 @@ impl Serve {
     {
         let factory = move |config: &AppConfig| -> Result<BuiltThriftApp, BoxError> {
             factory(config)
-                .map(|p| BuiltThriftApp::Processor(std::sync::Arc::new(p) as ThriftProcessor))
+                .map(|p| BuiltThriftApp::Processor(ThriftProcessor::new(p)))
                 .map_err(Into::into)
         };
         self.registry

@@ -22,8 +22,34 @@ use crate::server::catch_unwind;
 use crate::trace;
 use crate::wire::codec::{recorded_output, with_input, with_output};
 
-/// A Thrift app as its factory returns it: any generated processor.
-pub(crate) type ThriftProcessor = Arc<dyn TProcessor + Send + Sync>;
+/// A Thrift app as its factory returns it: any sync processor, and the
+/// IDL service its type names, for the call's exported span.
+#[derive(Clone)]
+pub(crate) struct ThriftProcessor {
+    processor: Processor,
+    service: Option<&'static str>,
+}
+
+type Processor = Arc<dyn TProcessor + Send + Sync>;
+
+impl ThriftProcessor {
+    pub(crate) fn new<P: TProcessor + Send + Sync + 'static>(processor: P) -> ThriftProcessor {
+        ThriftProcessor {
+            processor: Arc::new(processor),
+            service: service_named_by(std::any::type_name::<P>()),
+        }
+    }
+}
+
+/// The IDL service a processor's type names: `Example` for
+/// `my_crate::example::ExampleSyncProcessor<Handler>`, as `thrift --gen rs`
+/// and `baseplate-thrift` name their sync processors; `None` for any other
+/// type (a multiplexed processor's callers name the service themselves).
+fn service_named_by(type_name: &'static str) -> Option<&'static str> {
+    let path = type_name.split('<').next()?;
+    let name = path.rsplit("::").next()?;
+    name.strip_suffix("SyncProcessor").filter(|s| !s.is_empty())
+}
 
 /// Serves calls with a sync processor (see the module docs).
 #[derive(Clone)]
@@ -100,7 +126,10 @@ impl tower::Service<ThriftRequest> for SyncProcessor {
     }
 
     fn call(&mut self, request: ThriftRequest) -> Pending {
-        let processor = Arc::clone(&self.processor);
+        if let Some(service) = self.processor.service {
+            request.record_service_name(service);
+        }
+        let processor = Arc::clone(&self.processor.processor);
         let Some(threads) = &self.threads else {
             // Inline: a panic unwinds into the server, which answers it.
             return Pending(PendingState::Ready(Some(run(&*processor, &request))));
@@ -136,7 +165,7 @@ impl tower::Service<ThriftRequest> for SyncProcessor {
 /// never started.
 fn start(
     threads: &HandlerThreads,
-    processor: ThriftProcessor,
+    processor: Processor,
     request: ThriftRequest,
     slot: Option<OwnedSemaphorePermit>,
 ) -> oneshot::Receiver<Outcome> {
@@ -240,4 +269,28 @@ pub(crate) fn processor_service(
     max_threads: usize,
 ) -> ThriftService {
     ThriftService::new(SyncProcessor::new(processor, execution, max_threads))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::service_named_by;
+
+    #[test]
+    fn a_generated_sync_processor_names_its_service() {
+        use crate::example_apps::example_thrift::ExampleSyncProcessor;
+        use crate::example_apps::thrift::ExampleHandler;
+        let name = std::any::type_name::<ExampleSyncProcessor<ExampleHandler>>();
+        assert_eq!(service_named_by(name), Some("Example"), "{name}");
+    }
+
+    #[test]
+    fn other_processors_name_none() {
+        let multiplexed = std::any::type_name::<thrift::server::TMultiplexedProcessor>();
+        assert_eq!(service_named_by(multiplexed), None);
+        assert_eq!(service_named_by("app::SyncProcessor"), None);
+        assert_eq!(
+            service_named_by("app::Mine<app::ExampleSyncProcessor>"),
+            None
+        );
+    }
 }

@@ -47,8 +47,13 @@ impl App {
     }
 }
 
-/// The bound on each probe call.
+/// The bound on each probe call while handlers sleep (and use no CPU).
 const PROBE_LIMIT: Duration = Duration::from_millis(50);
+/// The bound on each probe call while a flood keeps the server reading
+/// 256 KiB frames: its cores are busy (76 ms seen once under a CPU hog),
+/// and a probe stuck behind the handler threads waited 10 s before the
+/// bound on them.
+const FLOOD_PROBE_LIMIT: Duration = Duration::from_secs(1);
 /// How long each sleeping call sleeps.
 const SLEEP_MS: i32 = 2000;
 
@@ -70,10 +75,14 @@ enum Start {
 }
 
 fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    timed_within(PROBE_LIMIT, what, f)
+}
+
+fn timed_within<T>(limit: Duration, what: &str, f: impl FnOnce() -> T) -> T {
     let started = Instant::now();
     let value = f();
     let took = started.elapsed();
-    assert!(took < PROBE_LIMIT, "{what} took {took:?}");
+    assert!(took < limit, "{what} took {took:?}");
     value
 }
 
@@ -386,7 +395,7 @@ fn threads_and_rss(pid: nix::unistd::Pid) -> (usize, usize) {
 /// (#23 item 1). Each gets its timeout reply at once, but only 8 of its
 /// handlers (`MAX_HANDLERS_PER_CONNECTION`) ever run: the rest wait for one
 /// of the connection's slots, time out waiting and never start. Meanwhile
-/// other connections' calls answer within 50 ms, and the server's threads
+/// other connections' calls answer within 1 s, and the server's threads
 /// and memory stay bounded (it grew to 515 threads and GBs before).
 #[test]
 fn a_connection_whose_calls_keep_timing_out_cannot_take_the_handler_threads() {
@@ -413,16 +422,25 @@ fn a_connection_whose_calls_keep_timing_out_cannot_take_the_handler_threads() {
     };
     let mut kept_alive = crate_client(addr, Dialect::FramedBinary);
     let (mut most_threads, mut most_rss, mut probes) = (0, 0, 0);
+    let mut slowest = Duration::ZERO;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        timed("a kept-alive add() during the flood", || {
-            assert_eq!(kept_alive.add(2, 3).unwrap(), 5)
-        });
-        timed("a fresh connection's add() during the flood", || {
-            assert_eq!(
-                crate_client(addr, Dialect::FramedBinary).add(1, 1).unwrap(),
-                2
-            )
-        });
+        let round = Instant::now();
+        timed_within(
+            FLOOD_PROBE_LIMIT,
+            "a kept-alive add() during the flood",
+            || assert_eq!(kept_alive.add(2, 3).unwrap(), 5),
+        );
+        timed_within(
+            FLOOD_PROBE_LIMIT,
+            "a fresh connection's add() during the flood",
+            || {
+                assert_eq!(
+                    crate_client(addr, Dialect::FramedBinary).add(1, 1).unwrap(),
+                    2
+                )
+            },
+        );
+        slowest = slowest.max(round.elapsed());
         let (threads, rss) = threads_and_rss(pid);
         most_threads = most_threads.max(threads);
         most_rss = most_rss.max(rss);
@@ -430,7 +448,7 @@ fn a_connection_whose_calls_keep_timing_out_cannot_take_the_handler_threads() {
     }
     flood.join().unwrap();
     eprintln!(
-        "{probes} probes; threads {threads_before} before, at most {most_threads}; RSS at most {most_rss} KiB"
+        "{probes} probes, the slowest pair {slowest:?}; threads {threads_before} before, at most {most_threads}; RSS at most {most_rss} KiB"
     );
     assert!(probes >= 10, "only {probes} probes during the flood");
     // The flood's 8 handlers, a few for the probes' calls, the runtime's
